@@ -1,0 +1,153 @@
+//! [`DispatcherBuilder`]: validated configuration, then worker start-up.
+
+use crate::dispatcher::Dispatcher;
+use crate::error::BuildError;
+use crate::pool::Pool;
+use crate::{worker, Arc};
+use std::fmt;
+
+/// The most worker threads a dispatcher may have.
+pub const MAX_WORKERS: usize = 4096;
+/// The smallest worker stack accepted, in bytes (smaller stacks overflow
+/// in ordinary code and abort the process).
+pub const MIN_STACK_SIZE: usize = 64 * 1024;
+/// Finished jobs whose status records stay queryable by id by default.
+pub const DEFAULT_HISTORY: usize = 1024;
+
+type ThreadName = Arc<dyn Fn(usize) -> String + Send + Sync>;
+
+/// Configures a [`Dispatcher`]. Setters only record values; [`build`]
+/// checks them all and names the first bad one.
+///
+/// [`build`]: DispatcherBuilder::build
+///
+/// ```
+/// use workyard::{BuildError, Dispatcher};
+///
+/// let pool = Dispatcher::builder()
+///     .workers(4)
+///     .queue_capacity(1_000)
+///     .thread_name(|i| format!("render-{i}"))
+///     .stack_size(4 << 20)
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.workers(), 4);
+///
+/// let err = Dispatcher::builder().workers(0).build().unwrap_err();
+/// assert!(matches!(err, BuildError::InvalidOption { option: "workers", .. }));
+/// ```
+#[derive(Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct DispatcherBuilder {
+    workers: Option<usize>,
+    queue_capacity: Option<usize>,
+    thread_name: Option<ThreadName>,
+    stack_size: Option<usize>,
+    history: Option<usize>,
+}
+
+impl DispatcherBuilder {
+    /// A builder with the defaults: one worker per logical CPU, an
+    /// unbounded queue, threads named `workyard-{index}`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many worker threads to run (1 to [`MAX_WORKERS`]; default: the
+    /// number of logical CPUs).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Bounds how many jobs may wait in the queues (at least 1). When it is
+    /// full, [`spawn`](Dispatcher::spawn) blocks and
+    /// [`try_spawn`](Dispatcher::try_spawn) returns `Full`. Unbounded by
+    /// default.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = Some(n);
+        self
+    }
+
+    /// Names worker threads; `f` gets the worker's index.
+    pub fn thread_name(mut self, f: impl Fn(usize) -> String + Send + Sync + 'static) -> Self {
+        self.thread_name = Some(Arc::new(f));
+        self
+    }
+
+    /// Stack size of each worker thread, in bytes (at least
+    /// [`MIN_STACK_SIZE`]; default: the platform's thread default).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// How many finished jobs stay queryable through
+    /// [`Dispatcher::status`] and [`Dispatcher::info`] (default
+    /// [`DEFAULT_HISTORY`]). Queued and running jobs always are.
+    pub fn history(mut self, n: usize) -> Self {
+        self.history = Some(n);
+        self
+    }
+
+    fn validate(&self) -> Result<usize, BuildError> {
+        let invalid = |option, reason| Err(BuildError::InvalidOption { option, reason });
+        let workers = self.workers.unwrap_or_else(num_cpus::get);
+        if workers == 0 {
+            return invalid("workers", "must be at least 1");
+        }
+        if workers > MAX_WORKERS {
+            return invalid("workers", "must be at most MAX_WORKERS (4096)");
+        }
+        if self.queue_capacity == Some(0) {
+            return invalid(
+                "queue_capacity",
+                "must be at least 1 (leave it unset for an unbounded queue)",
+            );
+        }
+        if self.stack_size.is_some_and(|s| s < MIN_STACK_SIZE) {
+            return invalid("stack_size", "must be at least MIN_STACK_SIZE (64 KiB)");
+        }
+        Ok(workers)
+    }
+
+    /// Checks the options and starts the worker threads.
+    pub fn build(self) -> Result<Dispatcher, BuildError> {
+        let workers = self.validate()?;
+        let history = self.history.unwrap_or(DEFAULT_HISTORY);
+        let pool = Arc::new(Pool::new(workers, self.queue_capacity, history));
+        let name = self
+            .thread_name
+            .unwrap_or_else(|| Arc::new(|i| format!("workyard-{i}")));
+        for index in 0..workers {
+            let mut thread = std::thread::Builder::new().name(name(index));
+            if let Some(size) = self.stack_size {
+                thread = thread.stack_size(size);
+            }
+            let worker_pool = Arc::clone(&pool);
+            match thread.spawn(move || worker::main_loop(worker_pool, index)) {
+                Ok(handle) => crate::pool::lock(&pool.threads).push(handle),
+                Err(e) => {
+                    crate::dispatcher::shutdown_pool(&pool, None);
+                    return Err(BuildError::Spawn(e));
+                }
+            }
+        }
+        Ok(Dispatcher::from_pool(pool))
+    }
+}
+
+impl fmt::Debug for DispatcherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherBuilder")
+            .field("workers", &self.workers)
+            .field("queue_capacity", &self.queue_capacity)
+            .field(
+                "thread_name",
+                &self.thread_name.as_ref().map(|_| "<closure>"),
+            )
+            .field("stack_size", &self.stack_size)
+            .field("history", &self.history)
+            .finish()
+    }
+}

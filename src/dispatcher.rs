@@ -1,0 +1,294 @@
+//! [`Dispatcher`]: the public handle of a pool.
+
+use crate::builder::DispatcherBuilder;
+use crate::error::{SpawnError, TrySpawnError};
+use crate::job::cell::{JobCell, JobRef};
+use crate::job::state::Cancel;
+use crate::job::{Job, JobHandle, JobId, JobInfo, JobStatus};
+use crate::pool::{lock, Pool};
+use crate::stats::Stats;
+use crate::{worker, Arc};
+use std::fmt;
+use std::time::Instant;
+
+/// A pool of worker threads that run [`Job`]s, with a live status record
+/// per job.
+///
+/// Clones share one pool. The pool shuts down gracefully (every accepted
+/// job still runs) when [`shutdown`](Self::shutdown) is called or the last
+/// clone is dropped.
+///
+/// ```
+/// use workyard::Dispatcher;
+///
+/// let pool = Dispatcher::builder().workers(4).build().unwrap();
+/// let handles: Vec<_> = (0..8u64).map(|i| pool.spawn(move || i * i).unwrap()).collect();
+/// let squares: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+/// assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49]);
+/// pool.shutdown();
+/// ```
+#[derive(Clone)]
+pub struct Dispatcher {
+    owner: Arc<Owner>,
+}
+
+/// Shuts the pool down when the last `Dispatcher` clone goes.
+struct Owner {
+    pool: Arc<Pool>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        shutdown_pool(&self.pool, None);
+    }
+}
+
+/// Is the calling thread one of `pool`'s workers?
+fn on_worker_of(pool: &Arc<Pool>) -> bool {
+    worker::with_current(|ctx| ctx.is_some_and(|ctx| Arc::ptr_eq(&ctx.pool, pool)))
+}
+
+/// Graceful shutdown: close, let every accepted job run, join the threads.
+/// From one of the pool's own workers it only closes (the caller's job is
+/// itself one of the jobs to wait for), and the threads exit on their own.
+/// Returns `false` if `deadline` passed first.
+pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> bool {
+    pool.close();
+    pool.set_paused(false);
+    if on_worker_of(pool) {
+        return false;
+    }
+    if !pool.idle.wait_until(|| pool.pending() == 0, deadline) {
+        return false;
+    }
+    // Holding the lock while joining makes a concurrent second shutdown
+    // return only once the threads are gone too.
+    let mut threads = lock(&pool.threads);
+    for thread in threads.drain(..) {
+        // A worker thread never unwinds (jobs run under catch_unwind).
+        let _ = thread.join();
+    }
+    true
+}
+
+impl Dispatcher {
+    /// A dispatcher with the default configuration (one worker per logical
+    /// CPU, unbounded queue).
+    ///
+    /// # Panics
+    ///
+    /// If the operating system refuses to start a thread. Use
+    /// [`Dispatcher::builder`] to get that as an error instead.
+    pub fn new() -> Dispatcher {
+        DispatcherBuilder::new()
+            .build()
+            .unwrap_or_else(|e| panic!("workyard: {e}"))
+    }
+
+    /// A [`DispatcherBuilder`] to configure a dispatcher.
+    pub fn builder() -> DispatcherBuilder {
+        DispatcherBuilder::new()
+    }
+
+    pub(crate) fn from_pool(pool: Arc<Pool>) -> Dispatcher {
+        Dispatcher {
+            owner: Arc::new(Owner { pool }),
+        }
+    }
+
+    fn pool(&self) -> &Arc<Pool> {
+        &self.owner.pool
+    }
+
+    /// Queues a job and returns its handle.
+    ///
+    /// Called from outside the pool, the job goes to the global queue;
+    /// called from inside one of this dispatcher's jobs, it goes to the
+    /// running worker's own deque, where idle peers can steal it.
+    ///
+    /// If the queue is bounded and full, this blocks until there is room
+    /// (on a worker thread it runs queued jobs meanwhile instead of
+    /// blocking). It fails only once the dispatcher is shut down, giving the
+    /// job back.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// let handle = pool.spawn(|| "hello".len()).unwrap();
+    /// assert_eq!(handle.join().unwrap(), 5);
+    ///
+    /// pool.shutdown();
+    /// let refused = pool.spawn(|| 1).unwrap_err();
+    /// assert_eq!((refused.into_inner())(), 1);
+    /// ```
+    pub fn spawn<J: Job>(&self, job: J) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
+        self.submit(job, true)
+            .map_err(|e| SpawnError(e.into_inner()))
+    }
+
+    /// Queues a job without ever blocking: fails with `Full` if the bounded
+    /// queue has no room, `Closed` if the dispatcher is shut down; either
+    /// way the job comes back.
+    ///
+    /// ```
+    /// use workyard::{Dispatcher, TrySpawnError};
+    ///
+    /// let pool = Dispatcher::builder().workers(1).queue_capacity(1).build().unwrap();
+    /// pool.pause();
+    /// let first = pool.try_spawn(|| 1).unwrap();
+    /// let second = pool.try_spawn(|| 2);
+    /// assert!(matches!(second, Err(TrySpawnError::Full(_))));
+    /// pool.resume();
+    /// assert_eq!(first.join().unwrap(), 1);
+    /// ```
+    pub fn try_spawn<J: Job>(
+        &self,
+        job: J,
+    ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
+        self.submit(job, false)
+    }
+
+    fn submit<J: Job>(
+        &self,
+        job: J,
+        block: bool,
+    ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
+        let pool = self.pool();
+        if !pool.admit() {
+            return Err(TrySpawnError::Closed(job));
+        }
+        if !pool.reserve() {
+            if !block {
+                pool.finish_one();
+                return Err(TrySpawnError::Full(job));
+            }
+            if on_worker_of(pool) {
+                worker::wait_until(|| pool.reserve(), None);
+            } else {
+                pool.space.wait_until(|| pool.reserve(), None);
+            }
+        }
+        let cell = JobCell::new(JobId(pool.next_id()), job);
+        let handle = JobHandle::new(cell.clone());
+        let job: JobRef = cell;
+        pool.index.insert(job.clone(), pool.pending());
+        let job = worker::with_current(|ctx| match ctx {
+            Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => {
+                ctx.local.push(job);
+                None
+            }
+            _ => Some(job),
+        });
+        if let Some(job) = job {
+            pool.injector.push(job);
+        }
+        pool.wake_one();
+        Ok(handle)
+    }
+
+    /// The status of a job by id: every queued or running job, and finished
+    /// ones within the history (see [`DispatcherBuilder::history`]).
+    /// `None` for an id this dispatcher does not know (any more).
+    pub fn status(&self, id: JobId) -> Option<JobStatus> {
+        self.pool()
+            .index
+            .get(id)
+            .map(|job| JobStatus::from_snapshot(job.header().state.load()))
+    }
+
+    /// A snapshot of a job's status record by id; see [`status`](Self::status).
+    pub fn info(&self, id: JobId) -> Option<JobInfo> {
+        self.pool().index.get(id).map(|job| job.header().info())
+    }
+
+    /// Cancels a job by id, like [`JobHandle::cancel`]. Returns `false` for
+    /// an unknown id or a job that already finished.
+    pub fn cancel(&self, id: JobId) -> bool {
+        self.pool()
+            .index
+            .get(id)
+            .is_some_and(|job| job.cancel(0) != Cancel::TooLate)
+    }
+
+    /// Counters: workers, queued and running jobs, outcomes, steals, and
+    /// each worker's figures.
+    pub fn stats(&self) -> Stats {
+        self.pool().stats()
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.pool().slots.len()
+    }
+
+    /// Blocks, without polling, until no job is queued or running. The
+    /// dispatcher stays up and accepts jobs afterwards.
+    ///
+    /// Called from inside one of this dispatcher's jobs it cannot wait for
+    /// its own job to finish; it runs queued jobs until none is left to
+    /// take, then returns.
+    ///
+    /// While the dispatcher is [paused](Self::pause), queued jobs do not
+    /// run, so this waits for [`resume`](Self::resume).
+    pub fn wait_idle(&self) {
+        let pool = self.pool();
+        if on_worker_of(pool) {
+            worker::with_current(|ctx| {
+                let ctx = ctx.expect("on a worker");
+                while let Some(job) = ctx.find_job() {
+                    ctx.execute(job);
+                }
+            });
+            return;
+        }
+        pool.idle.wait_until(|| pool.pending() == 0, None);
+    }
+
+    /// Stops workers from starting new jobs; running jobs finish, queued
+    /// ones stay queued, and spawning still works (within the queue bound).
+    pub fn pause(&self) {
+        self.pool().set_paused(true);
+    }
+
+    /// Lets workers start jobs again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.pool().set_paused(false);
+    }
+
+    /// `true` while paused.
+    pub fn is_paused(&self) -> bool {
+        self.pool().is_paused()
+    }
+
+    /// `true` once the dispatcher refuses new jobs.
+    pub fn is_shutdown(&self) -> bool {
+        self.pool().is_closed()
+    }
+
+    /// Graceful shutdown: refuses new jobs (from anywhere, also from inside
+    /// running jobs), lets every accepted job run (resuming a paused
+    /// dispatcher), then joins the worker threads. Calling it again, or from
+    /// several threads, is fine: each call returns once the threads are gone.
+    ///
+    /// Called from inside one of this dispatcher's own jobs, it cannot wait
+    /// for that job: it refuses new jobs and returns at once, and the
+    /// workers exit on their own after the last accepted job.
+    pub fn shutdown(&self) {
+        shutdown_pool(self.pool(), None);
+    }
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Dispatcher::new()
+    }
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("workers", &self.workers())
+            .field("pending", &self.pool().pending())
+            .field("shutdown", &self.is_shutdown())
+            .finish()
+    }
+}

@@ -1,0 +1,208 @@
+//! Errors: why a job failed, why a spawn was refused, why a build failed.
+
+use crate::job::CancelReason;
+use crate::unwind::PanicPayload;
+use std::convert::Infallible;
+use std::{error, fmt, io};
+
+/// Why [`JobHandle::join`](crate::JobHandle::join) did not return a value.
+///
+/// `E` is the job's own error type ([`Infallible`] for plain closures).
+///
+/// ```
+/// use workyard::{Dispatcher, JobError};
+///
+/// let pool = Dispatcher::builder().workers(1).build().unwrap();
+/// let handle = pool.spawn(|| -> u32 { panic!("boom") }).unwrap();
+/// match handle.join() {
+///     Err(JobError::Panicked(payload)) => assert_eq!(payload.message(), Some("boom")),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[non_exhaustive]
+pub enum JobError<E = Infallible> {
+    /// The job returned `Err(E)`; its status is `Failed`.
+    Failed(E),
+    /// The job panicked; its status is `Panicked`.
+    Panicked(PanicPayload),
+    /// The job was cancelled before it started, or asked to stop while it
+    /// ran; its status is `Cancelled`.
+    Cancelled(CancelReason),
+}
+
+impl<E> JobError<E> {
+    /// `true` if the job returned an error.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, JobError::Failed(_))
+    }
+
+    /// `true` if the job panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JobError::Panicked(_))
+    }
+
+    /// `true` if the job was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JobError::Cancelled(_))
+    }
+
+    /// The job's own error, if it failed.
+    pub fn into_failure(self) -> Option<E> {
+        match self {
+            JobError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The panic payload, if it panicked (re-raise it with
+    /// [`std::panic::resume_unwind`]).
+    pub fn into_panic(self) -> Option<PanicPayload> {
+        match self {
+            JobError::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for JobError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+            JobError::Panicked(p) => f.debug_tuple("Panicked").field(p).finish(),
+            JobError::Cancelled(r) => f.debug_tuple("Cancelled").field(r).finish(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for JobError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::Failed(e) => write!(f, "job failed: {e}"),
+            JobError::Panicked(p) => match p.message() {
+                Some(m) => write!(f, "job panicked: {m}"),
+                None => f.write_str("job panicked"),
+            },
+            JobError::Cancelled(r) => write!(f, "job {r}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> error::Error for JobError<E> {}
+
+/// [`Dispatcher::spawn`](crate::Dispatcher::spawn) was refused because the
+/// dispatcher no longer accepts jobs (it is shutting down or halted). The
+/// job is inside, unrun: take it back with [`into_inner`](Self::into_inner).
+#[derive(PartialEq, Eq)]
+pub struct SpawnError<J>(pub J);
+
+impl<J> SpawnError<J> {
+    /// The job that was not accepted.
+    pub fn into_inner(self) -> J {
+        self.0
+    }
+}
+
+impl<J> fmt::Debug for SpawnError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SpawnError(..)")
+    }
+}
+
+impl<J> fmt::Display for SpawnError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the dispatcher is shut down and accepts no more jobs")
+    }
+}
+
+impl<J> error::Error for SpawnError<J> {}
+
+/// [`Dispatcher::try_spawn`](crate::Dispatcher::try_spawn) was refused;
+/// the job is inside, unrun.
+#[derive(PartialEq, Eq)]
+pub enum TrySpawnError<J> {
+    /// The bounded queue is full; try again later, or use `spawn` to wait.
+    Full(J),
+    /// The dispatcher is shut down or halted.
+    Closed(J),
+}
+
+impl<J> TrySpawnError<J> {
+    /// The job that was not accepted.
+    pub fn into_inner(self) -> J {
+        match self {
+            TrySpawnError::Full(j) | TrySpawnError::Closed(j) => j,
+        }
+    }
+
+    /// `true` if the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySpawnError::Full(_))
+    }
+
+    /// `true` if the dispatcher was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TrySpawnError::Closed(_))
+    }
+}
+
+impl<J> From<SpawnError<J>> for TrySpawnError<J> {
+    fn from(e: SpawnError<J>) -> Self {
+        TrySpawnError::Closed(e.0)
+    }
+}
+
+impl<J> fmt::Debug for TrySpawnError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySpawnError::Full(_) => "Full(..)",
+            TrySpawnError::Closed(_) => "Closed(..)",
+        })
+    }
+}
+
+impl<J> fmt::Display for TrySpawnError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySpawnError::Full(_) => "the dispatcher's queue is full",
+            TrySpawnError::Closed(_) => "the dispatcher is shut down and accepts no more jobs",
+        })
+    }
+}
+
+impl<J> error::Error for TrySpawnError<J> {}
+
+/// [`DispatcherBuilder::build`](crate::DispatcherBuilder::build) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A builder option has a value it cannot take.
+    InvalidOption {
+        /// The builder method, e.g. `"workers"`.
+        option: &'static str,
+        /// What it must be instead.
+        reason: &'static str,
+    },
+    /// The operating system refused to start a worker thread. Threads
+    /// already started were shut down again.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidOption { option, reason } => {
+                write!(f, "invalid DispatcherBuilder::{option}: {reason}")
+            }
+            BuildError::Spawn(e) => write!(f, "could not start a worker thread: {e}"),
+        }
+    }
+}
+
+impl error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn error::Error + 'static)> {
+        match self {
+            BuildError::Spawn(e) => Some(e),
+            BuildError::InvalidOption { .. } => None,
+        }
+    }
+}

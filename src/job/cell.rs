@@ -1,0 +1,319 @@
+//! The one heap allocation of a job: its status record ([`Header`]), the
+//! job itself and its result slot, behind an `Arc`.
+//!
+//! The queues and the id index see it as a [`JobRef`] (`Arc<dyn ErasedJob>`),
+//! the typed [`JobHandle`](super::JobHandle) as `Arc<dyn ResultCell<T, E>>`:
+//! two views of the same allocation.
+
+use super::info::{CancelReason, JobInfo};
+use super::state::{self, Cancel, Snapshot, Start, State};
+use super::{Job, JobId};
+use crate::error::JobError;
+use crate::loom::{AtomicU64, AtomicUsize, UnsafeCell};
+use crate::unwind::{self, PanicPayload};
+use crate::{time, Arc};
+use std::cell::Cell;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::Thread;
+
+/// Marks "no worker" in `Header::worker`.
+const NO_WORKER: usize = usize::MAX;
+
+/// What a typed job leaves in its result slot.
+pub(crate) type Outcome<J> = Result<<J as Job>::Output, JobError<<J as Job>::Error>>;
+
+/// The status record: everything about a job that does not depend on its type.
+pub(crate) struct Header {
+    pub(crate) state: State,
+    pub(crate) id: JobId,
+    queued_at: u64,
+    // ORDERING (for the three fields below): Relaxed. They are written
+    // before a state transition with Release semantics and read after an
+    // Acquire load of the state, which orders them.
+    started_at: AtomicU64,
+    finished_at: AtomicU64,
+    worker: AtomicUsize,
+    /// The joiner's thread. Written by the joiner only while `WAITER` is
+    /// clear and the job is not terminal; read by whoever moves the job to
+    /// a terminal state and sees `WAITER` set.
+    waiter: UnsafeCell<Option<Thread>>,
+}
+
+impl Header {
+    fn new(id: JobId) -> Header {
+        Header {
+            state: State::new(),
+            id,
+            queued_at: time::now(),
+            started_at: AtomicU64::new(0),
+            finished_at: AtomicU64::new(0),
+            worker: AtomicUsize::new(NO_WORKER),
+            waiter: UnsafeCell::new(None),
+        }
+    }
+
+    /// A consistent snapshot of the record.
+    pub(crate) fn info(&self) -> JobInfo {
+        let word = self.state.load();
+        let started = word.was_started();
+        let worker = self.worker.load(Relaxed);
+        JobInfo {
+            id: self.id,
+            word,
+            worker: (started && worker != NO_WORKER).then_some(worker),
+            queued_at: time::to_instant(self.queued_at).expect("queued_at is always set"),
+            started_at: started
+                .then(|| time::to_instant(self.started_at.load(Relaxed)))
+                .flatten(),
+            finished_at: word
+                .is_terminal()
+                .then(|| time::to_instant(self.finished_at.load(Relaxed)))
+                .flatten(),
+        }
+    }
+
+    /// Asks to be unparked when the job reaches a terminal state. Returns
+    /// `false` if it already has (then nobody will unpark the caller).
+    pub(crate) fn register_waiter(&self, thread: &Thread) -> bool {
+        let word = self.state.load();
+        if word.is_terminal() {
+            return false;
+        }
+        if word.has(state::WAITER) {
+            // Usually the same thread again (join_timeout, then join).
+            // SAFETY: WAITER is set, so nobody writes the slot; we only read.
+            let same = self
+                .waiter
+                .with(|p| unsafe { (*p).as_ref().map(Thread::id) })
+                == Some(thread.id());
+            if same {
+                return true;
+            }
+            if self.state.unset_waiter().is_err() {
+                return false;
+            }
+        }
+        // SAFETY: WAITER is clear and the job is not terminal, so no worker
+        // reads the slot (it reads only after a terminal transition that saw
+        // WAITER set), and the single handle is the only writer.
+        self.waiter
+            .with_mut(|p| unsafe { *p = Some(thread.clone()) });
+        !self.state.set_waiter().is_terminal()
+    }
+
+    /// Unparks the joiner if `prev`, the word just before a terminal
+    /// transition made by the caller, had one registered.
+    fn wake_waiter(&self, prev: Snapshot) {
+        if prev.has(state::WAITER) {
+            // SAFETY: the caller made the terminal transition, after which
+            // the joiner never writes the slot (unset_waiter fails), and the
+            // transition's Acquire saw the joiner's write.
+            self.waiter.with(|p| unsafe {
+                if let Some(thread) = &*p {
+                    thread.unpark();
+                }
+            });
+        }
+    }
+}
+
+/// The type-erased view used by the queues, the index and the workers.
+pub(crate) trait ErasedJob: Send + Sync {
+    fn header(&self) -> &Header;
+
+    /// Runs the job on worker `worker` and returns its terminal state.
+    /// Only the caller that won `header().state.start()` may call it.
+    fn run(&self, worker: usize) -> usize;
+
+    /// Cancels the job (see [`State::cancel`]). A job cancelled while queued
+    /// has its closure dropped and its joiner woken here; the worker that
+    /// later pops it only counts it.
+    fn cancel(&self, reason: usize) -> Cancel;
+}
+
+/// A job in a queue or in the index.
+pub(crate) type JobRef = Arc<dyn ErasedJob>;
+
+/// The typed view used by a [`JobHandle`](super::JobHandle).
+pub(crate) trait ResultCell<T, E>: Send + Sync {
+    fn header(&self) -> &Header;
+    fn cancel(&self, reason: usize) -> Cancel;
+    /// Takes the result of a terminal job. Call at most once, by the handle.
+    fn take_result(&self) -> Result<T, JobError<E>>;
+    /// The handle is going away: drop an untaken result.
+    fn release(&self);
+}
+
+pub(crate) struct JobCell<J: Job> {
+    header: Header,
+    /// `Some` until a worker takes it to run it or a canceller drops it;
+    /// whoever wins the QUEUED → RUNNING/CANCELLED transition owns it.
+    job: UnsafeCell<Option<J>>,
+    /// Written once by the worker before `finish`; read once by whoever
+    /// clears `OUTPUT`.
+    output: UnsafeCell<Option<Outcome<J>>>,
+}
+
+// SAFETY: `job` and `output` are each accessed by one thread at a time, as
+// arbitrated by the status word (see the comments on the fields), and
+// `J`, `J::Output` and `J::Error` are `Send`.
+unsafe impl<J: Job> Sync for JobCell<J> {}
+
+impl<J: Job> JobCell<J> {
+    pub(crate) fn new(id: JobId, job: J) -> Arc<Self> {
+        Arc::new(JobCell {
+            header: Header::new(id),
+            job: UnsafeCell::new(Some(job)),
+            output: UnsafeCell::new(None),
+        })
+    }
+}
+
+thread_local! {
+    /// The status record of the job running on this thread, for
+    /// `workyard::is_cancelled()`.
+    static CURRENT: Cell<*const Header> = const { Cell::new(std::ptr::null()) };
+}
+
+/// `true` if the job running on this thread has been asked to stop.
+pub(crate) fn current_cancelled() -> bool {
+    CURRENT.with(|c| {
+        let header = c.get();
+        // SAFETY: CURRENT is set only while `run` executes the job, during
+        // which the worker holds a JobRef keeping the header alive.
+        !header.is_null() && unsafe { (*header).state.load().has(state::CANCEL_REQUESTED) }
+    })
+}
+
+/// The id of the job running on this thread, if any.
+pub(crate) fn current_id() -> Option<JobId> {
+    CURRENT.with(|c| {
+        let header = c.get();
+        // SAFETY: as in `current_cancelled`.
+        (!header.is_null()).then(|| unsafe { (*header).id })
+    })
+}
+
+/// Restores the previous CURRENT, also when a nested job unwinds.
+struct CurrentGuard(*const Header);
+
+impl CurrentGuard {
+    fn enter(header: &Header) -> CurrentGuard {
+        CurrentGuard(CURRENT.with(|c| c.replace(header)))
+    }
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+impl<J: Job> ErasedJob for JobCell<J> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn run(&self, worker: usize) -> usize {
+        self.header.worker.store(worker, Relaxed);
+        self.header.started_at.store(time::now(), Relaxed);
+        // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
+        // canceller touches `job` only after winning QUEUED → CANCELLED.
+        let job = self.job.with_mut(|p| unsafe { (*p).take() });
+        let job = job.expect("a started job still holds its closure");
+
+        let result = {
+            let _current = CurrentGuard::enter(&self.header);
+            unwind::catch(move || job.run())
+        };
+        let (outcome_state, outcome): (usize, Outcome<J>) = match result {
+            Ok(Ok(value)) => (state::SUCCEEDED, Ok(value)),
+            Ok(Err(e)) => (state::FAILED, Err(JobError::Failed(e))),
+            Err(payload) => (
+                state::PANICKED,
+                Err(JobError::Panicked(PanicPayload::new(payload))),
+            ),
+        };
+
+        // Keep the result only if a handle may still read it.
+        let now = self.header.state.load();
+        let keep = now.has(state::HANDLE) && !now.has(state::CANCEL_REQUESTED);
+        if keep {
+            // SAFETY: only this worker writes `output`, before `finish`
+            // publishes OUTPUT; nobody reads it until OUTPUT is set.
+            self.output.with_mut(|p| unsafe { *p = Some(outcome) });
+        } else {
+            unwind::drop_quietly(outcome);
+        }
+        self.header.finished_at.store(time::now(), Relaxed);
+        let prev = self.header.state.finish(outcome_state, keep);
+        let published = keep && prev.has(state::HANDLE) && !prev.has(state::CANCEL_REQUESTED);
+        if keep && !published {
+            // The handle left (or a stop request came) between our check and
+            // `finish`: OUTPUT was not set, so the slot is still ours alone.
+            // SAFETY: as above; no reader can see OUTPUT.
+            let stale = self.output.with_mut(|p| unsafe { (*p).take() });
+            unwind::drop_quietly(stale);
+        }
+        self.header.wake_waiter(prev);
+        if prev.has(state::CANCEL_REQUESTED) {
+            state::CANCELLED
+        } else {
+            outcome_state
+        }
+    }
+
+    fn cancel(&self, reason: usize) -> Cancel {
+        let result = self.header.state.cancel(reason);
+        if let Cancel::WasQueued(prev) = result {
+            // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
+            // the closure (`start` fails): it is ours to drop.
+            let job = self.job.with_mut(|p| unsafe { (*p).take() });
+            unwind::drop_quietly(job);
+            self.header.finished_at.store(time::now(), Relaxed);
+            self.header.wake_waiter(prev);
+        }
+        result
+    }
+}
+
+impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn cancel(&self, reason: usize) -> Cancel {
+        ErasedJob::cancel(self, reason)
+    }
+
+    fn take_result(&self) -> Outcome<J> {
+        let word = self.header.state.load();
+        debug_assert!(word.is_terminal());
+        if word.state() == state::CANCELLED {
+            return Err(JobError::Cancelled(CancelReason::from_snapshot(word)));
+        }
+        assert!(
+            self.header.state.take_output(),
+            "a job's result was taken twice"
+        );
+        // SAFETY: we cleared OUTPUT, which the worker set after writing the
+        // slot (Release) and we read with Acquire: the slot is ours now.
+        let outcome = self.output.with_mut(|p| unsafe { (*p).take() });
+        outcome.expect("OUTPUT was set, so the slot is full")
+    }
+
+    fn release(&self) {
+        let prev = self.header.state.drop_handle();
+        if prev.is_terminal() && prev.has(state::OUTPUT) && self.header.state.take_output() {
+            // SAFETY: we cleared OUTPUT (see take_result).
+            let outcome = self.output.with_mut(|p| unsafe { (*p).take() });
+            unwind::drop_quietly(outcome);
+        }
+    }
+}
+
+/// Claims a popped job for running: `true` if the caller must run it,
+/// `false` if it was cancelled while queued (then it is only counted).
+pub(crate) fn claim(job: &JobRef) -> bool {
+    job.header().state.start() == Start::Run
+}

@@ -1,0 +1,140 @@
+//! [`JobHandle`]: the typed, owning view of one job.
+
+use super::cell::ResultCell;
+use super::info::{JobInfo, JobStatus};
+use super::state::Cancel;
+use super::JobId;
+use crate::error::JobError;
+use crate::worker;
+use crate::Arc;
+use std::convert::Infallible;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The handle of a spawned job: its id, live status and, once it finishes,
+/// its typed result.
+///
+/// Dropping the handle detaches the job: it still runs, and its result is
+/// dropped as soon as it is produced.
+///
+/// ```
+/// use workyard::{Dispatcher, JobStatus};
+///
+/// let pool = Dispatcher::builder().workers(2).build().unwrap();
+/// let handle = pool.spawn(|| (1..=10u64).product::<u64>()).unwrap();
+/// println!("{} is {}", handle.id(), handle.status());
+/// assert_eq!(handle.join().unwrap(), 3_628_800);
+/// ```
+pub struct JobHandle<T, E = Infallible> {
+    cell: Arc<dyn ResultCell<T, E>>,
+}
+
+impl<T, E> JobHandle<T, E> {
+    pub(crate) fn new(cell: Arc<dyn ResultCell<T, E>>) -> Self {
+        JobHandle { cell }
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.cell.header().id
+    }
+
+    /// The job's status now.
+    pub fn status(&self) -> JobStatus {
+        JobStatus::from_snapshot(self.cell.header().state.load())
+    }
+
+    /// A snapshot of the job's status record.
+    pub fn info(&self) -> JobInfo {
+        self.cell.header().info()
+    }
+
+    /// `true` once the job reached a terminal status; `join` then returns
+    /// without blocking.
+    pub fn is_finished(&self) -> bool {
+        self.cell.header().state.load().is_terminal()
+    }
+
+    /// Cancels the job. A queued job never runs and ends
+    /// [`JobStatus::Cancelled`] at once. A running job cannot be killed: it is
+    /// asked to stop (it sees [`is_cancelled`](crate::is_cancelled) return
+    /// `true`), keeps running until it returns, and then ends `Cancelled`
+    /// whatever it returned; its `join` gives
+    /// [`JobError::Cancelled`]. Returns `false` if the job had already
+    /// finished or been cancelled.
+    ///
+    /// ```
+    /// use workyard::{Dispatcher, JobStatus};
+    ///
+    /// let pool = Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// let handle = pool.spawn(|| 1).unwrap();
+    /// assert!(handle.cancel());
+    /// assert_eq!(handle.status(), JobStatus::Cancelled);
+    /// assert!(handle.join().unwrap_err().is_cancelled());
+    /// pool.resume();
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.cell.cancel(0) != Cancel::TooLate
+    }
+
+    /// Waits for the job and returns its result. On a worker thread it runs
+    /// other queued jobs while it waits, so joining from inside a job never
+    /// deadlocks a pool, even one with a single worker.
+    pub fn join(self) -> Result<T, JobError<E>> {
+        let finished = self.wait(None);
+        debug_assert!(finished);
+        self.cell.take_result()
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout`, returning the
+    /// handle so the caller can wait again, cancel it or drop it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// let handle = pool.spawn(|| 7).unwrap();
+    /// let result = match handle.join_timeout(Duration::from_secs(10)) {
+    ///     Ok(result) => result,
+    ///     Err(handle) => handle.join(),
+    /// };
+    /// assert_eq!(result.unwrap(), 7);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JobError<E>>, Self> {
+        let deadline = Instant::now().checked_add(timeout);
+        if self.wait(deadline) {
+            Ok(self.cell.take_result())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Blocks until the job is terminal or `deadline` passes; `true` if done.
+    fn wait(&self, deadline: Option<Instant>) -> bool {
+        let header = self.cell.header();
+        if header.state.load().is_terminal() {
+            return true;
+        }
+        let me = std::thread::current();
+        if !header.register_waiter(&me) {
+            return true;
+        }
+        worker::wait_until(|| header.state.load().is_terminal(), deadline)
+    }
+}
+
+impl<T, E> Drop for JobHandle<T, E> {
+    fn drop(&mut self) {
+        self.cell.release();
+    }
+}
+
+impl<T, E> fmt::Debug for JobHandle<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("id", &self.id())
+            .field("status", &self.status())
+            .finish()
+    }
+}

@@ -1,0 +1,275 @@
+//! The status word of a job: one `AtomicUsize` holding the lifecycle state
+//! and a few flags, changed only by the transitions in this file.
+//!
+//! ```text
+//!            start()                  finish(outcome)
+//!  QUEUED ───────────────▶ RUNNING ───────────────────▶ SUCCEEDED | FAILED | PANICKED
+//!     │                       │                           (CANCELLED if CANCEL_REQUESTED
+//!     │ cancel()              │ cancel(): sets CANCEL_REQUESTED   was set before it returned)
+//!     ▼                       ▼
+//!  CANCELLED              (still RUNNING until the job returns)
+//! ```
+//!
+//! A terminal state (`SUCCEEDED`, `FAILED`, `PANICKED`, `CANCELLED`) is final:
+//! every transition below refuses to leave one.
+
+use crate::loom::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, Acquire};
+
+/// Mask of the three low bits that hold the lifecycle state.
+const STATE_MASK: usize = 0b111;
+/// Accepted, waiting in a queue.
+pub(crate) const QUEUED: usize = 0;
+/// A worker has claimed the job and is running it.
+pub(crate) const RUNNING: usize = 1;
+/// Returned `Ok`.
+pub(crate) const SUCCEEDED: usize = 2;
+/// Returned `Err`.
+pub(crate) const FAILED: usize = 3;
+/// Panicked; the payload is in the result slot.
+pub(crate) const PANICKED: usize = 4;
+/// Cancelled before it started, or asked to stop while running.
+pub(crate) const CANCELLED: usize = 5;
+
+/// Set by `cancel()` on a running job; the job sees it through
+/// `workyard::is_cancelled()`, and the job ends `CANCELLED` whatever it returns.
+pub(crate) const CANCEL_REQUESTED: usize = 1 << 3;
+/// A joiner stored its thread in the cell and wants an unpark on completion.
+pub(crate) const WAITER: usize = 1 << 4;
+/// The `JobHandle` is alive; without it nobody reads the result, so the
+/// worker drops the result at once instead of keeping it.
+pub(crate) const HANDLE: usize = 1 << 5;
+/// The result slot holds a value that nobody has taken or dropped yet.
+pub(crate) const OUTPUT: usize = 1 << 6;
+/// The cancellation came from a deadline rather than a caller.
+pub(crate) const BY_DEADLINE: usize = 1 << 7;
+/// The cancellation came from `Dispatcher::halt` or a shutdown timeout.
+pub(crate) const BY_HALT: usize = 1 << 8;
+
+/// The word a job starts with: queued, with a live handle.
+pub(crate) const INITIAL: usize = QUEUED | HANDLE;
+
+/// A copy of the status word, decoded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot(pub(crate) usize);
+
+impl Snapshot {
+    pub(crate) fn state(self) -> usize {
+        self.0 & STATE_MASK
+    }
+
+    pub(crate) fn is_terminal(self) -> bool {
+        self.state() >= SUCCEEDED
+    }
+
+    /// Did a worker ever start it? (A job cancelled while queued did not;
+    /// one cancelled while running keeps `CANCEL_REQUESTED`.)
+    pub(crate) fn was_started(self) -> bool {
+        match self.state() {
+            QUEUED => false,
+            CANCELLED => self.has(CANCEL_REQUESTED),
+            _ => true,
+        }
+    }
+
+    pub(crate) fn has(self, flag: usize) -> bool {
+        self.0 & flag != 0
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Snapshot(state={}, flags={:#x})",
+            self.state(),
+            self.0 & !STATE_MASK
+        )
+    }
+}
+
+/// Outcome of [`State::start`].
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// The caller now owns the job's closure and must run it.
+    Run,
+    /// The job was cancelled while queued; the caller must drop the closure.
+    WasCancelled,
+}
+
+/// Outcome of [`State::cancel`].
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Cancel {
+    /// It was queued: it is now `CANCELLED` and the caller must finish it
+    /// off (drop the closure, count it, wake its joiner) unless a worker
+    /// will do that when it pops it.
+    WasQueued(Snapshot),
+    /// It is running: the stop request is set; the worker finishes it.
+    Requested,
+    /// Already finished, or already cancelled: nothing changed.
+    TooLate,
+}
+
+/// The atomic status word of one job.
+pub(crate) struct State(AtomicUsize);
+
+impl State {
+    pub(crate) fn new() -> Self {
+        State(AtomicUsize::new(INITIAL))
+    }
+
+    /// Reads the word.
+    pub(crate) fn load(&self) -> Snapshot {
+        // ORDERING: Acquire pairs with the Release half of `finish`, so a
+        // reader that sees a terminal state also sees the result and the
+        // timestamps written before it.
+        Snapshot(self.0.load(Acquire))
+    }
+
+    fn update(&self, mut f: impl FnMut(Snapshot) -> Option<usize>) -> Result<Snapshot, Snapshot> {
+        // ORDERING: AcqRel: each transition publishes what was written
+        // before it (result, timestamps, waiter) and sees what the previous
+        // transition published.
+        self.0
+            .fetch_update(AcqRel, Acquire, |word| f(Snapshot(word)))
+            .map(Snapshot)
+            .map_err(Snapshot)
+    }
+
+    /// QUEUED → RUNNING, by the worker that popped the job.
+    pub(crate) fn start(&self) -> Start {
+        match self.update(|s| (s.state() == QUEUED).then_some((s.0 & !STATE_MASK) | RUNNING)) {
+            Ok(_) => Start::Run,
+            Err(s) => {
+                debug_assert_eq!(s.state(), CANCELLED, "a job was popped twice");
+                Start::WasCancelled
+            }
+        }
+    }
+
+    /// QUEUED → CANCELLED, or RUNNING → RUNNING|CANCEL_REQUESTED.
+    /// `reason` is 0, `BY_DEADLINE` or `BY_HALT`.
+    pub(crate) fn cancel(&self, reason: usize) -> Cancel {
+        let result = self.update(|s| match s.state() {
+            QUEUED => Some((s.0 & !STATE_MASK) | CANCELLED | reason),
+            RUNNING if !s.has(CANCEL_REQUESTED) => Some(s.0 | CANCEL_REQUESTED | reason),
+            _ => None,
+        });
+        match result {
+            Ok(prev) if prev.state() == QUEUED => Cancel::WasQueued(prev),
+            Ok(_) => Cancel::Requested,
+            Err(_) => Cancel::TooLate,
+        }
+    }
+
+    /// RUNNING → terminal. `state` is the outcome the job produced; a stop
+    /// request turns any outcome into `CANCELLED`. `stored` says the worker
+    /// wrote the result slot: `OUTPUT` is set only if it did, no stop was
+    /// requested and the handle is still alive. Returns the previous word.
+    pub(crate) fn finish(&self, state: usize, stored: bool) -> Snapshot {
+        let result = self.update(|s| {
+            debug_assert_eq!(s.state(), RUNNING, "only a running job finishes");
+            let cancelled = s.has(CANCEL_REQUESTED);
+            let state = if cancelled { CANCELLED } else { state };
+            let output = if stored && !cancelled && s.has(HANDLE) {
+                OUTPUT
+            } else {
+                0
+            };
+            Some((s.0 & !STATE_MASK) | state | output)
+        });
+        match result {
+            Ok(prev) | Err(prev) => prev,
+        }
+    }
+
+    /// Clears `HANDLE`; returns the previous word.
+    pub(crate) fn drop_handle(&self) -> Snapshot {
+        // ORDERING: AcqRel: if the job is already terminal, the handle then
+        // drops the result and must see it written (Acquire).
+        Snapshot(self.0.fetch_and(!HANDLE, AcqRel))
+    }
+
+    /// Clears `OUTPUT` before the result is taken or dropped; `true` if it
+    /// was set (the caller now owns the result). At most one caller wins.
+    pub(crate) fn take_output(&self) -> bool {
+        self.update(|s| s.has(OUTPUT).then_some(s.0 & !OUTPUT))
+            .is_ok()
+    }
+
+    /// Sets `WAITER` after the joiner stored its thread. Returns the
+    /// previous word; if it was terminal nobody will unpark the joiner.
+    pub(crate) fn set_waiter(&self) -> Snapshot {
+        // ORDERING: AcqRel: Release publishes the stored thread to the
+        // worker's `finish`; Acquire sees the result if already finished.
+        Snapshot(self.0.fetch_or(WAITER, AcqRel))
+    }
+
+    /// Clears `WAITER` so the joiner may replace its thread. Fails (with
+    /// the word) once the job is terminal: the worker may be reading it.
+    pub(crate) fn unset_waiter(&self) -> Result<Snapshot, Snapshot> {
+        self.update(|s| (!s.is_terminal()).then_some(s.0 & !WAITER))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_then_finish() {
+        let s = State::new();
+        assert_eq!(s.start(), Start::Run);
+        assert_eq!(s.load().state(), RUNNING);
+        s.finish(SUCCEEDED, true);
+        let w = s.load();
+        assert_eq!(w.state(), SUCCEEDED);
+        assert!(w.has(OUTPUT) && w.has(HANDLE));
+    }
+
+    #[test]
+    fn cancel_queued_prevents_start() {
+        let s = State::new();
+        assert!(matches!(s.cancel(0), Cancel::WasQueued(_)));
+        assert_eq!(s.start(), Start::WasCancelled);
+        assert_eq!(s.load().state(), CANCELLED);
+        assert_eq!(s.cancel(0), Cancel::TooLate);
+    }
+
+    #[test]
+    fn cancel_running_makes_outcome_cancelled() {
+        let s = State::new();
+        assert_eq!(s.start(), Start::Run);
+        assert_eq!(s.cancel(BY_DEADLINE), Cancel::Requested);
+        assert_eq!(
+            s.cancel(0),
+            Cancel::TooLate,
+            "second request changes nothing"
+        );
+        s.finish(SUCCEEDED, false);
+        let w = s.load();
+        assert_eq!(w.state(), CANCELLED);
+        assert!(w.has(BY_DEADLINE));
+    }
+
+    #[test]
+    fn terminal_is_final() {
+        let s = State::new();
+        assert_eq!(s.start(), Start::Run);
+        s.finish(FAILED, true);
+        assert_eq!(s.cancel(0), Cancel::TooLate);
+        assert!(s.unset_waiter().is_err());
+        assert_eq!(s.load().state(), FAILED);
+    }
+
+    #[test]
+    fn output_is_taken_once() {
+        let s = State::new();
+        assert_eq!(s.start(), Start::Run);
+        s.finish(SUCCEEDED, true);
+        assert!(s.take_output());
+        assert!(!s.take_output());
+    }
+}

@@ -1,0 +1,103 @@
+//! # workyard
+//!
+//! A work-stealing job scheduler to embed in CPU-bound programs in place of
+//! a hand-rolled thread pool: typed job handles, a live status record per
+//! job, cancellation, pause/resume, backpressure and graceful shutdown.
+//!
+//! ```
+//! use workyard::{Dispatcher, JobStatus};
+//!
+//! let pool = Dispatcher::builder().workers(4).build()?;
+//!
+//! // Any closure is a job; its handle gives back the typed result.
+//! let sum = pool.spawn(|| (1..=100u64).sum::<u64>())?;
+//! let id = sum.id();
+//! assert_eq!(sum.join()?, 5050);
+//!
+//! // Every job has a status record, queryable by id.
+//! pool.wait_idle();
+//! assert_eq!(pool.status(id), Some(JobStatus::Succeeded));
+//! assert_eq!(pool.stats().succeeded, 1);
+//! pool.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## How it runs
+//!
+//! Each worker thread owns a `crossbeam_deque::Worker`. Jobs spawned from
+//! outside go to a global `Injector`; jobs spawned from inside a job go to
+//! the running worker's own deque. An idle worker takes from its own deque,
+//! then the injector, then steals from a random peer, spins briefly and
+//! parks; a new job wakes at most one parked worker. See `ARCHITECTURE.md`
+//! for the protocols and the reasoning behind every memory ordering.
+//!
+//! ## Guarantees
+//!
+//! * An accepted job runs at most once, and exactly once unless it is
+//!   cancelled first. A refused job is handed back to the caller, unrun.
+//! * A job's status only moves forward, and a terminal status is final.
+//! * A panicking job is caught: its status is `Panicked`, its joiner gets
+//!   the payload, and the worker thread carries on.
+//! * Values captured by a job are dropped exactly once: after it ran, or
+//!   when it is cancelled before it starts.
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod builder;
+mod dispatcher;
+mod error;
+mod job;
+mod loom;
+mod pool;
+mod stats;
+mod time;
+mod unwind;
+mod worker;
+
+pub(crate) use std::sync::Arc;
+
+pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
+pub use dispatcher::Dispatcher;
+pub use error::{BuildError, JobError, SpawnError, TrySpawnError};
+pub use job::{fallible, CancelReason, Fallible, Job, JobHandle, JobId, JobInfo, JobStatus};
+pub use stats::{Stats, WorkerState, WorkerStats};
+pub use unwind::PanicPayload;
+
+/// `true` if the job running on this thread has been asked to stop
+/// (cancelled, past its deadline, or halted). Long jobs check it and return
+/// early; it costs one atomic load. Outside a job it is `false`.
+///
+/// ```
+/// use workyard::Dispatcher;
+///
+/// let pool = Dispatcher::builder().workers(1).build().unwrap();
+/// let handle = pool.spawn(|| {
+///     let mut spins = 0u64;
+///     while !workyard::is_cancelled() {
+///         spins += 1;
+///         std::hint::spin_loop();
+///     }
+///     spins
+/// }).unwrap();
+/// while handle.status() == workyard::JobStatus::Queued {
+///     std::thread::yield_now();
+/// }
+/// handle.cancel();
+/// assert!(handle.join().unwrap_err().is_cancelled());
+/// ```
+pub fn is_cancelled() -> bool {
+    job::cell::current_cancelled()
+}
+
+/// The id of the job running on this thread, if it is running one.
+///
+/// ```
+/// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+/// let handle = pool.spawn(workyard::current_job).unwrap();
+/// let id = handle.id();
+/// assert_eq!(handle.join().unwrap(), Some(id));
+/// assert_eq!(workyard::current_job(), None);
+/// ```
+pub fn current_job() -> Option<JobId> {
+    job::cell::current_id()
+}

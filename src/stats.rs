@@ -1,0 +1,226 @@
+//! Counters: per-worker ones written by their worker alone, and the
+//! [`Stats`] snapshot built from them.
+
+use crate::job::JobId;
+use crate::loom::{AtomicU64, AtomicUsize};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+/// What a worker is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkerState {
+    /// Awake, looking for work.
+    Idle,
+    /// Running a job.
+    Running,
+    /// Parked: no work was found.
+    Parked,
+    /// The dispatcher is paused; the worker waits for `resume`.
+    Paused,
+    /// The worker thread has exited (shutdown or halt).
+    Exited,
+}
+
+impl WorkerState {
+    fn from_usize(v: usize) -> WorkerState {
+        match v {
+            0 => WorkerState::Idle,
+            1 => WorkerState::Running,
+            2 => WorkerState::Parked,
+            3 => WorkerState::Paused,
+            _ => WorkerState::Exited,
+        }
+    }
+
+    fn to_usize(self) -> usize {
+        match self {
+            WorkerState::Idle => 0,
+            WorkerState::Running => 1,
+            WorkerState::Parked => 2,
+            WorkerState::Paused => 3,
+            WorkerState::Exited => 4,
+        }
+    }
+}
+
+/// One worker's counters. Only that worker writes them, so an update is a
+/// plain load and store, not a locked read-modify-write.
+#[derive(Default)]
+pub(crate) struct WorkerCounters {
+    jobs_run: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    panicked: AtomicU64,
+    cancelled: AtomicU64,
+    steals: AtomicU64,
+    busy_nanos: AtomicU64,
+    state: AtomicUsize,
+    current: AtomicU64,
+}
+
+// ORDERING (whole impl): Relaxed. Each counter has one writer; readers want
+// a recent value, and `wait_idle`'s SeqCst hand-off orders the final ones.
+impl WorkerCounters {
+    fn bump(counter: &AtomicU64, by: u64) {
+        counter.store(counter.load(Relaxed) + by, Relaxed);
+    }
+
+    pub(crate) fn count_outcome(&self, state: usize) {
+        use crate::job::state as s;
+        let counter = match state {
+            s::SUCCEEDED => &self.succeeded,
+            s::FAILED => &self.failed,
+            s::PANICKED => &self.panicked,
+            _ => &self.cancelled,
+        };
+        Self::bump(counter, 1);
+    }
+
+    pub(crate) fn count_run(&self, busy_nanos: u64) {
+        Self::bump(&self.jobs_run, 1);
+        Self::bump(&self.busy_nanos, busy_nanos);
+    }
+
+    pub(crate) fn count_steal(&self) {
+        Self::bump(&self.steals, 1);
+    }
+
+    pub(crate) fn set_state(&self, state: WorkerState) {
+        self.state.store(state.to_usize(), Relaxed);
+    }
+
+    /// Sets the job shown as running (0 for none); returns the previous one.
+    pub(crate) fn set_current(&self, id: u64) -> u64 {
+        let prev = self.current.load(Relaxed);
+        self.current.store(id, Relaxed);
+        prev
+    }
+
+    /// The job shown as running (0 for none).
+    pub(crate) fn current(&self) -> u64 {
+        self.current.load(Relaxed)
+    }
+
+    pub(crate) fn snapshot(&self, index: usize) -> WorkerStats {
+        let current = self.current.load(Relaxed);
+        WorkerStats {
+            index,
+            state: WorkerState::from_usize(self.state.load(Relaxed)),
+            current_job: (current != 0).then_some(JobId(current)),
+            jobs_run: self.jobs_run.load(Relaxed),
+            succeeded: self.succeeded.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            panicked: self.panicked.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
+            steals: self.steals.load(Relaxed),
+            busy: Duration::from_nanos(self.busy_nanos.load(Relaxed)),
+        }
+    }
+}
+
+/// One worker's figures, in [`Stats::per_worker`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// The worker's index (stable for the dispatcher's life).
+    pub index: usize,
+    /// What it is doing now.
+    pub state: WorkerState,
+    /// The job it is running now, if any.
+    pub current_job: Option<JobId>,
+    /// Jobs it started.
+    pub jobs_run: u64,
+    /// Of the jobs it finished, how many succeeded.
+    pub succeeded: u64,
+    /// How many failed.
+    pub failed: u64,
+    /// How many panicked.
+    pub panicked: u64,
+    /// How many ended cancelled (including queued ones it discarded).
+    pub cancelled: u64,
+    /// Successful steals from other workers' deques.
+    pub steals: u64,
+    /// Time spent running jobs.
+    pub busy: Duration,
+}
+
+/// A snapshot of a dispatcher's counters, from
+/// [`Dispatcher::stats`](crate::Dispatcher::stats).
+///
+/// Totals are exact once the dispatcher is idle (after
+/// [`wait_idle`](crate::Dispatcher::wait_idle)); while jobs run, each figure
+/// is a recent value.
+///
+/// ```
+/// use workyard::Dispatcher;
+///
+/// let pool = Dispatcher::builder().workers(2).build().unwrap();
+/// for i in 0..10 {
+///     pool.spawn(move || i * 2).unwrap();
+/// }
+/// pool.wait_idle();
+/// let stats = pool.stats();
+/// assert_eq!(stats.succeeded, 10);
+/// assert_eq!(stats.queued + stats.running, 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Worker threads running.
+    pub workers: usize,
+    /// Jobs accepted and not yet started (or cancelled but not yet discarded).
+    pub queued: usize,
+    /// Jobs running now.
+    pub running: usize,
+    /// Jobs that succeeded.
+    pub succeeded: u64,
+    /// Jobs that failed.
+    pub failed: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+    /// Jobs cancelled.
+    pub cancelled: u64,
+    /// Successful steals between workers.
+    pub steals: u64,
+    /// Status records held for lookup by id: the live jobs plus at most
+    /// the configured history of finished ones. It does not grow with the
+    /// number of jobs ever run.
+    pub records: usize,
+    /// Each worker's figures.
+    pub per_worker: Vec<WorkerStats>,
+}
+
+impl Stats {
+    pub(crate) fn from_workers(
+        per_worker: Vec<WorkerStats>,
+        pending: usize,
+        records: usize,
+    ) -> Stats {
+        let sum = |f: fn(&WorkerStats) -> u64| per_worker.iter().map(f).sum::<u64>();
+        let running = per_worker
+            .iter()
+            .filter(|w| w.current_job.is_some())
+            .count();
+        Stats {
+            workers: per_worker
+                .iter()
+                .filter(|w| w.state != WorkerState::Exited)
+                .count(),
+            queued: pending.saturating_sub(running),
+            running,
+            succeeded: sum(|w| w.succeeded),
+            failed: sum(|w| w.failed),
+            panicked: sum(|w| w.panicked),
+            cancelled: sum(|w| w.cancelled),
+            steals: sum(|w| w.steals),
+            records,
+            per_worker,
+        }
+    }
+
+    /// Jobs that reached a terminal status.
+    pub fn finished(&self) -> u64 {
+        self.succeeded + self.failed + self.panicked + self.cancelled
+    }
+}

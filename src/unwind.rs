@@ -1,0 +1,51 @@
+//! Catching a job's panic so the worker thread never unwinds.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+
+/// Runs `f`, turning a panic into `Err(payload)`.
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
+    // AssertUnwindSafe: after a panic the job's state is never observed
+    // again; only the payload travels on, to the joiner.
+    panic::catch_unwind(AssertUnwindSafe(f))
+}
+
+/// Drops `value`, swallowing a panic from its destructor: a worker must
+/// survive a job whose captured values panic on drop.
+pub(crate) fn drop_quietly<T>(value: T) {
+    let _ = catch(move || drop(value));
+}
+
+/// The payload of a panicked job, with its message when it had one.
+pub struct PanicPayload(Box<dyn Any + Send>);
+
+impl PanicPayload {
+    pub(crate) fn new(payload: Box<dyn Any + Send>) -> Self {
+        PanicPayload(payload)
+    }
+
+    /// The panic message, when the job panicked with a string (as `panic!`
+    /// with a message does).
+    pub fn message(&self) -> Option<&str> {
+        if let Some(s) = self.0.downcast_ref::<&'static str>() {
+            Some(s)
+        } else {
+            self.0.downcast_ref::<String>().map(String::as_str)
+        }
+    }
+
+    /// The original payload, to re-raise with [`std::panic::resume_unwind`].
+    pub fn into_inner(self) -> Box<dyn Any + Send> {
+        self.0
+    }
+}
+
+impl fmt::Debug for PanicPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.message() {
+            Some(m) => f.debug_tuple("PanicPayload").field(&m).finish(),
+            None => f.write_str("PanicPayload(<non-string payload>)"),
+        }
+    }
+}

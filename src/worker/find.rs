@@ -1,0 +1,42 @@
+//! Where an idle worker looks for a job: its own deque, then the injector,
+//! then its peers' deques from a random victim on.
+
+use super::WorkerCtx;
+use crate::job::cell::JobRef;
+use crossbeam_deque::Steal;
+
+impl WorkerCtx {
+    pub(crate) fn find_job(&self) -> Option<JobRef> {
+        if self.pool.is_paused() {
+            return None;
+        }
+        self.local.pop().or_else(|| self.steal())
+    }
+
+    fn steal(&self) -> Option<JobRef> {
+        let slots = &self.pool.slots;
+        loop {
+            let mut retry = false;
+            match self.pool.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(job) => return Some(job),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            let n = slots.len();
+            let start = (self.next_random() % n as u64) as usize;
+            for victim in (start..n).chain(0..start).filter(|&v| v != self.index) {
+                match slots[victim].stealer.steal() {
+                    Steal::Success(job) => {
+                        self.pool.slots[self.index].counters.count_steal();
+                        return Some(job);
+                    }
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+}
