@@ -96,7 +96,7 @@ impl Dispatcher {
         }
     }
 
-    fn pool(&self) -> &Arc<Pool> {
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
         &self.owner.pool
     }
 
