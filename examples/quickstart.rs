@@ -37,14 +37,21 @@ impl Job for CountPrimes {
     type Error = std::convert::Infallible;
 
     fn run(self) -> Result<usize, Self::Error> {
-        Ok((2..self.0).filter(|&n| (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)).count())
+        Ok((2..self.0)
+            .filter(|&n| (2..).take_while(|d| d * d <= n).all(|d| n % d != 0))
+            .count())
     }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pool = Dispatcher::builder().workers(4).thread_name(|i| format!("quickstart-{i}")).build()?;
+    let pool = Dispatcher::builder()
+        .workers(4)
+        .thread_name(|i| format!("quickstart-{i}"))
+        .build()?;
 
-    let checksum = pool.spawn(Checksum { data: b"Wikipedia".to_vec() })?;
+    let checksum = pool.spawn(Checksum {
+        data: b"Wikipedia".to_vec(),
+    })?;
     let empty = pool.spawn(Checksum { data: Vec::new() })?;
     let primes = pool.spawn(CountPrimes(200_000))?;
     let sleepy = pool.spawn(|| {
@@ -54,7 +61,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let parsed = pool.spawn(fallible(|| "42".parse::<u8>()))?;
     let panics = pool.spawn(|| -> u8 { panic!("this job panics on purpose") })?;
 
-    let ids = [checksum.id(), empty.id(), primes.id(), sleepy.id(), parsed.id(), panics.id()];
+    let ids = [
+        checksum.id(),
+        empty.id(),
+        primes.id(),
+        sleepy.id(),
+        parsed.id(),
+        panics.id(),
+    ];
     println!("spawned {} jobs; statuses right away:", ids.len());
     for id in ids {
         println!("  {id}: {}", pool.status(id).expect("known id"));
@@ -93,7 +107,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.workers, stats.succeeded, stats.failed, stats.panicked, stats.cancelled, stats.steals
     );
     for w in &stats.per_worker {
-        println!("  worker {}: {} jobs, busy {:?}", w.index, w.jobs_run, w.busy);
+        println!(
+            "  worker {}: {} jobs, busy {:?}",
+            w.index, w.jobs_run, w.busy
+        );
     }
     pool.shutdown();
     Ok(())

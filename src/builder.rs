@@ -2,8 +2,8 @@
 
 use crate::dispatcher::Dispatcher;
 use crate::error::BuildError;
-use crate::pool::Pool;
-use crate::{worker, Arc};
+use crate::pool::{Config, Pool, ThreadName};
+use crate::Arc;
 use std::fmt;
 
 /// The most worker threads a dispatcher may have.
@@ -13,8 +13,6 @@ pub const MAX_WORKERS: usize = 4096;
 pub const MIN_STACK_SIZE: usize = 64 * 1024;
 /// Finished jobs whose status records stay queryable by id by default.
 pub const DEFAULT_HISTORY: usize = 1024;
-
-type ThreadName = Arc<dyn Fn(usize) -> String + Send + Sync>;
 
 /// Configures a [`Dispatcher`]. Setters only record values; [`build`]
 /// checks them all and names the first bad one.
@@ -44,6 +42,7 @@ pub struct DispatcherBuilder {
     thread_name: Option<ThreadName>,
     stack_size: Option<usize>,
     history: Option<usize>,
+    max_workers: Option<usize>,
 }
 
 impl DispatcherBuilder {
@@ -90,7 +89,15 @@ impl DispatcherBuilder {
         self
     }
 
-    fn validate(&self) -> Result<usize, BuildError> {
+    /// The most workers [`Dispatcher::set_workers`] may grow the pool to
+    /// (default: the larger of `workers` and 64, at most [`MAX_WORKERS`]).
+    /// Each slot costs about 2 KiB whether used or not.
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    fn validate(&self) -> Result<(usize, usize), BuildError> {
         let invalid = |option, reason| Err(BuildError::InvalidOption { option, reason });
         let workers = self.workers.unwrap_or_else(num_cpus::get);
         if workers == 0 {
@@ -108,30 +115,32 @@ impl DispatcherBuilder {
         if self.stack_size.is_some_and(|s| s < MIN_STACK_SIZE) {
             return invalid("stack_size", "must be at least MIN_STACK_SIZE (64 KiB)");
         }
-        Ok(workers)
+        let max_workers = self.max_workers.unwrap_or(workers.max(64).min(MAX_WORKERS));
+        if max_workers < workers || max_workers > MAX_WORKERS {
+            return invalid(
+                "max_workers",
+                "must be at least `workers` and at most MAX_WORKERS (4096)",
+            );
+        }
+        Ok((workers, max_workers))
     }
 
     /// Checks the options and starts the worker threads.
     pub fn build(self) -> Result<Dispatcher, BuildError> {
-        let workers = self.validate()?;
-        let history = self.history.unwrap_or(DEFAULT_HISTORY);
-        let pool = Arc::new(Pool::new(workers, self.queue_capacity, history));
-        let name = self
-            .thread_name
-            .unwrap_or_else(|| Arc::new(|i| format!("workyard-{i}")));
-        for index in 0..workers {
-            let mut thread = std::thread::Builder::new().name(name(index));
-            if let Some(size) = self.stack_size {
-                thread = thread.stack_size(size);
-            }
-            let worker_pool = Arc::clone(&pool);
-            match thread.spawn(move || worker::main_loop(worker_pool, index)) {
-                Ok(handle) => crate::pool::lock(&pool.threads).push(handle),
-                Err(e) => {
-                    crate::dispatcher::shutdown_pool(&pool, None);
-                    return Err(BuildError::Spawn(e));
-                }
-            }
+        let (workers, max_workers) = self.validate()?;
+        let config = Config {
+            max_workers,
+            capacity: self.queue_capacity,
+            history: self.history.unwrap_or(DEFAULT_HISTORY),
+            thread_name: self
+                .thread_name
+                .unwrap_or_else(|| Arc::new(|i| format!("workyard-{i}"))),
+            stack_size: self.stack_size,
+        };
+        let pool = Arc::new(Pool::new(workers, config));
+        if let Err(e) = pool.grow_to(workers) {
+            let _ = crate::dispatcher::shutdown_pool(&pool, None);
+            return Err(BuildError::Spawn(e));
         }
         Ok(Dispatcher::from_pool(pool))
     }
@@ -148,6 +157,7 @@ impl fmt::Debug for DispatcherBuilder {
             )
             .field("stack_size", &self.stack_size)
             .field("history", &self.history)
+            .field("max_workers", &self.max_workers)
             .finish()
     }
 }

@@ -5,9 +5,9 @@ use crate::error::{SpawnError, TrySpawnError};
 use crate::job::cell::{JobCell, JobRef};
 use crate::job::state::Cancel;
 use crate::job::{Job, JobHandle, JobId, JobInfo, JobStatus};
-use crate::pool::{lock, Pool};
+use crate::pool::Pool;
 use crate::stats::Stats;
-use crate::{worker, Arc};
+use crate::{time, worker, Arc};
 use std::fmt;
 use std::time::Instant;
 
@@ -39,36 +39,48 @@ struct Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        shutdown_pool(&self.pool, None);
+        let _ = shutdown_pool(&self.pool, None);
     }
 }
 
 /// Is the calling thread one of `pool`'s workers?
-fn on_worker_of(pool: &Arc<Pool>) -> bool {
+pub(crate) fn on_worker_of(pool: &Arc<Pool>) -> bool {
     worker::with_current(|ctx| ctx.is_some_and(|ctx| Arc::ptr_eq(&ctx.pool, pool)))
+}
+
+/// How a shutdown ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Shutdown {
+    /// Every accepted job ran and the threads are joined.
+    Done,
+    /// The deadline passed with jobs still queued or running.
+    TimedOut,
+    /// Called from one of the pool's own workers: closed, nothing awaited.
+    FromWorker,
 }
 
 /// Graceful shutdown: close, let every accepted job run, join the threads.
 /// From one of the pool's own workers it only closes (the caller's job is
 /// itself one of the jobs to wait for), and the threads exit on their own.
-/// Returns `false` if `deadline` passed first.
-pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> bool {
+pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> Shutdown {
     pool.close();
     pool.set_paused(false);
     if on_worker_of(pool) {
-        return false;
+        return Shutdown::FromWorker;
     }
     if !pool.idle.wait_until(|| pool.pending() == 0, deadline) {
-        return false;
+        return Shutdown::TimedOut;
     }
-    // Holding the lock while joining makes a concurrent second shutdown
-    // return only once the threads are gone too.
-    let mut threads = lock(&pool.threads);
-    for thread in threads.drain(..) {
-        // A worker thread never unwinds (jobs run under catch_unwind).
-        let _ = thread.join();
+    join_workers(pool);
+    Shutdown::Done
+}
+
+/// Joins every worker thread. Slots are joined in order, each under its
+/// own lock, so a concurrent second caller returns only once all are gone.
+pub(crate) fn join_workers(pool: &Pool) {
+    for slot in pool.used_slots() {
+        slot.join_thread();
     }
-    true
 }
 
 impl Dispatcher {
@@ -121,7 +133,7 @@ impl Dispatcher {
     /// assert_eq!((refused.into_inner())(), 1);
     /// ```
     pub fn spawn<J: Job>(&self, job: J) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
-        self.submit(job, true)
+        self.submit(job, true, None)
             .map_err(|e| SpawnError(e.into_inner()))
     }
 
@@ -144,13 +156,14 @@ impl Dispatcher {
         &self,
         job: J,
     ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
-        self.submit(job, false)
+        self.submit(job, false, None)
     }
 
-    fn submit<J: Job>(
+    pub(crate) fn submit<J: Job>(
         &self,
         job: J,
         block: bool,
+        deadline: Option<Instant>,
     ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
         let pool = self.pool();
         if !pool.admit() {
@@ -167,10 +180,14 @@ impl Dispatcher {
                 pool.space.wait_until(|| pool.reserve(), None);
             }
         }
-        let cell = JobCell::new(JobId(pool.next_id()), job);
+        let at = deadline.map_or(0, time::from_instant);
+        let cell = JobCell::new(JobId(pool.next_id()), job, at);
         let handle = JobHandle::new(cell.clone());
         let job: JobRef = cell;
         pool.index.insert(job.clone(), pool.pending());
+        if at != 0 {
+            pool.deadlines.watch(&job, at);
+        }
         let job = worker::with_current(|ctx| match ctx {
             Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => {
                 ctx.local.push(job);
@@ -215,9 +232,9 @@ impl Dispatcher {
         self.pool().stats()
     }
 
-    /// The number of worker threads.
+    /// The number of worker threads running (not halted).
     pub fn workers(&self) -> usize {
-        self.pool().slots.len()
+        self.pool().running_workers()
     }
 
     /// Blocks, without polling, until no job is queued or running. The
@@ -273,7 +290,7 @@ impl Dispatcher {
     /// for that job: it refuses new jobs and returns at once, and the
     /// workers exit on their own after the last accepted job.
     pub fn shutdown(&self) {
-        shutdown_pool(self.pool(), None);
+        let _ = shutdown_pool(self.pool(), None);
     }
 }
 

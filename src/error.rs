@@ -206,3 +206,81 @@ impl error::Error for BuildError {
         }
     }
 }
+
+/// A worker-control call ([`Dispatcher::halt_worker`],
+/// [`Dispatcher::set_workers`]) was refused.
+///
+/// [`Dispatcher::halt_worker`]: crate::Dispatcher::halt_worker
+/// [`Dispatcher::set_workers`]: crate::Dispatcher::set_workers
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// No running worker has this index (never started, or already halted).
+    NotRunning(usize),
+    /// Halting it would leave no worker; use `halt` or `shutdown`.
+    LastWorker,
+    /// A pool needs at least one worker.
+    Zero,
+    /// More workers than the builder's `max_workers`.
+    AboveMax {
+        /// The number asked for.
+        requested: usize,
+        /// The builder's `max_workers`.
+        max: usize,
+    },
+    /// The dispatcher is shut down or halted.
+    Shutdown,
+    /// The operating system refused to start a thread.
+    Spawn(io::Error),
+}
+
+impl PartialEq for WorkerError {
+    fn eq(&self, other: &Self) -> bool {
+        use WorkerError::*;
+        match (self, other) {
+            (NotRunning(a), NotRunning(b)) => a == b,
+            (LastWorker, LastWorker) | (Zero, Zero) | (Shutdown, Shutdown) => true,
+            (
+                AboveMax {
+                    requested: a,
+                    max: m,
+                },
+                AboveMax {
+                    requested: b,
+                    max: n,
+                },
+            ) => (a, m) == (b, n),
+            (Spawn(a), Spawn(b)) => a.kind() == b.kind(),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerError::NotRunning(i) => write!(
+                f,
+                "worker {i} is not running (never started, or already halted)"
+            ),
+            WorkerError::LastWorker => {
+                f.write_str("cannot halt the last running worker; use halt() or shutdown()")
+            }
+            WorkerError::Zero => f.write_str("a dispatcher needs at least 1 worker"),
+            WorkerError::AboveMax { requested, max } => {
+                write!(f, "{requested} workers requested, but max_workers is {max}")
+            }
+            WorkerError::Shutdown => f.write_str("the dispatcher is shut down"),
+            WorkerError::Spawn(e) => write!(f, "could not start a worker thread: {e}"),
+        }
+    }
+}
+
+impl error::Error for WorkerError {
+    fn source(&self) -> Option<&(dyn error::Error + 'static)> {
+        match self {
+            WorkerError::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -44,11 +44,14 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod builder;
+mod control;
+mod deadline;
 mod dispatcher;
 mod error;
 mod job;
 mod loom;
 mod pool;
+mod signal;
 mod stats;
 mod time;
 mod unwind;
@@ -57,8 +60,9 @@ mod worker;
 pub(crate) use std::sync::Arc;
 
 pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
+pub use control::HaltReport;
 pub use dispatcher::Dispatcher;
-pub use error::{BuildError, JobError, SpawnError, TrySpawnError};
+pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
 pub use job::{fallible, CancelReason, Fallible, Job, JobHandle, JobId, JobInfo, JobStatus};
 pub use stats::{Stats, WorkerState, WorkerStats};
 pub use unwind::PanicPayload;

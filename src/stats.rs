@@ -1,7 +1,7 @@
 //! Counters: per-worker ones written by their worker alone, and the
 //! [`Stats`] snapshot built from them.
 
-use crate::job::JobId;
+use crate::job::{JobId, JobInfo};
 use crate::loom::{AtomicU64, AtomicUsize};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -18,7 +18,10 @@ pub enum WorkerState {
     Parked,
     /// The dispatcher is paused; the worker waits for `resume`.
     Paused,
-    /// The worker thread has exited (shutdown or halt).
+    /// Halted by `halt_worker` or `set_workers`: its thread has exited, or
+    /// exits once its current job returns.
+    Halted,
+    /// The dispatcher shut down and the thread has exited.
     Exited,
 }
 
@@ -29,6 +32,7 @@ impl WorkerState {
             1 => WorkerState::Running,
             2 => WorkerState::Parked,
             3 => WorkerState::Paused,
+            4 => WorkerState::Halted,
             _ => WorkerState::Exited,
         }
     }
@@ -39,7 +43,8 @@ impl WorkerState {
             WorkerState::Running => 1,
             WorkerState::Parked => 2,
             WorkerState::Paused => 3,
-            WorkerState::Exited => 4,
+            WorkerState::Halted => 4,
+            WorkerState::Exited => 5,
         }
     }
 }
@@ -167,7 +172,7 @@ pub struct WorkerStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Worker threads running.
+    /// Worker threads running (not halted).
     pub workers: usize,
     /// Jobs accepted and not yet started (or cancelled but not yet discarded).
     pub queued: usize,
@@ -187,15 +192,19 @@ pub struct Stats {
     /// the configured history of finished ones. It does not grow with the
     /// number of jobs ever run.
     pub records: usize,
-    /// Each worker's figures.
+    /// The jobs running now, each with its worker and start time.
+    pub running_jobs: Vec<JobInfo>,
+    /// Each worker's figures, by worker index (halted workers included).
     pub per_worker: Vec<WorkerStats>,
 }
 
 impl Stats {
-    pub(crate) fn from_workers(
+    pub(crate) fn new(
+        workers: usize,
         per_worker: Vec<WorkerStats>,
         pending: usize,
         records: usize,
+        running_jobs: Vec<JobInfo>,
     ) -> Stats {
         let sum = |f: fn(&WorkerStats) -> u64| per_worker.iter().map(f).sum::<u64>();
         let running = per_worker
@@ -203,10 +212,7 @@ impl Stats {
             .filter(|w| w.current_job.is_some())
             .count();
         Stats {
-            workers: per_worker
-                .iter()
-                .filter(|w| w.state != WorkerState::Exited)
-                .count(),
+            workers,
             queued: pending.saturating_sub(running),
             running,
             succeeded: sum(|w| w.succeeded),
@@ -215,6 +221,7 @@ impl Stats {
             cancelled: sum(|w| w.cancelled),
             steals: sum(|w| w.steals),
             records,
+            running_jobs,
             per_worker,
         }
     }

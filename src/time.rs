@@ -19,3 +19,10 @@ pub(crate) fn now() -> u64 {
 pub(crate) fn to_instant(nanos: u64) -> Option<Instant> {
     (nanos != 0).then(|| epoch() + Duration::from_nanos(nanos))
 }
+
+/// Converts an `Instant` to a stored timestamp (never 0; instants before
+/// the epoch clamp to it).
+pub(crate) fn from_instant(at: Instant) -> u64 {
+    let nanos = at.saturating_duration_since(epoch()).as_nanos();
+    u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
+}

@@ -8,7 +8,11 @@ use workyard::{Dispatcher, JobStatus, TrySpawnError};
 
 #[test]
 fn try_spawn_reports_full_and_returns_the_job() {
-    let pool = Dispatcher::builder().workers(1).queue_capacity(3).build().unwrap();
+    let pool = Dispatcher::builder()
+        .workers(1)
+        .queue_capacity(3)
+        .build()
+        .unwrap();
     pool.pause();
     let handles: Vec<_> = (0..3).map(|i| pool.try_spawn(move || i).unwrap()).collect();
     let refused = pool.try_spawn(|| 99).unwrap_err();
@@ -24,7 +28,11 @@ fn try_spawn_reports_full_and_returns_the_job() {
 #[test]
 fn running_jobs_do_not_count_against_the_bound() {
     within(LIMIT, || {
-        let pool = Dispatcher::builder().workers(1).queue_capacity(1).build().unwrap();
+        let pool = Dispatcher::builder()
+            .workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
         let gate = Gate::new();
         let g = gate.clone();
         let running = pool.spawn(move || g.wait()).unwrap();
@@ -40,7 +48,11 @@ fn running_jobs_do_not_count_against_the_bound() {
 #[test]
 fn spawn_blocks_while_full_and_loses_nothing() {
     within(LIMIT, || {
-        let pool = Dispatcher::builder().workers(2).queue_capacity(4).build().unwrap();
+        let pool = Dispatcher::builder()
+            .workers(2)
+            .queue_capacity(4)
+            .build()
+            .unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let producers: Vec<_> = (0..4)
             .map(|_| {
@@ -49,7 +61,8 @@ fn spawn_blocks_while_full_and_loses_nothing() {
                 std::thread::spawn(move || {
                     for _ in 0..5_000 {
                         let ran = ran.clone();
-                        pool.spawn(move || ran.fetch_add(1, Ordering::Relaxed)).unwrap();
+                        pool.spawn(move || ran.fetch_add(1, Ordering::Relaxed))
+                            .unwrap();
                     }
                 })
             })
@@ -66,7 +79,11 @@ fn spawn_blocks_while_full_and_loses_nothing() {
 #[test]
 fn a_blocked_spawner_is_released_by_progress() {
     within(LIMIT, || {
-        let pool = Dispatcher::builder().workers(1).queue_capacity(1).build().unwrap();
+        let pool = Dispatcher::builder()
+            .workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
         pool.pause();
         let first = pool.spawn(|| 1).unwrap();
         let p = pool.clone();
@@ -81,7 +98,11 @@ fn a_blocked_spawner_is_released_by_progress() {
 #[test]
 fn a_full_queue_does_not_deadlock_jobs_that_spawn() {
     within(LIMIT, || {
-        let pool = Dispatcher::builder().workers(1).queue_capacity(2).build().unwrap();
+        let pool = Dispatcher::builder()
+            .workers(1)
+            .queue_capacity(2)
+            .build()
+            .unwrap();
         let p = pool.clone();
         let parent = pool
             .spawn(move || {

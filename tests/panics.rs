@@ -30,7 +30,10 @@ fn workers_survive_many_panics() {
                 Ok(v) => assert_eq!((v, i % 2), (i, 1)),
                 Err(e) => {
                     assert_eq!(i % 2, 0);
-                    assert_eq!(e.into_panic().unwrap().message(), Some(format!("job {i} panics").as_str()));
+                    assert_eq!(
+                        e.into_panic().unwrap().message(),
+                        Some(format!("job {i} panics").as_str())
+                    );
                 }
             }
         }
@@ -47,7 +50,11 @@ fn workers_survive_many_panics() {
 #[test]
 fn non_string_payloads_are_kept() {
     let pool = Dispatcher::builder().workers(1).build().unwrap();
-    let err = pool.spawn(|| std::panic::panic_any(42u32)).unwrap().join().unwrap_err();
+    let err = pool
+        .spawn(|| std::panic::panic_any(42u32))
+        .unwrap()
+        .join()
+        .unwrap_err();
     let payload = err.into_panic().unwrap();
     assert_eq!(payload.message(), None);
     assert_eq!(*payload.into_inner().downcast::<u32>().unwrap(), 42);

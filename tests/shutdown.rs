@@ -11,19 +11,30 @@ use workyard::{Dispatcher, JobStatus};
 #[test]
 fn a_million_accepted_jobs_each_run_exactly_once() {
     within(LIMIT * 3, || {
-        const N: usize = if cfg!(debug_assertions) { 100_000 } else { 1_000_000 };
+        const N: usize = if cfg!(debug_assertions) {
+            100_000
+        } else {
+            1_000_000
+        };
         let pool = Dispatcher::builder().workers(2).build().unwrap();
         let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..N).map(|_| AtomicUsize::new(0)).collect());
         for i in 0..N {
             let runs = runs.clone();
-            pool.spawn(move || runs[i].fetch_add(1, Ordering::Relaxed)).unwrap();
+            pool.spawn(move || runs[i].fetch_add(1, Ordering::Relaxed))
+                .unwrap();
         }
         pool.shutdown();
         let stats = pool.stats();
         assert_eq!(stats.succeeded, N as u64);
         assert_eq!(stats.workers, 0, "threads joined");
-        let wrong: Vec<usize> = (0..N).filter(|&i| runs[i].load(Ordering::Relaxed) != 1).collect();
-        assert!(wrong.is_empty(), "jobs not run exactly once: {:?}", &wrong[..wrong.len().min(10)]);
+        let wrong: Vec<usize> = (0..N)
+            .filter(|&i| runs[i].load(Ordering::Relaxed) != 1)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "jobs not run exactly once: {:?}",
+            &wrong[..wrong.len().min(10)]
+        );
     });
 }
 
@@ -33,7 +44,10 @@ fn spawn_after_shutdown_returns_the_job() {
     pool.shutdown();
     assert!(pool.is_shutdown());
     let err = pool.spawn(|| 41 + 1).unwrap_err();
-    assert_eq!(err.to_string(), "the dispatcher is shut down and accepts no more jobs");
+    assert_eq!(
+        err.to_string(),
+        "the dispatcher is shut down and accepts no more jobs"
+    );
     assert_eq!((err.into_inner())(), 42);
     assert!(pool.try_spawn(|| ()).unwrap_err().is_closed());
 }
@@ -45,7 +59,8 @@ fn shutdown_twice_and_from_several_threads() {
         let ran = Arc::new(AtomicUsize::new(0));
         for _ in 0..10_000 {
             let r = ran.clone();
-            pool.spawn(move || r.fetch_add(1, Ordering::Relaxed)).unwrap();
+            pool.spawn(move || r.fetch_add(1, Ordering::Relaxed))
+                .unwrap();
         }
         let closers: Vec<_> = (0..4)
             .map(|_| {
@@ -116,7 +131,10 @@ fn shutdown_from_inside_a_job_does_not_deadlock() {
                 p.is_shutdown()
             })
             .unwrap();
-        assert!(inner.join().unwrap(), "shutdown from a job returns at once, closed");
+        assert!(
+            inner.join().unwrap(),
+            "shutdown from a job returns at once, closed"
+        );
         assert!(pool.spawn(|| ()).is_err());
         gate.open();
         queued_behind.join().unwrap();
@@ -162,7 +180,9 @@ fn dropping_the_last_handle_inside_a_job_does_not_deadlock() {
         drop(pool);
         gate.open();
         assert_eq!(handle.status(), handle.status()); // the handle outlives the pool
-        eventually("pool freed after its workers exit", || freed.load(Ordering::SeqCst));
+        eventually("pool freed after its workers exit", || {
+            freed.load(Ordering::SeqCst)
+        });
         assert_eq!(ran.load(Ordering::SeqCst), 100, "every accepted job ran");
         assert_eq!(handle.status(), JobStatus::Succeeded);
     });
@@ -175,7 +195,8 @@ fn dropping_the_last_handle_outside_waits_for_the_jobs() {
         let ran = Arc::new(AtomicUsize::new(0));
         for _ in 0..10_000 {
             let r = ran.clone();
-            pool.spawn(move || r.fetch_add(1, Ordering::Relaxed)).unwrap();
+            pool.spawn(move || r.fetch_add(1, Ordering::Relaxed))
+                .unwrap();
         }
         drop(pool);
         assert_eq!(ran.load(Ordering::Relaxed), 10_000);

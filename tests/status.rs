@@ -15,7 +15,10 @@ fn queued_running_succeeded() {
         assert_eq!(handle.status(), JobStatus::Queued);
         assert_eq!(pool.status(handle.id()), Some(JobStatus::Queued));
         let info = handle.info();
-        assert_eq!((info.worker(), info.started_at(), info.finished_at()), (None, None, None));
+        assert_eq!(
+            (info.worker(), info.started_at(), info.finished_at()),
+            (None, None, None)
+        );
 
         pool.resume();
         eventually("job starts", || handle.status() == JobStatus::Running);
@@ -65,11 +68,17 @@ fn cancelled_while_queued_never_runs() {
         let info = handle.info();
         assert_eq!(info.cancel_reason(), Some(CancelReason::Caller));
         assert_eq!((info.worker(), info.started_at()), (None, None));
-        assert!(matches!(handle.join(), Err(JobError::Cancelled(CancelReason::Caller))));
+        assert!(matches!(
+            handle.join(),
+            Err(JobError::Cancelled(CancelReason::Caller))
+        ));
         pool.resume();
         pool.wait_idle();
         let stats = pool.stats();
-        assert_eq!((stats.cancelled, stats.panicked, stats.succeeded), (1, 0, 0));
+        assert_eq!(
+            (stats.cancelled, stats.panicked, stats.succeeded),
+            (1, 0, 0)
+        );
         assert_eq!(stats.per_worker[0].jobs_run, 0);
     });
 }
@@ -119,7 +128,11 @@ fn unknown_ids_are_none() {
     }
     pool.wait_idle();
     let other = Dispatcher::builder().workers(1).build().unwrap();
-    assert_eq!(other.status(unknown), None, "ids belong to their dispatcher");
+    assert_eq!(
+        other.status(unknown),
+        None,
+        "ids belong to their dispatcher"
+    );
     assert!(!other.cancel(unknown));
     assert!(other.info(unknown).is_none());
 }
@@ -127,7 +140,9 @@ fn unknown_ids_are_none() {
 #[test]
 fn ids_are_sequential_from_one() {
     let pool = Dispatcher::builder().workers(2).build().unwrap();
-    let ids: Vec<u64> = (0..5).map(|_| pool.spawn(|| ()).unwrap().id().as_u64()).collect();
+    let ids: Vec<u64> = (0..5)
+        .map(|_| pool.spawn(|| ()).unwrap().id().as_u64())
+        .collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
 }
 
@@ -138,7 +153,9 @@ fn join_timeout_gives_the_handle_back() {
         let gate = Gate::new();
         let g = gate.clone();
         let handle = pool.spawn(move || g.wait()).unwrap();
-        let handle = handle.join_timeout(std::time::Duration::from_millis(10)).unwrap_err();
+        let handle = handle
+            .join_timeout(std::time::Duration::from_millis(10))
+            .unwrap_err();
         assert!(!handle.is_finished());
         gate.open();
         assert!(handle.join_timeout(LIMIT).unwrap().is_ok());
@@ -152,7 +169,9 @@ fn joining_from_another_thread_after_a_timeout() {
         let gate = Gate::new();
         let g = gate.clone();
         let handle = pool.spawn(move || g.wait()).unwrap();
-        let handle = handle.join_timeout(std::time::Duration::from_millis(5)).unwrap_err();
+        let handle = handle
+            .join_timeout(std::time::Duration::from_millis(5))
+            .unwrap_err();
         let joiner = std::thread::spawn(move || handle.join());
         gate.open();
         assert!(joiner.join().unwrap().is_ok());

@@ -45,9 +45,14 @@ fn each_type_gets_its_own_result() {
 
     assert_eq!(add.join().unwrap(), 5);
     assert_eq!(parsed.join().unwrap(), -17);
-    assert!(matches!(bad_parse.join(), Err(JobError::Failed(e)) if e.to_string().contains("invalid digit")));
+    assert!(
+        matches!(bad_parse.join(), Err(JobError::Failed(e)) if e.to_string().contains("invalid digit"))
+    );
     assert_eq!(words.join().unwrap(), ["a", "bb", "ccc"]);
-    assert_eq!(no_words.join().unwrap_err().into_failure(), Some("empty text"));
+    assert_eq!(
+        no_words.join().unwrap_err().into_failure(),
+        Some("empty text")
+    );
     assert_eq!(closure.join().unwrap(), [1, 2, 3]);
 
     pool.wait_idle();
@@ -67,8 +72,16 @@ fn a_closure_returning_result_is_an_ordinary_output() {
 #[test]
 fn job_errors_display_what_happened() {
     let pool = Dispatcher::builder().workers(1).build().unwrap();
-    let err = pool.spawn(Words(String::new())).unwrap().join().unwrap_err();
+    let err = pool
+        .spawn(Words(String::new()))
+        .unwrap()
+        .join()
+        .unwrap_err();
     assert_eq!(err.to_string(), "job failed: empty text");
-    let err = pool.spawn(|| -> () { panic!("oh no") }).unwrap().join().unwrap_err();
+    let err = pool
+        .spawn(|| -> () { panic!("oh no") })
+        .unwrap()
+        .join()
+        .unwrap_err();
     assert_eq!(err.to_string(), "job panicked: oh no");
 }

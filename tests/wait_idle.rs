@@ -30,7 +30,11 @@ fn waits_for_jobs_spawned_by_jobs() {
             // 1 + 3 + 9 + ... + 3^6 jobs per tree.
             assert_eq!(count.load(Ordering::Relaxed), round * 1093);
             let stats = pool.stats();
-            assert_eq!(stats.succeeded, round as u64 * 1093, "every call of spawn_tree is one job");
+            assert_eq!(
+                stats.succeeded,
+                round as u64 * 1093,
+                "every call of spawn_tree is one job"
+            );
             assert_eq!((stats.queued, stats.running), (0, 0));
         }
     });
@@ -74,7 +78,8 @@ fn many_waiters_at_once() {
         let count = Arc::new(AtomicUsize::new(0));
         for _ in 0..1000 {
             let c = count.clone();
-            pool.spawn(move || c.fetch_add(1, Ordering::Relaxed)).unwrap();
+            pool.spawn(move || c.fetch_add(1, Ordering::Relaxed))
+                .unwrap();
         }
         let waiters: Vec<_> = (0..4)
             .map(|_| {

@@ -26,6 +26,9 @@ pub(crate) type Outcome<J> = Result<<J as Job>::Output, JobError<<J as Job>::Err
 pub(crate) struct Header {
     pub(crate) state: State,
     pub(crate) id: JobId,
+    /// When the job is cancelled if still unfinished (`time::now()` units;
+    /// 0 for none).
+    pub(crate) deadline: u64,
     queued_at: u64,
     // ORDERING (for the three fields below): Relaxed. They are written
     // before a state transition with Release semantics and read after an
@@ -40,10 +43,11 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    fn new(id: JobId) -> Header {
+    fn new(id: JobId, deadline: u64) -> Header {
         Header {
             state: State::new(),
             id,
+            deadline,
             queued_at: time::now(),
             started_at: AtomicU64::new(0),
             finished_at: AtomicU64::new(0),
@@ -160,9 +164,9 @@ pub(crate) struct JobCell<J: Job> {
 unsafe impl<J: Job> Sync for JobCell<J> {}
 
 impl<J: Job> JobCell<J> {
-    pub(crate) fn new(id: JobId, job: J) -> Arc<Self> {
+    pub(crate) fn new(id: JobId, job: J, deadline: u64) -> Arc<Self> {
         Arc::new(JobCell {
-            header: Header::new(id),
+            header: Header::new(id, deadline),
             job: UnsafeCell::new(Some(job)),
             output: UnsafeCell::new(None),
         })

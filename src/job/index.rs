@@ -80,6 +80,24 @@ impl Index {
         shard.records.get(&id.0).cloned()
     }
 
+    /// Every queued or running job, in id order (takes each shard's lock
+    /// in turn; for halt).
+    pub(crate) fn live(&self) -> Vec<JobRef> {
+        let mut live: Vec<JobRef> = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            live.extend(
+                shard
+                    .records
+                    .values()
+                    .filter(|j| !j.header().state.load().is_terminal())
+                    .cloned(),
+            );
+        }
+        live.sort_unstable_by_key(|j| j.header().id);
+        live
+    }
+
     /// Number of records held (live and finished), for tests and stats.
     pub(crate) fn len(&self) -> usize {
         self.shards

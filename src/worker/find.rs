@@ -14,7 +14,7 @@ impl WorkerCtx {
     }
 
     fn steal(&self) -> Option<JobRef> {
-        let slots = &self.pool.slots;
+        let slots = self.pool.used_slots();
         loop {
             let mut retry = false;
             match self.pool.injector.steal_batch_and_pop(&self.local) {
@@ -27,7 +27,7 @@ impl WorkerCtx {
             for victim in (start..n).chain(0..start).filter(|&v| v != self.index) {
                 match slots[victim].stealer.steal() {
                     Steal::Success(job) => {
-                        self.pool.slots[self.index].counters.count_steal();
+                        self.counters().count_steal();
                         return Some(job);
                     }
                     Steal::Retry => retry = true,

@@ -3,13 +3,17 @@
 
 mod find;
 pub(crate) mod sleep;
+pub(crate) mod slot;
 
 use crate::job::cell::{self, JobRef};
-use crate::pool::{lock, Pool};
-use crate::stats::WorkerState;
-use crate::Arc;
+use crate::job::state;
+use crate::pool::Pool;
+use crate::signal::lock;
+use crate::stats::{WorkerCounters, WorkerState};
+use crate::{time, Arc};
 use crossbeam_deque::Worker;
 use crossbeam_utils::Backoff;
+use slot::Slot;
 use std::cell::Cell;
 use std::time::Instant;
 
@@ -35,14 +39,16 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
     })
 }
 
-/// The body of worker thread `index`.
+/// The body of the worker thread of slot `index`.
 pub(crate) fn main_loop(pool: Arc<Pool>, index: usize) {
-    let local = lock(&pool.slots[index].deque)
+    let slot = &pool.slots[index];
+    let local = lock(&slot.deque)
         .take()
         .expect("one thread per worker slot");
-    *lock(&pool.slots[index].thread) = Some(std::thread::current());
+    *lock(&slot.thread) = Some(std::thread::current());
+    slot.counters.set_state(WorkerState::Idle);
     let ctx = WorkerCtx {
-        pool,
+        pool: Arc::clone(&pool),
         index,
         local,
         rng: Cell::new(
@@ -50,38 +56,43 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize) {
         ),
     };
     CURRENT.with(|c| c.set(&ctx));
-    let counters = &ctx.pool.slots[index].counters;
-    loop {
+    while !slot.halt_requested() {
         if let Some(job) = ctx.find_job() {
             ctx.execute(job);
             continue;
         }
-        if ctx.pool.is_done() {
+        if pool.is_done() {
             break;
         }
         ctx.idle();
     }
-    counters.set_state(WorkerState::Exited);
     CURRENT.with(|c| c.set(std::ptr::null()));
-    *lock(&ctx.pool.slots[index].deque) = Some(ctx.local);
+    ctx.retire();
 }
 
 impl WorkerCtx {
-    fn counters(&self) -> &crate::stats::WorkerCounters {
-        &self.pool.slots[self.index].counters
+    fn slot(&self) -> &Slot {
+        &self.pool.slots[self.index]
+    }
+
+    fn counters(&self) -> &WorkerCounters {
+        &self.slot().counters
     }
 
     /// Runs (or, if it was cancelled while queued, discards) a popped job.
     pub(crate) fn execute(&self, job: JobRef) {
         self.pool.release_place();
+        let header = job.header();
+        if header.deadline != 0 && time::now() >= header.deadline {
+            // Past its deadline before it started: it never runs.
+            let _ = job.cancel(state::BY_DEADLINE);
+        }
         let counters = self.counters();
         if cell::claim(&job) {
-            let header = job.header();
             let outer = counters.set_current(header.id.0);
             counters.set_state(WorkerState::Running);
             let outcome = job.run(self.index);
-            let info = header.info();
-            let busy = info.run_time().map_or(0, |d| d.as_nanos() as u64);
+            let busy = header.info().run_time().map_or(0, |d| d.as_nanos() as u64);
             counters.count_run(busy);
             counters.count_outcome(outcome);
             counters.set_current(outer);
@@ -89,19 +100,19 @@ impl WorkerCtx {
                 counters.set_state(WorkerState::Idle);
             }
         } else {
-            counters.count_outcome(crate::job::state::CANCELLED);
+            counters.count_outcome(state::CANCELLED);
         }
         drop(job);
         self.pool.finish_one();
     }
 
-    /// Spins briefly, then parks until woken by a new job, a resume or a
-    /// shutdown.
+    /// Spins briefly, then parks until woken by a new job, a resume, a halt
+    /// or a shutdown.
     fn idle(&self) {
         let backoff = Backoff::new();
         while !backoff.is_completed() {
             backoff.snooze();
-            if self.pool.has_work() || self.pool.is_done() {
+            if self.pool.has_work() || self.pool.is_done() || self.slot().halt_requested() {
                 return;
             }
         }
@@ -109,24 +120,24 @@ impl WorkerCtx {
     }
 
     /// Parks once, announced in the sleep mask so that a new job wakes us;
-    /// returns at once if `ready()`, work or the end of the pool shows up
-    /// after the announcement.
-    fn sleep_once(&self, ready: impl Fn() -> bool, deadline: Option<Instant>) {
+    /// returns at once if `ready()`, work, a halt or the end of the pool
+    /// shows up after the announcement.
+    fn sleep_once(&self, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) {
         let sleep = &self.pool.sleep;
         sleep.prepare(self.index);
-        if ready() || self.pool.has_work() || self.pool.is_done() {
+        if ready() || self.pool.has_work() || self.pool.is_done() || self.slot().halt_requested() {
             sleep.cancel(self.index);
             return;
         }
         let counters = self.counters();
-        let parked_state = if self.pool.is_paused() {
-            WorkerState::Paused
-        } else {
-            WorkerState::Parked
-        };
         let nested = counters.current() != 0;
         if !nested {
-            counters.set_state(parked_state);
+            let parked = if self.pool.is_paused() {
+                WorkerState::Paused
+            } else {
+                WorkerState::Parked
+            };
+            counters.set_state(parked);
         }
         match deadline {
             None => std::thread::park(),
@@ -136,6 +147,31 @@ impl WorkerCtx {
         if !nested {
             counters.set_state(WorkerState::Idle);
         }
+    }
+
+    /// The thread is leaving: hand queued jobs and any wake-up it consumed
+    /// on to the other workers, and give the slot back.
+    fn retire(self) {
+        let pool = Arc::clone(&self.pool);
+        let slot = &pool.slots[self.index];
+        pool.sleep.cancel(self.index);
+        let halted = slot.halt_requested();
+        slot.counters.set_state(if halted {
+            WorkerState::Halted
+        } else {
+            WorkerState::Exited
+        });
+        let mut moved = 0;
+        while let Some(job) = self.local.pop() {
+            pool.injector.push(job);
+            moved += 1;
+        }
+        for _ in 0..moved.max(1) {
+            pool.wake_one();
+        }
+        *lock(&slot.thread) = None;
+        *lock(&slot.deque) = Some(self.local);
+        slot.mark_halted();
     }
 
     fn next_random(&self) -> u64 {
@@ -152,8 +188,9 @@ impl WorkerCtx {
 /// Blocks the calling thread until `done()` returns `true` or `deadline`
 /// passes; returns `done()`. The caller must have arranged to be unparked
 /// when `done()` becomes true. On a worker thread it runs other jobs while
-/// it waits, so a job waiting on another never starves a pool.
-pub(crate) fn wait_until(done: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+/// it waits (unless its worker is being halted), so a job waiting on
+/// another never starves a pool.
+pub(crate) fn wait_until(mut done: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
     loop {
         if done() {
             return true;
@@ -163,9 +200,14 @@ pub(crate) fn wait_until(done: impl Fn() -> bool, deadline: Option<Instant>) -> 
         }
         let helped = with_current(|ctx| match ctx {
             Some(ctx) => {
-                match ctx.find_job() {
+                let job = if ctx.slot().halt_requested() {
+                    None
+                } else {
+                    ctx.find_job()
+                };
+                match job {
                     Some(job) => ctx.execute(job),
-                    None => ctx.sleep_once(&done, deadline),
+                    None => ctx.sleep_once(&mut done, deadline),
                 }
                 true
             }

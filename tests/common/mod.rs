@@ -32,7 +32,10 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 pub fn eventually(what: &str, cond: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + LIMIT;
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
         std::thread::yield_now();
     }
 }

@@ -1,0 +1,225 @@
+//! Orders to the workers: halt everything, halt one worker, resize the
+//! pool, and spawn with a deadline.
+
+use crate::dispatcher::{join_workers, on_worker_of, shutdown_pool, Dispatcher, Shutdown};
+use crate::error::{SpawnError, WorkerError};
+use crate::job::state::{self, Cancel};
+use crate::job::{Job, JobHandle, JobId};
+use crate::worker::slot;
+use std::time::{Duration, Instant};
+
+/// What [`Dispatcher::halt`] (or a timed-out
+/// [`Dispatcher::shutdown_timeout`]) stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HaltReport {
+    /// Jobs that were queued and will never run, in id order (like Java's
+    /// `shutdownNow`): re-queue or report them.
+    pub never_started: Vec<JobId>,
+    /// Jobs that were running and were asked to stop, in id order; they
+    /// end `Cancelled` once they return.
+    pub interrupted: Vec<JobId>,
+}
+
+impl Dispatcher {
+    /// Stops now: refuses new jobs, cancels every queued job (each ends
+    /// `Cancelled` with [`CancelReason::Halt`](crate::CancelReason::Halt)
+    /// and never runs), asks every running job to stop, then joins the
+    /// worker threads once their current jobs return.
+    ///
+    /// A job accepted concurrently with the halt (its `spawn` returned
+    /// `Ok` while `halt` ran) is either in the report or runs to completion:
+    /// none vanishes.
+    ///
+    /// Called from inside one of this dispatcher's jobs, the calling job is
+    /// one of the running jobs asked to stop, and `halt` returns without
+    /// joining the threads (they exit once the running jobs return).
+    ///
+    /// ```
+    /// use workyard::{CancelReason, Dispatcher, JobError};
+    ///
+    /// let pool = Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// let queued = pool.spawn(|| "never runs").unwrap();
+    /// let report = pool.halt();
+    /// assert_eq!(report.never_started, [queued.id()]);
+    /// assert!(matches!(queued.join(), Err(JobError::Cancelled(CancelReason::Halt))));
+    /// assert!(pool.spawn(|| ()).is_err());
+    /// ```
+    pub fn halt(&self) -> HaltReport {
+        let pool = self.pool();
+        pool.close();
+        let mut report = HaltReport::default();
+        for job in pool.index.live() {
+            match job.cancel(state::BY_HALT) {
+                Cancel::WasQueued(_) => report.never_started.push(job.header().id),
+                Cancel::Requested => report.interrupted.push(job.header().id),
+                Cancel::TooLate => {}
+            }
+        }
+        // Workers discard the cancelled jobs, so a paused pool must run.
+        pool.set_paused(false);
+        if !on_worker_of(pool) {
+            pool.idle.wait_until(|| pool.pending() == 0, None);
+            join_workers(pool);
+        }
+        report
+    }
+
+    /// Graceful shutdown that gives up waiting after `timeout`: like
+    /// [`shutdown`](Self::shutdown) if every accepted job finishes in time
+    /// (`Ok`), otherwise it [`halt`](Self::halt)s and reports what did not
+    /// run (`Err`).
+    ///
+    /// Called from inside one of this dispatcher's jobs it cannot wait for
+    /// that job: it refuses new jobs and returns `Ok` at once, like
+    /// `shutdown`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// pool.spawn(|| 1 + 1).unwrap();
+    /// assert!(pool.shutdown_timeout(Duration::from_secs(10)).is_ok());
+    /// ```
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<(), HaltReport> {
+        let deadline = Instant::now().checked_add(timeout);
+        match shutdown_pool(self.pool(), deadline) {
+            Shutdown::Done | Shutdown::FromWorker => Ok(()),
+            Shutdown::TimedOut => Err(self.halt()),
+        }
+    }
+
+    /// Halts worker `index`: it finishes its current job and exits; the
+    /// jobs waiting in its own deque move to the global queue, so none is
+    /// lost. Worker indices are stable: the others keep theirs, and
+    /// [`stats`](Self::stats) shows this one as
+    /// [`WorkerState::Halted`](crate::WorkerState::Halted). Returns at once,
+    /// without waiting for the current job.
+    ///
+    /// Fails for an index that is not a running worker, and for the last
+    /// running worker (use [`halt`](Self::halt) or
+    /// [`shutdown`](Self::shutdown) to stop them all).
+    ///
+    /// ```
+    /// use workyard::{Dispatcher, WorkerError};
+    ///
+    /// let pool = Dispatcher::builder().workers(2).build().unwrap();
+    /// pool.halt_worker(1).unwrap();
+    /// assert_eq!(pool.workers(), 1);
+    /// assert_eq!(pool.halt_worker(1), Err(WorkerError::NotRunning(1)));
+    /// assert_eq!(pool.halt_worker(0), Err(WorkerError::LastWorker));
+    /// assert_eq!(pool.spawn(|| 5).unwrap().join().unwrap(), 5);
+    /// ```
+    pub fn halt_worker(&self, index: usize) -> Result<(), WorkerError> {
+        let pool = self.pool();
+        let slot = pool
+            .used_slots()
+            .get(index)
+            .ok_or(WorkerError::NotRunning(index))?;
+        if slot.life() != slot::ACTIVE {
+            return Err(WorkerError::NotRunning(index));
+        }
+        if pool.running_workers() <= 1 {
+            return Err(WorkerError::LastWorker);
+        }
+        if !slot.request_halt() {
+            return Err(WorkerError::NotRunning(index));
+        }
+        if pool.running_workers() == 0 {
+            // Another halt_worker raced us for the last two workers: undo.
+            slot.unclaim(slot::ACTIVE);
+            return Err(WorkerError::LastWorker);
+        }
+        slot.unpark();
+        Ok(())
+    }
+
+    /// Grows or shrinks the pool to `n` running workers. New workers take
+    /// the lowest free indices (reusing halted ones); shrinking halts the
+    /// highest-indexed workers as [`halt_worker`](Self::halt_worker) does.
+    ///
+    /// Fails for 0, for more than the builder's
+    /// [`max_workers`](crate::DispatcherBuilder::max_workers), after shutdown,
+    /// and if the operating system refuses a thread (the workers started so
+    /// far keep running).
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).max_workers(8).build().unwrap();
+    /// pool.set_workers(4).unwrap();
+    /// assert_eq!(pool.workers(), 4);
+    /// pool.set_workers(2).unwrap();
+    /// assert_eq!(pool.workers(), 2);
+    /// assert!(pool.set_workers(0).is_err());
+    /// ```
+    pub fn set_workers(&self, n: usize) -> Result<(), WorkerError> {
+        let pool = self.pool();
+        if n == 0 {
+            return Err(WorkerError::Zero);
+        }
+        if n > pool.config.max_workers {
+            return Err(WorkerError::AboveMax {
+                requested: n,
+                max: pool.config.max_workers,
+            });
+        }
+        if pool.is_closed() {
+            return Err(WorkerError::Shutdown);
+        }
+        let running = pool.running_workers();
+        if n > running {
+            pool.grow_to(n).map_err(WorkerError::Spawn)?;
+        } else {
+            let mut excess = running - n;
+            for slot in pool.used_slots().iter().rev() {
+                if excess == 0 {
+                    break;
+                }
+                if slot.request_halt() {
+                    slot.unpark();
+                    excess -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`spawn`](Self::spawn), with a deadline: if the job has not
+    /// finished by `deadline`, it is cancelled as by
+    /// [`JobHandle::cancel`] (if it had not started, it never runs), and its
+    /// status record says a deadline ended it
+    /// ([`CancelReason::Deadline`](crate::CancelReason::Deadline)).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use workyard::{CancelReason, Dispatcher, JobError};
+    ///
+    /// let pool = Dispatcher::builder().workers(1).build().unwrap();
+    /// let slow = pool
+    ///     .spawn_with_deadline(
+    ///         || while !workyard::is_cancelled() { std::thread::yield_now() },
+    ///         Instant::now() + Duration::from_millis(20),
+    ///     )
+    ///     .unwrap();
+    /// assert!(matches!(slow.join(), Err(JobError::Cancelled(CancelReason::Deadline))));
+    /// ```
+    pub fn spawn_with_deadline<J: Job>(
+        &self,
+        job: J,
+        deadline: Instant,
+    ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
+        self.submit(job, true, Some(deadline))
+            .map_err(|e| SpawnError(e.into_inner()))
+    }
+
+    /// [`spawn_with_deadline`](Self::spawn_with_deadline) with the deadline
+    /// `timeout` from now.
+    pub fn spawn_with_timeout<J: Job>(
+        &self,
+        job: J,
+        timeout: Duration,
+    ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.submit(job, true, deadline)
+            .map_err(|e| SpawnError(e.into_inner()))
+    }
+}

@@ -1,0 +1,69 @@
+//! Blocking waits on slow paths: a condition variable that costs nothing
+//! to signal while nobody waits.
+
+use crate::loom::{AtomicUsize, Condvar, Mutex};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::MutexGuard;
+use std::time::Instant;
+
+/// Locks a mutex, ignoring poisoning: no code of ours panics while holding
+/// one, and a poisoned lock must not take the pool down with it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A condition some threads block on. Each waiter is counted before it
+/// checks the condition, so a signaller that made the condition true with a
+/// SeqCst operation and then sees no waiter can skip the lock.
+#[derive(Default)]
+pub(crate) struct Signal {
+    lock: Mutex<()>,
+    cond: Condvar,
+    waiters: AtomicUsize,
+}
+
+impl Signal {
+    /// Blocks until `ready()` or `deadline`; returns whether `ready()`.
+    pub(crate) fn wait_until(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> bool {
+        if ready() {
+            return true;
+        }
+        let mut guard = lock(&self.lock);
+        self.waiters.fetch_add(1, SeqCst);
+        let result = loop {
+            if ready() {
+                break true;
+            }
+            match deadline {
+                None => guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break false;
+                    }
+                    guard = self
+                        .cond
+                        .wait_timeout(guard, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        };
+        self.waiters.fetch_sub(1, SeqCst);
+        result
+    }
+
+    /// Wakes every waiter. Call after making the condition true with a
+    /// SeqCst operation: then the SeqCst load of `waiters` cannot miss a
+    /// waiter that checked the condition too early.
+    pub(crate) fn notify_all(&self) {
+        if self.waiters.load(SeqCst) > 0 {
+            drop(lock(&self.lock));
+            self.cond.notify_all();
+        }
+    }
+}

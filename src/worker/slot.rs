@@ -1,0 +1,101 @@
+//! A worker slot: the fixed place of one worker (its deque, thread and
+//! counters), reused when a halted worker is replaced. Slot indices are the
+//! worker ids users see, so they stay stable for the dispatcher's life.
+
+use crate::job::cell::JobRef;
+use crate::loom::{AtomicUsize, Mutex};
+use crate::signal::lock;
+use crate::stats::WorkerCounters;
+use crossbeam_deque::{Stealer, Worker};
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::Ordering::SeqCst;
+use std::thread::{JoinHandle, Thread};
+
+/// Never had a thread.
+pub(crate) const VACANT: usize = 0;
+/// A thread runs this slot.
+pub(crate) const ACTIVE: usize = 1;
+/// Asked to halt: the thread exits after its current job.
+pub(crate) const HALTING: usize = 2;
+/// The thread has exited (halted, or the pool shut down); reusable.
+pub(crate) const HALTED: usize = 3;
+
+pub(crate) struct Slot {
+    pub(crate) stealer: Stealer<JobRef>,
+    /// The deque's owning end, kept here while no thread runs this slot.
+    pub(crate) deque: Mutex<Option<Worker<JobRef>>>,
+    /// The running thread, for unparking it.
+    pub(crate) thread: Mutex<Option<Thread>>,
+    /// The running thread's handle, for joining it.
+    pub(crate) join: Mutex<Option<JoinHandle<()>>>,
+    /// VACANT, ACTIVE, HALTING or HALTED.
+    life: AtomicUsize,
+    pub(crate) counters: CachePadded<WorkerCounters>,
+}
+
+impl Slot {
+    pub(crate) fn new() -> Slot {
+        let deque = Worker::new_lifo();
+        Slot {
+            stealer: deque.stealer(),
+            deque: Mutex::new(Some(deque)),
+            thread: Mutex::new(None),
+            join: Mutex::new(None),
+            life: AtomicUsize::new(VACANT),
+            counters: CachePadded::new(WorkerCounters::default()),
+        }
+    }
+
+    // ORDERING (life): SeqCst. Transitions are rare (start, halt, exit) and
+    // the halt flag is part of the sleep protocol's re-check, which relies
+    // on SeqCst ordering against the unpark that follows it.
+    pub(crate) fn life(&self) -> usize {
+        self.life.load(SeqCst)
+    }
+
+    pub(crate) fn halt_requested(&self) -> bool {
+        self.life() == HALTING
+    }
+
+    /// VACANT or HALTED → ACTIVE, for starting a thread here; returns the
+    /// state it left.
+    pub(crate) fn try_claim(&self) -> Option<usize> {
+        [VACANT, HALTED].into_iter().find(|&from| {
+            self.life
+                .compare_exchange(from, ACTIVE, SeqCst, SeqCst)
+                .is_ok()
+        })
+    }
+
+    /// ACTIVE → HALTING. `false` if the slot was not active.
+    pub(crate) fn request_halt(&self) -> bool {
+        self.life
+            .compare_exchange(ACTIVE, HALTING, SeqCst, SeqCst)
+            .is_ok()
+    }
+
+    /// Called by the exiting thread, after it handed its deque back.
+    pub(crate) fn mark_halted(&self) {
+        self.life.store(HALTED, SeqCst);
+    }
+
+    /// Undoes `try_claim` when the thread could not be started.
+    pub(crate) fn unclaim(&self, previous: usize) {
+        self.life.store(previous, SeqCst);
+    }
+
+    pub(crate) fn unpark(&self) {
+        if let Some(thread) = lock(&self.thread).as_ref() {
+            thread.unpark();
+        }
+    }
+
+    /// Joins the slot's exited (or exiting) thread, if it has one.
+    pub(crate) fn join_thread(&self) {
+        let handle = lock(&self.join).take();
+        if let Some(handle) = handle {
+            // A worker thread never unwinds (jobs run under catch_unwind).
+            let _ = handle.join();
+        }
+    }
+}
