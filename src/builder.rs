@@ -115,7 +115,7 @@ impl DispatcherBuilder {
         if self.stack_size.is_some_and(|s| s < MIN_STACK_SIZE) {
             return invalid("stack_size", "must be at least MIN_STACK_SIZE (64 KiB)");
         }
-        let max_workers = self.max_workers.unwrap_or(workers.max(64).min(MAX_WORKERS));
+        let max_workers = self.max_workers.unwrap_or(workers.clamp(64, MAX_WORKERS));
         if max_workers < workers || max_workers > MAX_WORKERS {
             return invalid(
                 "max_workers",
