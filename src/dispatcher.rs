@@ -258,6 +258,7 @@ impl Dispatcher {
             return;
         }
         pool.idle.wait_until(|| pool.pending() == 0, None);
+        pool.index.trim();
     }
 
     /// Stops workers from starting new jobs; running jobs finish, queued

@@ -126,7 +126,7 @@ pub(crate) trait ErasedJob: Send + Sync {
     fn header(&self) -> &Header;
 
     /// Runs the job on worker `worker` and returns its terminal state.
-    /// Only the caller that won `header().state.start()` may call it.
+    /// Only the caller that won [`claim`] may call it.
     fn run(&self, worker: usize) -> usize;
 
     /// Cancels the job (see [`State::cancel`]). A job cancelled while queued
@@ -219,8 +219,7 @@ impl<J: Job> ErasedJob for JobCell<J> {
     }
 
     fn run(&self, worker: usize) -> usize {
-        self.header.worker.store(worker, Relaxed);
-        self.header.started_at.store(time::now(), Relaxed);
+        debug_assert_eq!(self.header.worker.load(Relaxed), worker);
         // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
         // canceller touches `job` only after winning QUEUED → CANCELLED.
         let job = self.job.with_mut(|p| unsafe { (*p).take() });
@@ -316,8 +315,14 @@ impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
     }
 }
 
-/// Claims a popped job for running: `true` if the caller must run it,
-/// `false` if it was cancelled while queued (then it is only counted).
-pub(crate) fn claim(job: &JobRef) -> bool {
-    job.header().state.start() == Start::Run
+/// Claims a popped job for worker `worker`: `true` if the caller must run
+/// it, `false` if it was cancelled while queued (then it is only counted).
+pub(crate) fn claim(job: &JobRef, worker: usize) -> bool {
+    let header = job.header();
+    // Written before the QUEUED → RUNNING transition, whose Release makes
+    // them visible to whoever sees the job Running. If the job was
+    // cancelled instead, `info` ignores them (`was_started` is false).
+    header.worker.store(worker, Relaxed);
+    header.started_at.store(time::now(), Relaxed);
+    header.state.start() == Start::Run
 }

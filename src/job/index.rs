@@ -75,6 +75,33 @@ impl Index {
         }
     }
 
+    /// Trims every shard down to its share of the history plus its live
+    /// jobs. Called when the pool goes idle (`wait_idle`), so the record
+    /// count at rest does not depend on how deep the queue was at the last
+    /// insert.
+    pub(crate) fn trim(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let Shard { records, order } = &mut *shard;
+            let mut excess = order.len().saturating_sub(self.history_per_shard);
+            for _ in 0..order.len() {
+                if excess == 0 {
+                    break;
+                }
+                let oldest = order.pop_front().expect("within its length");
+                if records
+                    .get(&oldest)
+                    .map_or(true, |job| job.header().state.load().is_terminal())
+                {
+                    records.remove(&oldest);
+                    excess -= 1;
+                } else {
+                    order.push_back(oldest);
+                }
+            }
+        }
+    }
+
     pub(crate) fn get(&self, id: JobId) -> Option<JobRef> {
         let shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
         shard.records.get(&id.0).cloned()

@@ -88,8 +88,10 @@ impl WorkerCtx {
             let _ = job.cancel(state::BY_DEADLINE);
         }
         let counters = self.counters();
-        if cell::claim(&job) {
-            let outer = counters.set_current(header.id.0);
+        // Published before the claim, whose Release makes it visible to
+        // anyone who sees the job Running.
+        let outer = counters.set_current(header.id.0);
+        if cell::claim(&job, self.index) {
             counters.set_state(WorkerState::Running);
             let outcome = job.run(self.index);
             let busy = header.info().run_time().map_or(0, |d| d.as_nanos() as u64);
@@ -100,6 +102,7 @@ impl WorkerCtx {
                 counters.set_state(WorkerState::Idle);
             }
         } else {
+            counters.set_current(outer);
             counters.count_outcome(state::CANCELLED);
         }
         drop(job);
