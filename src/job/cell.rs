@@ -12,9 +12,10 @@ use crate::error::JobError;
 use crate::loom::{AtomicU64, AtomicUsize, UnsafeCell};
 use crate::unwind::{self, PanicPayload};
 use crate::{time, Arc};
+use atomic_waker::AtomicWaker;
 use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
-use std::thread::Thread;
+use std::task::Waker;
 
 /// Marks "no worker" in `Header::worker`.
 const NO_WORKER: usize = usize::MAX;
@@ -36,10 +37,10 @@ pub(crate) struct Header {
     started_at: AtomicU64,
     finished_at: AtomicU64,
     worker: AtomicUsize,
-    /// The joiner's thread. Written by the joiner only while `WAITER` is
-    /// clear and the job is not terminal; read by whoever moves the job to
-    /// a terminal state and sees `WAITER` set.
-    waiter: UnsafeCell<Option<Thread>>,
+    /// The joiner's waker (a blocked thread's, or an async task's). The
+    /// `WAITER` bit in the status word says whether anyone registered, so
+    /// finishing a job nobody waits for costs no extra atomic operation.
+    waker: AtomicWaker,
 }
 
 impl Header {
@@ -52,7 +53,7 @@ impl Header {
             started_at: AtomicU64::new(0),
             finished_at: AtomicU64::new(0),
             worker: AtomicUsize::new(NO_WORKER),
-            waiter: UnsafeCell::new(None),
+            waker: AtomicWaker::new(),
         }
     }
 
@@ -76,47 +77,21 @@ impl Header {
         }
     }
 
-    /// Asks to be unparked when the job reaches a terminal state. Returns
-    /// `false` if it already has (then nobody will unpark the caller).
-    pub(crate) fn register_waiter(&self, thread: &Thread) -> bool {
-        let word = self.state.load();
-        if word.is_terminal() {
-            return false;
-        }
-        if word.has(state::WAITER) {
-            // Usually the same thread again (join_timeout, then join).
-            // SAFETY: WAITER is set, so nobody writes the slot; we only read.
-            let same = self
-                .waiter
-                .with(|p| unsafe { (*p).as_ref().map(Thread::id) })
-                == Some(thread.id());
-            if same {
-                return true;
-            }
-            if self.state.unset_waiter().is_err() {
-                return false;
-            }
-        }
-        // SAFETY: WAITER is clear and the job is not terminal, so no worker
-        // reads the slot (it reads only after a terminal transition that saw
-        // WAITER set), and the single handle is the only writer.
-        self.waiter
-            .with_mut(|p| unsafe { *p = Some(thread.clone()) });
+    /// Asks for `waker` to be woken when the job reaches a terminal state.
+    /// Returns `false` if it already has (then nobody will wake it).
+    /// Registering again (each poll of a future) replaces the waker.
+    pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
+        self.waker.register(waker);
+        // Set after the registration: a finisher that sees WAITER finds the
+        // waker; if the job finished first, we see that here and do not wait.
         !self.state.set_waiter().is_terminal()
     }
 
-    /// Unparks the joiner if `prev`, the word just before a terminal
+    /// Wakes the joiner if `prev`, the word just before a terminal
     /// transition made by the caller, had one registered.
     fn wake_waiter(&self, prev: Snapshot) {
         if prev.has(state::WAITER) {
-            // SAFETY: the caller made the terminal transition, after which
-            // the joiner never writes the slot (unset_waiter fails), and the
-            // transition's Acquire saw the joiner's write.
-            self.waiter.with(|p| unsafe {
-                if let Some(thread) = &*p {
-                    thread.unpark();
-                }
-            });
+            self.waker.wake();
         }
     }
 }

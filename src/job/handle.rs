@@ -9,13 +9,19 @@ use crate::worker;
 use crate::Arc;
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc as StdArc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// The handle of a spawned job: its id, live status and, once it finishes,
 /// its typed result.
 ///
 /// Dropping the handle detaches the job: it still runs, and its result is
-/// dropped as soon as it is produced.
+/// dropped as soon as it is produced. A handle is also a [`Future`], so async
+/// code can `.await` a job without blocking its executor.
 ///
 /// ```
 /// use workyard::{Dispatcher, JobStatus};
@@ -116,11 +122,66 @@ impl<T, E> JobHandle<T, E> {
         if header.state.load().is_terminal() {
             return true;
         }
-        let me = std::thread::current();
-        if !header.register_waiter(&me) {
+        let registered = THREAD_WAKER.with(|waker| header.register_waker(waker));
+        if !registered {
             return true;
         }
         worker::wait_until(|| header.state.load().is_terminal(), deadline)
+    }
+}
+
+/// Unparks a thread: the waker a blocking `join` registers.
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: StdArc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &StdArc<Self>) {
+        self.0.unpark();
+    }
+}
+
+thread_local! {
+    /// One waker per thread, made once, so a blocking join allocates nothing.
+    static THREAD_WAKER: Waker = Waker::from(StdArc::new(ThreadWaker(std::thread::current())));
+}
+
+/// Awaiting a handle waits for the job without blocking the executor's
+/// thread; works on any async runtime (the job's completion wakes the task).
+///
+/// ```
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     // Any executor works; this test uses a minimal one.
+/// #     use std::task::{Context, Poll, Wake, Waker};
+/// #     struct Unpark(std::thread::Thread);
+/// #     impl Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+/// #     let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop {
+/// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&waker)) { return v; }
+/// #         std::thread::park();
+/// #     }
+/// # }
+/// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+/// let handle = pool.spawn(|| (1..=20u64).product::<u64>()).unwrap();
+/// let product = block_on(async move { handle.await });
+/// assert_eq!(product.unwrap(), 2_432_902_008_176_640_000);
+/// ```
+///
+/// # Panics
+///
+/// If polled again after it returned `Ready` (the result was moved out).
+impl<T, E> Future for JobHandle<T, E> {
+    type Output = Result<T, JobError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let header = self.cell.header();
+        if header.state.load().is_terminal() || !header.register_waker(cx.waker()) {
+            return Poll::Ready(self.cell.take_result());
+        }
+        Poll::Pending
     }
 }
 

@@ -34,7 +34,7 @@ pub(crate) const CANCELLED: usize = 5;
 /// Set by `cancel()` on a running job; the job sees it through
 /// `workyard::is_cancelled()`, and the job ends `CANCELLED` whatever it returns.
 pub(crate) const CANCEL_REQUESTED: usize = 1 << 3;
-/// A joiner stored its thread in the cell and wants an unpark on completion.
+/// A joiner registered a waker and wants a wake-up on completion.
 pub(crate) const WAITER: usize = 1 << 4;
 /// The `JobHandle` is alive; without it nobody reads the result, so the
 /// worker drops the result at once instead of keeping it.
@@ -199,18 +199,13 @@ impl State {
             .is_ok()
     }
 
-    /// Sets `WAITER` after the joiner stored its thread. Returns the
-    /// previous word; if it was terminal nobody will unpark the joiner.
+    /// Sets `WAITER` after the joiner registered its waker. Returns the
+    /// previous word; if it was terminal nobody will wake the joiner.
     pub(crate) fn set_waiter(&self) -> Snapshot {
-        // ORDERING: AcqRel: Release publishes the stored thread to the
-        // worker's `finish`; Acquire sees the result if already finished.
+        // ORDERING: AcqRel: Acquire sees the result if already finished;
+        // Release orders the registration before a finisher's read of WAITER
+        // (AtomicWaker itself synchronises the waker hand-off).
         Snapshot(self.0.fetch_or(WAITER, AcqRel))
-    }
-
-    /// Clears `WAITER` so the joiner may replace its thread. Fails (with
-    /// the word) once the job is terminal: the worker may be reading it.
-    pub(crate) fn unset_waiter(&self) -> Result<Snapshot, Snapshot> {
-        self.update(|s| (!s.is_terminal()).then_some(s.0 & !WAITER))
     }
 }
 
@@ -260,7 +255,7 @@ mod tests {
         assert_eq!(s.start(), Start::Run);
         s.finish(FAILED, true);
         assert_eq!(s.cancel(0), Cancel::TooLate);
-        assert!(s.unset_waiter().is_err());
+        assert!(s.set_waiter().is_terminal());
         assert_eq!(s.load().state(), FAILED);
     }
 
