@@ -57,6 +57,12 @@ impl Dispatcher {
                 Cancel::TooLate => {}
             }
         }
+        crate::trace::event!(
+            info,
+            never_started = report.never_started.len(),
+            interrupted = report.interrupted.len(),
+            "halt"
+        );
         // Workers discard the cancelled jobs, so a paused pool must run.
         pool.set_paused(false);
         if !on_worker_of(pool) {
@@ -131,6 +137,7 @@ impl Dispatcher {
             return Err(WorkerError::LastWorker);
         }
         slot.unpark();
+        crate::trace::event!(info, worker = index, "halt_worker");
         Ok(())
     }
 

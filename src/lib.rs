@@ -31,6 +31,12 @@
 //! parks; a new job wakes at most one parked worker. See `ARCHITECTURE.md`
 //! for the protocols and the reasoning behind every memory ordering.
 //!
+//! ## Features
+//!
+//! * `tracing`: a `tracing` span per job (`id`, `job` type name, `worker`)
+//!   and events (target `workyard`) for steals, parking, halts and
+//!   cancellations. Off by default; without it there is no cost.
+//!
 //! ## Guarantees
 //!
 //! * An accepted job runs at most once, and exactly once unless it is
@@ -54,6 +60,7 @@ mod pool;
 mod signal;
 mod stats;
 mod time;
+mod trace;
 mod unwind;
 mod worker;
 

@@ -11,7 +11,7 @@ use super::{Job, JobId};
 use crate::error::JobError;
 use crate::loom::{AtomicU64, AtomicUsize, UnsafeCell};
 use crate::unwind::{self, PanicPayload};
-use crate::{time, Arc};
+use crate::{time, trace, Arc};
 use atomic_waker::AtomicWaker;
 use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
@@ -193,6 +193,7 @@ impl<J: Job> ErasedJob for JobCell<J> {
         &self.header
     }
 
+    #[cfg_attr(not(feature = "tracing"), allow(clippy::let_unit_value))]
     fn run(&self, worker: usize) -> usize {
         debug_assert_eq!(self.header.worker.load(Relaxed), worker);
         // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
@@ -202,8 +203,12 @@ impl<J: Job> ErasedJob for JobCell<J> {
 
         let result = {
             let _current = CurrentGuard::enter(&self.header);
+            let _span = trace::job_span::<J>(self.header.id.0, worker);
             unwind::catch(move || job.run())
         };
+        if result.is_err() {
+            trace::event!(debug, id = self.header.id.0, "job panicked");
+        }
         let (outcome_state, outcome): (usize, Outcome<J>) = match result {
             Ok(Ok(value)) => (state::SUCCEEDED, Ok(value)),
             Ok(Err(e)) => (state::FAILED, Err(JobError::Failed(e))),
@@ -243,6 +248,7 @@ impl<J: Job> ErasedJob for JobCell<J> {
 
     fn cancel(&self, reason: usize) -> Cancel {
         let result = self.header.state.cancel(reason);
+        trace::event!(debug, id = self.header.id.0, reason, outcome = ?result, "cancel");
         if let Cancel::WasQueued(prev) = result {
             // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
             // the closure (`start` fails): it is ours to drop.

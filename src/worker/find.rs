@@ -28,6 +28,13 @@ impl WorkerCtx {
                 match slots[victim].stealer.steal() {
                     Steal::Success(job) => {
                         self.counters().count_steal();
+                        crate::trace::event!(
+                            trace,
+                            thief = self.index,
+                            victim,
+                            id = job.header().id.0,
+                            "steal"
+                        );
                         return Some(job);
                     }
                     Steal::Retry => retry = true,

@@ -142,6 +142,7 @@ impl WorkerCtx {
             };
             counters.set_state(parked);
         }
+        crate::trace::event!(trace, worker = self.index, "park");
         match deadline {
             None => std::thread::park(),
             Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
@@ -159,6 +160,7 @@ impl WorkerCtx {
         let slot = &pool.slots[self.index];
         pool.sleep.cancel(self.index);
         let halted = slot.halt_requested();
+        crate::trace::event!(debug, worker = self.index, halted, "worker exits");
         slot.counters.set_state(if halted {
             WorkerState::Halted
         } else {
