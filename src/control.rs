@@ -51,7 +51,7 @@ impl Dispatcher {
         pool.close();
         let mut report = HaltReport::default();
         for job in pool.index.live() {
-            match job.cancel(state::BY_HALT) {
+            match job.cancel(state::BY_HALT, true) {
                 Cancel::WasQueued(_) => report.never_started.push(job.header().id),
                 Cancel::Requested => report.interrupted.push(job.header().id),
                 Cancel::TooLate => {}
@@ -70,6 +70,32 @@ impl Dispatcher {
             join_workers(pool);
         }
         report
+    }
+
+    /// Cancels every job still queued (each ends `Cancelled` with
+    /// [`CancelReason::Caller`](crate::CancelReason::Caller) and never
+    /// runs) and returns their ids in id order. Running jobs are left to
+    /// finish, and the dispatcher keeps accepting new jobs: follow with
+    /// [`shutdown`](Self::shutdown) for "finish what is running, drop the
+    /// backlog, stop".
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// let backlog: Vec<_> = (0..3).map(|i| pool.spawn(move || i).unwrap()).collect();
+    /// let dropped = pool.cancel_queued();
+    /// assert_eq!(dropped, backlog.iter().map(|h| h.id()).collect::<Vec<_>>());
+    /// pool.shutdown();
+    /// ```
+    pub fn cancel_queued(&self) -> Vec<JobId> {
+        let pool = self.pool();
+        let mut cancelled = Vec::new();
+        for job in pool.index.live() {
+            if let Cancel::WasQueued(_) = job.cancel(0, false) {
+                cancelled.push(job.header().id);
+            }
+        }
+        cancelled
     }
 
     /// Graceful shutdown that gives up waiting after `timeout`: like

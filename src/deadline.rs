@@ -109,7 +109,7 @@ impl Shared {
                     let Reverse(due) = state.heap.pop().expect("peeked");
                     drop(state);
                     if let Some(job) = due.job.upgrade() {
-                        let _ = job.cancel(state::BY_DEADLINE);
+                        let _ = job.cancel(state::BY_DEADLINE, true);
                     }
                     state = lock(&self.state);
                 }

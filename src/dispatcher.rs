@@ -120,8 +120,8 @@ impl Dispatcher {
     ///
     /// If the queue is bounded and full, this blocks until there is room
     /// (on a worker thread it runs queued jobs meanwhile instead of
-    /// blocking). It fails only once the dispatcher is shut down, giving the
-    /// job back.
+    /// blocking). It fails only once the dispatcher is shut down or halted
+    /// (also while it waits for room), giving the job back.
     ///
     /// ```
     /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
@@ -174,10 +174,21 @@ impl Dispatcher {
                 pool.finish_one();
                 return Err(TrySpawnError::Full(job));
             }
+            // Wait for room, unless the pool closes first: then the job is
+            // refused like any spawn after shutdown.
+            let mut reserved = false;
+            let mut room_or_closed = || {
+                reserved = !pool.is_closed() && pool.reserve();
+                reserved || pool.is_closed()
+            };
             if on_worker_of(pool) {
-                worker::wait_until(|| pool.reserve(), None);
+                worker::wait_until(&mut room_or_closed, None);
             } else {
-                pool.space.wait_until(|| pool.reserve(), None);
+                pool.space.wait_until(&mut room_or_closed, None);
+            }
+            if !reserved {
+                pool.finish_one();
+                return Err(TrySpawnError::Closed(job));
             }
         }
         let at = deadline.map_or(0, time::from_instant);
@@ -223,7 +234,7 @@ impl Dispatcher {
         self.pool()
             .index
             .get(id)
-            .is_some_and(|job| job.cancel(0) != Cancel::TooLate)
+            .is_some_and(|job| job.cancel(0, true) != Cancel::TooLate)
     }
 
     /// Counters: workers, queued and running jobs, outcomes, steals, and

@@ -165,6 +165,8 @@ impl Pool {
     pub(crate) fn close(&self) {
         self.pending.fetch_or(CLOSED, SeqCst);
         self.wake_all();
+        // Spawners blocked on a full queue give up once closed.
+        self.space.notify_all();
     }
 
     /// A worker may exit: closed and nothing left to run.

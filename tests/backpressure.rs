@@ -113,3 +113,48 @@ fn a_full_queue_does_not_deadlock_jobs_that_spawn() {
         assert_eq!(parent.join().unwrap(), (0..100).sum());
     });
 }
+
+#[test]
+fn a_spawner_blocked_on_a_full_queue_is_refused_when_the_pool_closes() {
+    within(LIMIT, || {
+        let pool = Dispatcher::builder()
+            .workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
+        pool.pause();
+        let queued = pool.spawn(|| 1).unwrap();
+        let p = pool.clone();
+        let blocked = std::thread::spawn(move || p.spawn(|| 2).map_err(|e| (e.into_inner())()));
+        eventually("spawner waits for room", || pool.stats().queued == 2);
+        pool.shutdown();
+        assert_eq!(
+            blocked.join().unwrap().unwrap_err(),
+            2,
+            "refused, and the job came back"
+        );
+        assert_eq!(queued.join().unwrap(), 1, "the accepted job still ran");
+        assert_eq!(pool.stats().succeeded, 1);
+    });
+}
+
+#[test]
+fn cancel_queued_drops_the_backlog_and_keeps_running_jobs() {
+    within(LIMIT, || {
+        let pool = Dispatcher::builder().workers(1).build().unwrap();
+        let gate = Gate::new();
+        let g = gate.clone();
+        let running = pool.spawn(move || g.wait()).unwrap();
+        eventually("runs", || running.status() == JobStatus::Running);
+        let backlog: Vec<_> = (0..5).map(|_| pool.spawn(|| ()).unwrap()).collect();
+        let dropped = pool.cancel_queued();
+        assert_eq!(dropped, backlog.iter().map(|h| h.id()).collect::<Vec<_>>());
+        assert_eq!(running.status(), JobStatus::Running);
+        gate.open();
+        running.join().unwrap();
+        assert!(backlog
+            .into_iter()
+            .all(|h| h.join().unwrap_err().is_cancelled()));
+        assert!(pool.spawn(|| 3).unwrap().join().is_ok(), "still accepting");
+    });
+}

@@ -104,10 +104,11 @@ pub(crate) trait ErasedJob: Send + Sync {
     /// Only the caller that won [`claim`] may call it.
     fn run(&self, worker: usize) -> usize;
 
-    /// Cancels the job (see [`State::cancel`]). A job cancelled while queued
-    /// has its closure dropped and its joiner woken here; the worker that
-    /// later pops it only counts it.
-    fn cancel(&self, reason: usize) -> Cancel;
+    /// Cancels the job (see [`State::cancel`]; `running == false` leaves a
+    /// running job alone). A job cancelled while queued has its closure
+    /// dropped and its joiner woken here; the worker that later pops it
+    /// only counts it.
+    fn cancel(&self, reason: usize, running: bool) -> Cancel;
 }
 
 /// A job in a queue or in the index.
@@ -246,8 +247,8 @@ impl<J: Job> ErasedJob for JobCell<J> {
         }
     }
 
-    fn cancel(&self, reason: usize) -> Cancel {
-        let result = self.header.state.cancel(reason);
+    fn cancel(&self, reason: usize, running: bool) -> Cancel {
+        let result = self.header.state.cancel(reason, running);
         trace::event!(debug, id = self.header.id.0, reason, outcome = ?result, "cancel");
         if let Cancel::WasQueued(prev) = result {
             // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
@@ -267,7 +268,7 @@ impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
     }
 
     fn cancel(&self, reason: usize) -> Cancel {
-        ErasedJob::cancel(self, reason)
+        ErasedJob::cancel(self, reason, true)
     }
 
     fn take_result(&self) -> Outcome<J> {

@@ -151,10 +151,11 @@ impl State {
 
     /// QUEUED → CANCELLED, or RUNNING → RUNNING|CANCEL_REQUESTED.
     /// `reason` is 0, `BY_DEADLINE` or `BY_HALT`.
-    pub(crate) fn cancel(&self, reason: usize) -> Cancel {
+    /// With `running == false`, only a queued job is cancelled.
+    pub(crate) fn cancel(&self, reason: usize, running: bool) -> Cancel {
         let result = self.update(|s| match s.state() {
             QUEUED => Some((s.0 & !STATE_MASK) | CANCELLED | reason),
-            RUNNING if !s.has(CANCEL_REQUESTED) => Some(s.0 | CANCEL_REQUESTED | reason),
+            RUNNING if running && !s.has(CANCEL_REQUESTED) => Some(s.0 | CANCEL_REQUESTED | reason),
             _ => None,
         });
         match result {
@@ -227,19 +228,19 @@ mod tests {
     #[test]
     fn cancel_queued_prevents_start() {
         let s = State::new();
-        assert!(matches!(s.cancel(0), Cancel::WasQueued(_)));
+        assert!(matches!(s.cancel(0, true), Cancel::WasQueued(_)));
         assert_eq!(s.start(), Start::WasCancelled);
         assert_eq!(s.load().state(), CANCELLED);
-        assert_eq!(s.cancel(0), Cancel::TooLate);
+        assert_eq!(s.cancel(0, true), Cancel::TooLate);
     }
 
     #[test]
     fn cancel_running_makes_outcome_cancelled() {
         let s = State::new();
         assert_eq!(s.start(), Start::Run);
-        assert_eq!(s.cancel(BY_DEADLINE), Cancel::Requested);
+        assert_eq!(s.cancel(BY_DEADLINE, true), Cancel::Requested);
         assert_eq!(
-            s.cancel(0),
+            s.cancel(0, true),
             Cancel::TooLate,
             "second request changes nothing"
         );
@@ -250,11 +251,19 @@ mod tests {
     }
 
     #[test]
+    fn queued_only_cancel_leaves_running_jobs_alone() {
+        let s = State::new();
+        assert_eq!(s.start(), Start::Run);
+        assert_eq!(s.cancel(0, false), Cancel::TooLate);
+        assert!(!s.load().has(CANCEL_REQUESTED));
+    }
+
+    #[test]
     fn terminal_is_final() {
         let s = State::new();
         assert_eq!(s.start(), Start::Run);
         s.finish(FAILED, true);
-        assert_eq!(s.cancel(0), Cancel::TooLate);
+        assert_eq!(s.cancel(0, true), Cancel::TooLate);
         assert!(s.set_waiter().is_terminal());
         assert_eq!(s.load().state(), FAILED);
     }

@@ -85,7 +85,7 @@ impl WorkerCtx {
         let header = job.header();
         if header.deadline != 0 && time::now() >= header.deadline {
             // Past its deadline before it started: it never runs.
-            let _ = job.cancel(state::BY_DEADLINE);
+            let _ = job.cancel(state::BY_DEADLINE, true);
         }
         let counters = self.counters();
         // Published before the claim, whose Release makes it visible to
