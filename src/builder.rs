@@ -7,11 +7,31 @@ use crate::Arc;
 use std::fmt;
 
 /// The most worker threads a dispatcher may have.
+///
+/// ```
+/// let err = workyard::Dispatcher::builder().workers(workyard::MAX_WORKERS + 1).build();
+/// assert!(err.is_err());
+/// ```
 pub const MAX_WORKERS: usize = 4096;
 /// The smallest worker stack accepted, in bytes (smaller stacks overflow
 /// in ordinary code and abort the process).
+///
+/// ```
+/// let pool = workyard::Dispatcher::builder().stack_size(workyard::MIN_STACK_SIZE).build();
+/// assert!(pool.is_ok());
+/// ```
 pub const MIN_STACK_SIZE: usize = 64 * 1024;
 /// Finished jobs whose status records stay queryable by id by default.
+///
+/// ```
+/// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+/// let first = pool.spawn(|| ()).unwrap().id();
+/// for _ in 0..workyard::DEFAULT_HISTORY * 4 {
+///     pool.spawn(|| ()).unwrap();
+/// }
+/// pool.wait_idle();
+/// assert_eq!(pool.status(first), None); // evicted from the history
+/// ```
 pub const DEFAULT_HISTORY: usize = 1024;
 
 /// Configures a [`Dispatcher`]. Setters only record values; [`build`]

@@ -92,6 +92,13 @@ impl<E: fmt::Debug + fmt::Display> error::Error for JobError<E> {}
 /// [`Dispatcher::spawn`](crate::Dispatcher::spawn) was refused because the
 /// dispatcher no longer accepts jobs (it is shutting down or halted). The
 /// job is inside, unrun: take it back with [`into_inner`](Self::into_inner).
+///
+/// ```
+/// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+/// pool.shutdown();
+/// let job = pool.spawn(|| "run me elsewhere").unwrap_err().into_inner();
+/// assert_eq!(job(), "run me elsewhere");
+/// ```
 #[derive(PartialEq, Eq)]
 pub struct SpawnError<J>(pub J);
 
@@ -118,6 +125,18 @@ impl<J> error::Error for SpawnError<J> {}
 
 /// [`Dispatcher::try_spawn`](crate::Dispatcher::try_spawn) was refused;
 /// the job is inside, unrun.
+///
+/// ```
+/// use workyard::{Dispatcher, TrySpawnError};
+///
+/// let pool = Dispatcher::builder().workers(1).queue_capacity(1).build().unwrap();
+/// pool.pause();
+/// pool.try_spawn(|| 1).unwrap();
+/// match pool.try_spawn(|| 2) {
+///     Err(TrySpawnError::Full(job)) => assert_eq!(job(), 2),
+///     other => panic!("expected Full, got {other:?}"),
+/// }
+/// ```
 #[derive(PartialEq, Eq)]
 pub enum TrySpawnError<J> {
     /// The bounded queue is full; try again later, or use `spawn` to wait.
@@ -172,6 +191,14 @@ impl<J> fmt::Display for TrySpawnError<J> {
 impl<J> error::Error for TrySpawnError<J> {}
 
 /// [`DispatcherBuilder::build`](crate::DispatcherBuilder::build) failed.
+///
+/// ```
+/// use workyard::{BuildError, Dispatcher};
+///
+/// let err = Dispatcher::builder().queue_capacity(0).build().unwrap_err();
+/// assert!(matches!(err, BuildError::InvalidOption { option: "queue_capacity", .. }));
+/// println!("{err}"); // invalid DispatcherBuilder::queue_capacity: must be at least 1 (...)
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -212,6 +239,14 @@ impl error::Error for BuildError {
 ///
 /// [`Dispatcher::halt_worker`]: crate::Dispatcher::halt_worker
 /// [`Dispatcher::set_workers`]: crate::Dispatcher::set_workers
+///
+/// ```
+/// use workyard::{Dispatcher, WorkerError};
+///
+/// let pool = Dispatcher::builder().workers(2).max_workers(4).build().unwrap();
+/// assert_eq!(pool.set_workers(9), Err(WorkerError::AboveMax { requested: 9, max: 4 }));
+/// assert_eq!(pool.halt_worker(3), Err(WorkerError::NotRunning(3)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum WorkerError {

@@ -112,3 +112,8 @@ pub fn is_cancelled() -> bool {
 pub fn current_job() -> Option<JobId> {
     job::cell::current_id()
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

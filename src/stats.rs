@@ -7,6 +7,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 /// What a worker is doing.
+///
+/// ```
+/// use workyard::{Dispatcher, WorkerState};
+///
+/// let pool = Dispatcher::builder().workers(2).build().unwrap();
+/// pool.halt_worker(1).unwrap();
+/// pool.shutdown();
+/// let states: Vec<_> = pool.stats().per_worker.iter().map(|w| w.state).collect();
+/// assert_eq!(states, [WorkerState::Exited, WorkerState::Halted]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WorkerState {
@@ -125,6 +135,14 @@ impl WorkerCounters {
 }
 
 /// One worker's figures, in [`Stats::per_worker`].
+///
+/// ```
+/// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+/// pool.spawn(|| ()).unwrap().join().unwrap();
+/// pool.wait_idle();
+/// let worker = &pool.stats().per_worker[0];
+/// assert_eq!((worker.index, worker.jobs_run, worker.succeeded), (0, 1, 1));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {

@@ -18,6 +18,14 @@ pub(crate) fn drop_quietly<T>(value: T) {
 }
 
 /// The payload of a panicked job, with its message when it had one.
+///
+/// ```
+/// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+/// let err = pool.spawn(|| -> () { panic!("disk full") }).unwrap().join().unwrap_err();
+/// let payload = err.into_panic().unwrap();
+/// assert_eq!(payload.message(), Some("disk full"));
+/// // Or re-raise it on this thread: std::panic::resume_unwind(payload.into_inner());
+/// ```
 pub struct PanicPayload(Box<dyn Any + Send>);
 
 impl PanicPayload {

@@ -62,6 +62,22 @@ impl fmt::Display for JobStatus {
 }
 
 /// Who cancelled a job.
+///
+/// ```
+/// use std::time::Duration;
+/// use workyard::{CancelReason, Dispatcher};
+///
+/// let pool = Dispatcher::builder().workers(1).build().unwrap();
+/// pool.pause();
+/// let by_caller = pool.spawn(|| ()).unwrap();
+/// by_caller.cancel();
+/// let by_deadline = pool.spawn_with_timeout(|| (), Duration::ZERO).unwrap();
+/// pool.resume();
+/// assert_eq!(by_caller.info().cancel_reason(), Some(CancelReason::Caller));
+/// let id = by_deadline.id();
+/// assert!(by_deadline.join().unwrap_err().is_cancelled());
+/// assert_eq!(pool.info(id).unwrap().cancel_reason(), Some(CancelReason::Deadline));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CancelReason {
