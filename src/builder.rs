@@ -21,7 +21,8 @@ pub const MAX_WORKERS: usize = 4096;
 /// assert!(pool.is_ok());
 /// ```
 pub const MIN_STACK_SIZE: usize = 64 * 1024;
-/// Finished jobs whose status records stay queryable by id by default.
+/// How many of the most recently spawned jobs keep their status records
+/// queryable by id once finished, by default.
 ///
 /// ```
 /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
@@ -101,9 +102,11 @@ impl DispatcherBuilder {
         self
     }
 
-    /// How many finished jobs stay queryable through
-    /// [`Dispatcher::status`] and [`Dispatcher::info`] (default
-    /// [`DEFAULT_HISTORY`]). Queued and running jobs always are.
+    /// How many recent jobs stay queryable through [`Dispatcher::status`]
+    /// and [`Dispatcher::info`] once finished: the records of the last `n`
+    /// jobs spawned (rounded up to a power of two; default
+    /// [`DEFAULT_HISTORY`]). Queued and running jobs always are, however
+    /// old. Memory for records is bounded by this plus the live jobs.
     pub fn history(mut self, n: usize) -> Self {
         self.history = Some(n);
         self
@@ -157,7 +160,7 @@ impl DispatcherBuilder {
                 .unwrap_or_else(|| Arc::new(|i| format!("workyard-{i}"))),
             stack_size: self.stack_size,
         };
-        let pool = Arc::new(Pool::new(workers, config));
+        let pool = Arc::new(Pool::new(config));
         if let Err(e) = pool.grow_to(workers) {
             let _ = crate::dispatcher::shutdown_pool(&pool, None);
             return Err(BuildError::Spawn(e));

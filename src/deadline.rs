@@ -57,7 +57,7 @@ impl Ord for Entry {
 }
 
 impl Deadlines {
-    /// Arranges for `job` to be cancelled at `at` (a `time::now()` value).
+    /// Arranges for `job` to be cancelled at `at` (a `time::deadline_nanos` value).
     pub(crate) fn watch(&self, job: &JobRef, at: u64) {
         let entry = Entry {
             at,
@@ -102,7 +102,7 @@ impl Shared {
     fn run(&self) {
         let mut state = lock(&self.state);
         while !state.stopped {
-            let now = time::now();
+            let now = time::now_nanos();
             match state.heap.peek() {
                 None => state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(Reverse(top)) if top.at <= now => {

@@ -191,11 +191,11 @@ impl Dispatcher {
                 return Err(TrySpawnError::Closed(job));
             }
         }
-        let at = deadline.map_or(0, time::from_instant);
+        let at = deadline.map_or(0, time::deadline_nanos);
         let cell = JobCell::new(JobId(pool.next_id()), job, at);
         let handle = JobHandle::new(cell.clone());
         let job: JobRef = cell;
-        pool.index.insert(job.clone(), pool.pending());
+        pool.index.insert(job.clone());
         if at != 0 {
             pool.deadlines.watch(&job, at);
         }

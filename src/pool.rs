@@ -52,7 +52,7 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(workers: usize, config: Config) -> Pool {
+    pub(crate) fn new(config: Config) -> Pool {
         Pool {
             injector: Injector::new(),
             slots: (0..config.max_workers).map(|_| Slot::new()).collect(),
@@ -63,7 +63,7 @@ impl Pool {
             space: Signal::default(),
             idle: Signal::default(),
             paused: AtomicBool::new(false),
-            index: Index::new((workers * 8).clamp(16, 256), config.history),
+            index: Index::new(config.history),
             deadlines: Deadlines::default(),
             next_id: CachePadded::new(AtomicU64::new(1)),
             config,

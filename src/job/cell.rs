@@ -27,8 +27,8 @@ pub(crate) type Outcome<J> = Result<<J as Job>::Output, JobError<<J as Job>::Err
 pub(crate) struct Header {
     pub(crate) state: State,
     pub(crate) id: JobId,
-    /// When the job is cancelled if still unfinished (`time::now()` units;
-    /// 0 for none).
+    /// When the job is cancelled if still unfinished (nanoseconds, see
+    /// `time::deadline_nanos`; 0 for none).
     pub(crate) deadline: u64,
     queued_at: u64,
     // ORDERING (for the three fields below): Relaxed. They are written
@@ -55,6 +55,14 @@ impl Header {
             worker: AtomicUsize::new(NO_WORKER),
             waker: AtomicWaker::new(),
         }
+    }
+
+    /// How long the job ran, for a finished job that this thread ran.
+    pub(crate) fn run_nanos(&self) -> u64 {
+        time::nanos_between(
+            self.started_at.load(Relaxed),
+            self.finished_at.load(Relaxed),
+        )
     }
 
     /// A consistent snapshot of the record.

@@ -1,156 +1,207 @@
 //! The id index: finds a job's status record by [`JobId`] for
-//! `Dispatcher::status`/`info`/`cancel`, for every live job and a bounded
-//! history of finished ones.
+//! `Dispatcher::status`/`info`/`cancel` and for `halt`.
 //!
-//! It is sharded by id, and only `spawn` takes a shard's lock (for one hash
-//! insert); workers never touch the index, so finishing a job costs it
-//! nothing. Finished records leave the index lazily: each insert trims its
-//! shard's oldest records once the shard holds more than its share of live
-//! jobs plus its share of the history.
+//! Ids are handed out sequentially, so the index is a ring of `R` slots (a
+//! power of two) addressed by `id % R`: inserting is one uncontended lock of
+//! one slot and a pointer swap, with no hashing. The ring keeps the records
+//! of the last `R` jobs spawned, finished or not: that is the history. A
+//! job pushed out of the ring while still queued or running (only when more
+//! than `R` jobs are live, a deep queue) moves to an overflow map, so every
+//! live job stays findable; finished jobs leave the overflow lazily.
+//!
+//! The slot locks are `std::sync::Mutex`es that only a lookup of that same
+//! slot contends for; workers never touch the index.
 
 use super::cell::JobRef;
 use super::JobId;
 use crate::loom::Mutex;
-use crossbeam_utils::CachePadded;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::signal::lock;
+use std::collections::VecDeque;
 
-/// Most records looked at by one insert while trimming, so `spawn` stays O(1).
+/// Most finished overflow records dropped by one overflow insert.
 const TRIM_BUDGET: usize = 4;
 
 pub(crate) struct Index {
-    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    ring: Box<[Mutex<Option<JobRef>>]>,
     mask: u64,
-    history_per_shard: usize,
+    overflow: Mutex<Overflow>,
 }
 
+/// Live jobs pushed out of the ring, sorted by id. They leave in id order
+/// (mostly), so the overflow is appended at the back, trimmed at the front,
+/// and searched by binary search.
 #[derive(Default)]
-struct Shard {
-    records: HashMap<u64, JobRef, BuildHasherDefault<IdHasher>>,
-    /// Ids in insertion order, oldest first; live ones are rotated to the back.
-    order: VecDeque<u64>,
+struct Overflow {
+    jobs: VecDeque<JobRef>,
+}
+
+fn is_live(job: &JobRef) -> bool {
+    !job.header().state.load().is_terminal()
+}
+
+fn id_of(job: &JobRef) -> u64 {
+    job.header().id.0
+}
+
+impl Overflow {
+    fn insert(&mut self, job: JobRef) {
+        let id = id_of(&job);
+        if self.jobs.back().map_or(true, |last| id_of(last) < id) {
+            self.jobs.push_back(job);
+        } else {
+            // Concurrent spawners can push out of order; keep it sorted.
+            let at = self.jobs.partition_point(|j| id_of(j) < id);
+            self.jobs.insert(at, job);
+        }
+        self.trim(TRIM_BUDGET);
+    }
+
+    /// Drops up to `budget` finished jobs from the front, stopping at the
+    /// oldest live one. Looking at the front costs no cache miss in steady
+    /// state (the same record is checked until it finishes); records stuck
+    /// behind a long-running job leave once it finishes (or at `trim_all`).
+    fn trim(&mut self, budget: usize) {
+        for _ in 0..budget {
+            match self.jobs.front() {
+                Some(job) if !is_live(job) => drop(self.jobs.pop_front()),
+                _ => break,
+            }
+        }
+    }
+
+    fn trim_all(&mut self) {
+        self.jobs.retain(is_live);
+    }
+
+    fn get(&self, id: u64) -> Option<&JobRef> {
+        self.jobs
+            .binary_search_by_key(&id, id_of)
+            .ok()
+            .map(|at| &self.jobs[at])
+    }
 }
 
 impl Index {
-    /// `shards` is rounded up to a power of two; `history` finished records
-    /// are kept in all (spread evenly over the shards).
-    pub(crate) fn new(shards: usize, history: usize) -> Index {
-        let shards = shards.next_power_of_two().max(1);
+    /// A ring of at least `history` slots (rounded up to a power of two).
+    pub(crate) fn new(history: usize) -> Index {
+        let slots = history.max(1).next_power_of_two();
         Index {
-            shards: (0..shards)
-                .map(|_| CachePadded::new(Mutex::new(Shard::default())))
-                .collect(),
-            mask: shards as u64 - 1,
-            history_per_shard: history.div_ceil(shards),
+            ring: (0..slots).map(|_| Mutex::new(None)).collect(),
+            mask: slots as u64 - 1,
+            overflow: Mutex::new(Overflow::default()),
         }
     }
 
-    fn shard(&self, id: JobId) -> &Mutex<Shard> {
-        &self.shards[(id.0 & self.mask) as usize]
+    fn slot(&self, id: JobId) -> &Mutex<Option<JobRef>> {
+        &self.ring[(id.0 & self.mask) as usize]
     }
 
-    /// Adds a new job. `live` is how many jobs are queued or running now
-    /// (an estimate is fine): records beyond the live ones and the history
-    /// are trimmed, oldest finished first.
-    pub(crate) fn insert(&self, job: JobRef, live: usize) {
-        let id = job.header().id;
-        let mut shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
-        shard.records.insert(id.0, job);
-        shard.order.push_back(id.0);
-        let keep = self.history_per_shard + live / self.shards.len() + 1;
-        for _ in 0..TRIM_BUDGET {
-            if shard.order.len() <= keep {
-                break;
+    /// Adds a new job, pushing out the record `R` ids older.
+    pub(crate) fn insert(&self, job: JobRef) {
+        let slot = self.slot(job.header().id);
+        let old = lock(slot).replace(job);
+        if let Some(old) = old {
+            if is_live(&old) {
+                lock(&self.overflow).insert(old);
             }
-            let oldest = shard.order.pop_front().expect("order is longer than keep");
-            let finished = shard
-                .records
-                .get(&oldest)
-                .map_or(true, |job| job.header().state.load().is_terminal());
-            if finished {
-                shard.records.remove(&oldest);
-            } else {
-                shard.order.push_back(oldest);
-            }
-        }
-    }
-
-    /// Trims every shard down to its share of the history plus its live
-    /// jobs. Called when the pool goes idle (`wait_idle`), so the record
-    /// count at rest does not depend on how deep the queue was at the last
-    /// insert.
-    pub(crate) fn trim(&self) {
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let Shard { records, order } = &mut *shard;
-            let mut excess = order.len().saturating_sub(self.history_per_shard);
-            for _ in 0..order.len() {
-                if excess == 0 {
-                    break;
-                }
-                let oldest = order.pop_front().expect("within its length");
-                if records
-                    .get(&oldest)
-                    .map_or(true, |job| job.header().state.load().is_terminal())
-                {
-                    records.remove(&oldest);
-                    excess -= 1;
-                } else {
-                    order.push_back(oldest);
-                }
-            }
+            // A finished record is dropped here, outside the slot lock.
         }
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<JobRef> {
-        let shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
-        shard.records.get(&id.0).cloned()
+        let found = lock(self.slot(id))
+            .as_ref()
+            .filter(|job| job.header().id == id)
+            .cloned();
+        found.or_else(|| lock(&self.overflow).get(id.0).cloned())
     }
 
-    /// Every queued or running job, in id order (takes each shard's lock
-    /// in turn; for halt).
+    /// Every queued or running job, in id order (for halt; slow).
     pub(crate) fn live(&self) -> Vec<JobRef> {
-        let mut live: Vec<JobRef> = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            live.extend(
-                shard
-                    .records
-                    .values()
-                    .filter(|j| !j.header().state.load().is_terminal())
-                    .cloned(),
-            );
-        }
+        let mut live: Vec<JobRef> = self
+            .ring
+            .iter()
+            .filter_map(|slot| lock(slot).clone())
+            .filter(is_live)
+            .collect();
+        live.extend(
+            lock(&self.overflow)
+                .jobs
+                .iter()
+                .filter(|j| is_live(j))
+                .cloned(),
+        );
         live.sort_unstable_by_key(|j| j.header().id);
         live
     }
 
-    /// Number of records held (live and finished), for tests and stats.
+    /// Drops every finished record from the overflow (when the pool is idle).
+    pub(crate) fn trim(&self) {
+        lock(&self.overflow).trim_all();
+    }
+
+    /// Number of records held (ring slots in use plus overflow).
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).records.len())
-            .sum()
+        let in_ring = self.ring.iter().filter(|slot| lock(slot).is_some()).count();
+        in_ring + lock(&self.overflow).jobs.len()
     }
 }
 
-/// Ids are sequential, so a multiply-shift spreads them over hashbrown's
-/// control bits at a fraction of SipHash's cost (ids are not attacker-chosen).
-#[derive(Default)]
-struct IdHasher(u64);
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::job::cell::JobCell;
+    use crate::Arc;
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
+    fn job(id: u64) -> JobRef {
+        let cell: Arc<JobCell<fn()>> = JobCell::new(JobId(id), (|| ()) as fn(), 0);
+        cell
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    fn finish(job: &JobRef) {
+        assert!(crate::job::cell::claim(job, 0));
+        job.run(0);
+    }
+
+    #[test]
+    fn keeps_the_last_ring_of_ids_and_every_live_job() {
+        let index = Index::new(4);
+        let jobs: Vec<JobRef> = (1..=10).map(job).collect();
+        for j in &jobs {
+            index.insert(j.clone());
         }
+        // Jobs 1..=6 were pushed out while live: all in the overflow.
+        assert_eq!(index.len(), 10);
+        for j in &jobs[..8] {
+            finish(j);
+        }
+        index.insert(job(11));
+        index.trim();
+        assert!(
+            index.get(JobId(1)).is_none(),
+            "finished, pushed out, trimmed"
+        );
+        assert!(index.get(JobId(7)).is_none(), "finished, pushed out by 11");
+        assert!(
+            index.get(JobId(8)).is_some(),
+            "finished but within the last 4 ids"
+        );
+        assert_eq!(
+            index
+                .live()
+                .iter()
+                .map(|j| j.header().id.0)
+                .collect::<Vec<_>>(),
+            [9, 10, 11]
+        );
+        assert_eq!(index.len(), 4);
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    #[test]
+    fn a_stale_slot_does_not_answer_for_another_id() {
+        let index = Index::new(2);
+        index.insert(job(3));
+        assert!(index.get(JobId(5)).is_none());
+        assert!(index.get(JobId(3)).is_some());
     }
 }

@@ -83,7 +83,7 @@ impl WorkerCtx {
     pub(crate) fn execute(&self, job: JobRef) {
         self.pool.release_place();
         let header = job.header();
-        if header.deadline != 0 && time::now() >= header.deadline {
+        if header.deadline != 0 && time::now_nanos() >= header.deadline {
             // Past its deadline before it started: it never runs.
             let _ = job.cancel(state::BY_DEADLINE, true);
         }
@@ -94,7 +94,7 @@ impl WorkerCtx {
         if cell::claim(&job, self.index) {
             counters.set_state(WorkerState::Running);
             let outcome = job.run(self.index);
-            let busy = header.info().run_time().map_or(0, |d| d.as_nanos() as u64);
+            let busy = header.run_nanos();
             counters.count_run(busy);
             counters.count_outcome(outcome);
             counters.set_current(outer);
