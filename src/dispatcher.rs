@@ -171,7 +171,7 @@ impl Dispatcher {
         }
         if !pool.reserve() {
             if !block {
-                pool.finish_one();
+                pool.unadmit();
                 return Err(TrySpawnError::Full(job));
             }
             // Wait for room, unless the pool closes first: then the job is
@@ -187,7 +187,7 @@ impl Dispatcher {
                 pool.space.wait_until(&mut room_or_closed, None);
             }
             if !reserved {
-                pool.finish_one();
+                pool.unadmit();
                 return Err(TrySpawnError::Closed(job));
             }
         }

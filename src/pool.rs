@@ -35,9 +35,11 @@ pub(crate) struct Pool {
     pub(crate) slots: Box<[Slot]>,
     high: AtomicUsize,
     pub(crate) sleep: Sleep,
-    /// Jobs accepted and not yet finished, plus the CLOSED bit: one RMW
-    /// both admits a job and learns whether the pool still accepts jobs.
-    pending: CachePadded<AtomicUsize>,
+    /// Jobs ever accepted, plus the CLOSED bit: one RMW both admits a job
+    /// and learns whether the pool still accepts jobs. Workers never write
+    /// it: each counts its finished jobs in its own slot, and `pending` is
+    /// the difference, so finishing a job touches no shared cache line.
+    spawned: CachePadded<AtomicUsize>,
     /// Jobs accepted and not yet started, counted only when bounded.
     queued: CachePadded<AtomicUsize>,
     /// Spawners blocked on a full queue.
@@ -58,7 +60,7 @@ impl Pool {
             slots: (0..config.max_workers).map(|_| Slot::new()).collect(),
             high: AtomicUsize::new(0),
             sleep: Sleep::new(config.max_workers),
-            pending: CachePadded::new(AtomicUsize::new(0)),
+            spawned: CachePadded::new(AtomicUsize::new(0)),
             queued: CachePadded::new(AtomicUsize::new(0)),
             space: Signal::default(),
             idle: Signal::default(),
@@ -132,38 +134,60 @@ impl Pool {
     /// Counts a job in, unless the pool is closed.
     pub(crate) fn admit(&self) -> bool {
         // SeqCst pairs with `close`: a spawner either sees CLOSED or is
-        // counted before `shutdown` reads `pending`.
-        if self.pending.fetch_add(1, SeqCst) & CLOSED != 0 {
-            self.finish_one();
+        // counted before `shutdown` computes `pending`.
+        if self.spawned.fetch_add(1, SeqCst) & CLOSED != 0 {
+            self.unadmit();
             return false;
         }
         true
     }
 
-    /// Counts a job out (finished, discarded or refused).
-    pub(crate) fn finish_one(&self) {
-        // SeqCst orders this against `Signal::wait_until`'s count of
-        // waiters and against the sleep protocol's fences.
-        let prev = self.pending.fetch_sub(1, SeqCst);
-        if prev & !CLOSED == 1 {
+    /// Takes back an admission (the job was refused after all). This can
+    /// bring `pending` to 0 without any worker noticing, so it signals.
+    pub(crate) fn unadmit(&self) {
+        let prev = self.spawned.fetch_sub(1, SeqCst);
+        self.idle.notify_all();
+        if prev & CLOSED != 0 {
+            self.wake_all();
+        }
+    }
+
+    /// Jobs accepted and not yet finished. Each worker's finished count is
+    /// read before the spawned count, so the result can only overestimate
+    /// (a job counted as finished was counted as spawned earlier): 0 means
+    /// the pool really was idle at the moment `spawned` was read.
+    pub(crate) fn pending(&self) -> usize {
+        let finished: usize = self
+            .used_slots()
+            .iter()
+            .map(|s| s.counters.finished())
+            .sum();
+        let spawned = self.spawned.load(SeqCst) & !CLOSED;
+        spawned.saturating_sub(finished)
+    }
+
+    /// Called by a worker that found no job: if the pool just became idle,
+    /// wake `wait_idle`/`shutdown` callers, and (once closed) every worker
+    /// so they can exit. The SeqCst load of the waiter count pairs with the
+    /// waiter's increment; the worker's SeqCst finished-count store comes
+    /// before it, so either the waiter sees the count or we see the waiter.
+    pub(crate) fn on_idle(&self) {
+        let closed = self.is_closed();
+        if (closed || self.idle.has_waiters()) && self.pending() == 0 {
             self.idle.notify_all();
-            if prev & CLOSED != 0 {
+            if closed {
                 self.wake_all();
             }
         }
     }
 
-    pub(crate) fn pending(&self) -> usize {
-        self.pending.load(SeqCst) & !CLOSED
-    }
-
     pub(crate) fn is_closed(&self) -> bool {
-        self.pending.load(SeqCst) & CLOSED != 0
+        self.spawned.load(SeqCst) & CLOSED != 0
     }
 
     /// Stops accepting jobs.
     pub(crate) fn close(&self) {
-        self.pending.fetch_or(CLOSED, SeqCst);
+        self.spawned.fetch_or(CLOSED, SeqCst);
         self.wake_all();
         // Spawners blocked on a full queue give up once closed.
         self.space.notify_all();
@@ -171,7 +195,7 @@ impl Pool {
 
     /// A worker may exit: closed and nothing left to run.
     pub(crate) fn is_done(&self) -> bool {
-        self.pending.load(SeqCst) == CLOSED
+        self.is_closed() && self.pending() == 0
     }
 
     /// Reserves a place in a bounded queue; `false` if it is full.

@@ -57,6 +57,11 @@ impl Signal {
         result
     }
 
+    /// Is anyone blocked (or about to block) in `wait_until`?
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiters.load(SeqCst) > 0
+    }
+
     /// Wakes every waiter. Call after making the condition true with a
     /// SeqCst operation: then the SeqCst load of `waiters` cannot miss a
     /// waiter that checked the condition too early.

@@ -3,7 +3,7 @@
 
 use crate::job::{JobId, JobInfo};
 use crate::loom::{AtomicU64, AtomicUsize};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Duration;
 
 /// What a worker is doing.
@@ -72,6 +72,9 @@ pub(crate) struct WorkerCounters {
     busy_nanos: AtomicU64,
     state: AtomicUsize,
     current: AtomicU64,
+    /// Jobs this worker finished or discarded: `Pool::pending` subtracts
+    /// the sum of these from the spawned count.
+    finished: AtomicUsize,
 }
 
 // ORDERING (whole impl): Relaxed. Each counter has one writer; readers want
@@ -95,6 +98,16 @@ impl WorkerCounters {
     pub(crate) fn count_run(&self, busy_nanos: u64) {
         Self::bump(&self.jobs_run, 1);
         Self::bump(&self.busy_nanos, busy_nanos);
+    }
+
+    /// Counts a job out. SeqCst, not Relaxed: `Pool::pending` and the idle
+    /// hand-off in `Pool::on_idle` rely on its place in the total order.
+    pub(crate) fn count_finished(&self) {
+        self.finished.store(self.finished.load(Relaxed) + 1, SeqCst);
+    }
+
+    pub(crate) fn finished(&self) -> usize {
+        self.finished.load(SeqCst)
     }
 
     pub(crate) fn count_steal(&self) {

@@ -61,6 +61,7 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize) {
             ctx.execute(job);
             continue;
         }
+        pool.on_idle();
         if pool.is_done() {
             break;
         }
@@ -106,7 +107,7 @@ impl WorkerCtx {
             counters.count_outcome(state::CANCELLED);
         }
         drop(job);
-        self.pool.finish_one();
+        counters.count_finished();
     }
 
     /// Spins briefly, then parks until woken by a new job, a resume, a halt
