@@ -166,9 +166,9 @@ impl Dispatcher {
         deadline: Option<Instant>,
     ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
         let pool = self.pool();
-        if !pool.admit() {
+        let Some(id) = pool.admit() else {
             return Err(TrySpawnError::Closed(job));
-        }
+        };
         if !pool.reserve() {
             if !block {
                 pool.unadmit();
@@ -192,7 +192,7 @@ impl Dispatcher {
             }
         }
         let at = deadline.map_or(0, time::deadline_nanos);
-        let cell = JobCell::new(JobId(pool.next_id()), job, at);
+        let cell = JobCell::new(JobId(id), job, at);
         let handle = JobHandle::new(cell.clone());
         let job: JobRef = cell;
         pool.index.insert(job.clone());

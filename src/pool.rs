@@ -3,7 +3,7 @@
 use crate::deadline::Deadlines;
 use crate::job::cell::JobRef;
 use crate::job::index::Index;
-use crate::loom::{AtomicBool, AtomicU64, AtomicUsize};
+use crate::loom::{AtomicBool, AtomicUsize};
 use crate::signal::Signal;
 use crate::stats::Stats;
 use crate::worker::sleep::Sleep;
@@ -12,7 +12,7 @@ use crate::{worker, Arc};
 use crossbeam_deque::Injector;
 use crossbeam_utils::CachePadded;
 use std::io;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 
 /// Set in `Pool::pending` once the pool accepts no more jobs.
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -35,11 +35,13 @@ pub(crate) struct Pool {
     pub(crate) slots: Box<[Slot]>,
     high: AtomicUsize,
     pub(crate) sleep: Sleep,
-    /// Jobs ever accepted, plus the CLOSED bit: one RMW both admits a job
+    /// Admissions ever (refused ones included), plus the CLOSED bit: one RMW both admits a job
     /// and learns whether the pool still accepts jobs. Workers never write
     /// it: each counts its finished jobs in its own slot, and `pending` is
     /// the difference, so finishing a job touches no shared cache line.
     spawned: CachePadded<AtomicUsize>,
+    /// Admissions taken back (refused after all); rare.
+    refused: AtomicUsize,
     /// Jobs accepted and not yet started, counted only when bounded.
     queued: CachePadded<AtomicUsize>,
     /// Spawners blocked on a full queue.
@@ -49,7 +51,6 @@ pub(crate) struct Pool {
     paused: AtomicBool,
     pub(crate) index: Index,
     pub(crate) deadlines: Deadlines,
-    next_id: CachePadded<AtomicU64>,
     pub(crate) config: Config,
 }
 
@@ -61,13 +62,13 @@ impl Pool {
             high: AtomicUsize::new(0),
             sleep: Sleep::new(config.max_workers),
             spawned: CachePadded::new(AtomicUsize::new(0)),
+            refused: AtomicUsize::new(0),
             queued: CachePadded::new(AtomicUsize::new(0)),
             space: Signal::default(),
             idle: Signal::default(),
             paused: AtomicBool::new(false),
             index: Index::new(config.history),
             deadlines: Deadlines::default(),
-            next_id: CachePadded::new(AtomicU64::new(1)),
             config,
         }
     }
@@ -125,45 +126,44 @@ impl Pool {
             .count()
     }
 
-    pub(crate) fn next_id(&self) -> u64 {
-        // ORDERING: Relaxed: ids only need to be unique; nothing is
-        // published through this counter.
-        self.next_id.fetch_add(1, Relaxed)
-    }
-
-    /// Counts a job in, unless the pool is closed.
-    pub(crate) fn admit(&self) -> bool {
+    /// Counts a job in, unless the pool is closed; returns its id. The id
+    /// comes from the admission count itself, which saves a second
+    /// read-modify-write per spawn (a refused spawn leaves a gap in ids).
+    pub(crate) fn admit(&self) -> Option<u64> {
         // SeqCst pairs with `close`: a spawner either sees CLOSED or is
         // counted before `shutdown` computes `pending`.
-        if self.spawned.fetch_add(1, SeqCst) & CLOSED != 0 {
+        let prev = self.spawned.fetch_add(1, SeqCst);
+        if prev & CLOSED != 0 {
             self.unadmit();
-            return false;
+            return None;
         }
-        true
+        Some(prev as u64 + 1)
     }
 
     /// Takes back an admission (the job was refused after all). This can
     /// bring `pending` to 0 without any worker noticing, so it signals.
     pub(crate) fn unadmit(&self) {
-        let prev = self.spawned.fetch_sub(1, SeqCst);
+        self.refused.fetch_add(1, SeqCst);
         self.idle.notify_all();
-        if prev & CLOSED != 0 {
+        if self.is_closed() {
             self.wake_all();
         }
     }
 
-    /// Jobs accepted and not yet finished. Each worker's finished count is
-    /// read before the spawned count, so the result can only overestimate
-    /// (a job counted as finished was counted as spawned earlier): 0 means
-    /// the pool really was idle at the moment `spawned` was read.
+    /// Jobs accepted and not yet finished. The finished and refused counts
+    /// are read before the spawned count, so the result can only
+    /// overestimate (a job counted as finished or refused was counted as
+    /// spawned earlier): 0 means the pool really was idle at the moment
+    /// `spawned` was read.
     pub(crate) fn pending(&self) -> usize {
         let finished: usize = self
             .used_slots()
             .iter()
             .map(|s| s.counters.finished())
             .sum();
+        let refused = self.refused.load(SeqCst);
         let spawned = self.spawned.load(SeqCst) & !CLOSED;
-        spawned.saturating_sub(finished)
+        spawned.saturating_sub(finished + refused)
     }
 
     /// Called by a worker that found no job: if the pool just became idle,

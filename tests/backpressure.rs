@@ -8,21 +8,23 @@ use workyard::{Dispatcher, JobStatus, TrySpawnError};
 
 #[test]
 fn try_spawn_reports_full_and_returns_the_job() {
-    let pool = Dispatcher::builder()
-        .workers(1)
-        .queue_capacity(3)
-        .build()
-        .unwrap();
-    pool.pause();
-    let handles: Vec<_> = (0..3).map(|i| pool.try_spawn(move || i).unwrap()).collect();
-    let refused = pool.try_spawn(|| 99).unwrap_err();
-    assert!(refused.is_full());
-    let job = refused.into_inner();
-    assert_eq!(job(), 99, "the refused job comes back intact");
-    assert_eq!(pool.stats().queued, 3);
-    pool.resume();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(results, [0, 1, 2]);
+    within(LIMIT, || {
+        let pool = Dispatcher::builder()
+            .workers(1)
+            .queue_capacity(3)
+            .build()
+            .unwrap();
+        pool.pause();
+        let handles: Vec<_> = (0..3).map(|i| pool.try_spawn(move || i).unwrap()).collect();
+        let refused = pool.try_spawn(|| 99).unwrap_err();
+        assert!(refused.is_full());
+        let job = refused.into_inner();
+        assert_eq!(job(), 99, "the refused job comes back intact");
+        assert_eq!(pool.stats().queued, 3);
+        pool.resume();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results, [0, 1, 2]);
+    });
 }
 
 #[test]

@@ -109,7 +109,8 @@ where
 }
 
 /// Identifies one job for the lifetime of its dispatcher. Ids are handed
-/// out in spawn order, starting at 1.
+/// out in spawn order, starting at 1; a refused spawn (`try_spawn` on a
+/// full queue, or any spawn after shutdown) leaves a gap.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(pub(crate) u64);
 
