@@ -173,13 +173,13 @@ impl Dispatcher {
         pool.index.insert(job.clone(), pool.pending());
         let job = worker::with_current(|ctx| match ctx {
             Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => {
-                ctx.local.push(job);
+                ctx.local.push(job.into());
                 None
             }
             _ => Some(job),
         });
         if let Some(job) = job {
-            pool.injector.push(job);
+            pool.injector.push(job.into());
         }
         pool.wake_one();
         Ok(handle)

@@ -47,6 +47,7 @@ mod builder;
 mod dispatcher;
 mod error;
 mod job;
+mod join;
 mod loom;
 mod pool;
 mod stats;
@@ -60,6 +61,7 @@ pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_WORKERS, MIN_STACK_SIZ
 pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, SpawnError, TrySpawnError};
 pub use job::{fallible, CancelReason, Fallible, Job, JobHandle, JobId, JobInfo, JobStatus};
+pub use join::join;
 pub use stats::{Stats, WorkerState, WorkerStats};
 pub use unwind::PanicPayload;
 

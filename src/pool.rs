@@ -1,7 +1,7 @@
 //! The state shared by a dispatcher's handles and its worker threads.
 
-use crate::job::cell::JobRef;
 use crate::job::index::Index;
+use crate::job::task::Task;
 use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex};
 use crate::stats::{Stats, WorkerCounters};
 use crate::worker::sleep::Sleep;
@@ -23,9 +23,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// One worker's place in the pool.
 pub(crate) struct Slot {
-    pub(crate) stealer: Stealer<JobRef>,
+    pub(crate) stealer: Stealer<Task>,
     /// The deque's owning end, parked here while no thread runs this slot.
-    pub(crate) deque: Mutex<Option<Worker<JobRef>>>,
+    pub(crate) deque: Mutex<Option<Worker<Task>>>,
     /// The thread running this slot, for unparking it.
     pub(crate) thread: Mutex<Option<Thread>>,
     pub(crate) counters: CachePadded<WorkerCounters>,
@@ -83,7 +83,7 @@ impl Signal {
 }
 
 pub(crate) struct Pool {
-    pub(crate) injector: Injector<JobRef>,
+    pub(crate) injector: Injector<Task>,
     pub(crate) slots: Box<[Slot]>,
     pub(crate) sleep: Sleep,
     /// Jobs accepted and not yet finished, plus the CLOSED bit: one RMW

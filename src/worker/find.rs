@@ -2,18 +2,18 @@
 //! then its peers' deques from a random victim on.
 
 use super::WorkerCtx;
-use crate::job::cell::JobRef;
+use crate::job::task::Task;
 use crossbeam_deque::Steal;
 
 impl WorkerCtx {
-    pub(crate) fn find_job(&self) -> Option<JobRef> {
+    pub(crate) fn find_job(&self) -> Option<Task> {
         if self.pool.is_paused() {
             return None;
         }
         self.local.pop().or_else(|| self.steal())
     }
 
-    fn steal(&self) -> Option<JobRef> {
+    fn steal(&self) -> Option<Task> {
         let slots = &self.pool.slots;
         loop {
             let mut retry = false;

@@ -4,7 +4,8 @@
 mod find;
 pub(crate) mod sleep;
 
-use crate::job::cell::{self, JobRef};
+use crate::job::cell;
+use crate::job::task::Task;
 use crate::pool::{lock, Pool};
 use crate::stats::WorkerState;
 use crate::Arc;
@@ -17,7 +18,7 @@ use std::time::Instant;
 pub(crate) struct WorkerCtx {
     pub(crate) pool: Arc<Pool>,
     pub(crate) index: usize,
-    pub(crate) local: Worker<JobRef>,
+    pub(crate) local: Worker<Task>,
     rng: Cell<u64>,
 }
 
@@ -72,7 +73,13 @@ impl WorkerCtx {
     }
 
     /// Runs (or, if it was cancelled while queued, discards) a popped job.
-    pub(crate) fn execute(&self, job: JobRef) {
+    pub(crate) fn execute(&self, task: Task) {
+        let job = match task {
+            Task::Job(job) => job,
+            // SAFETY: we popped or stole it, so this run is its only one,
+            // and `self` is this thread's context.
+            Task::Stack(stack) => return unsafe { stack.execute(self) },
+        };
         self.pool.release_place();
         let counters = self.counters();
         if cell::claim(&job) {
