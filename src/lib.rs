@@ -50,6 +50,7 @@ mod job;
 mod join;
 mod loom;
 mod pool;
+mod scope;
 mod stats;
 mod time;
 mod unwind;
@@ -62,6 +63,7 @@ pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, SpawnError, TrySpawnError};
 pub use job::{fallible, CancelReason, Fallible, Job, JobHandle, JobId, JobInfo, JobStatus};
 pub use join::join;
+pub use scope::{Scope, ScopedHandle};
 pub use stats::{Stats, WorkerState, WorkerStats};
 pub use unwind::PanicPayload;
 
