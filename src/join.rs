@@ -65,6 +65,7 @@ impl Latch {
     }
 
     /// `true` once set.
+    #[inline]
     pub(crate) fn probe(&self) -> bool {
         // ORDERING: Acquire pairs with the Release stores in `set`, so the
         // owner sees everything written before the latch was set.
@@ -230,10 +231,16 @@ where
     }
 
     /// Runs the job on its owner's thread, after the owner popped it back.
-    fn run_inline(self) -> Caught<R> {
+    #[inline]
+    fn run_inline(self) -> R {
         // SAFETY: popped back: no other thread has or will have a StackRef.
         let func = self.func.with_mut(|p| unsafe { (*p).take() });
-        unwind::catch(func.expect("a stack job runs once"))
+        func.expect("a stack job runs once")()
+    }
+
+    /// `run_inline`, catching a panic (when `a` already panicked).
+    fn run_inline_caught(self) -> Caught<R> {
+        unwind::catch(|| self.run_inline())
     }
 
     /// The outcome left by the thief, once the latch is set.
@@ -289,13 +296,22 @@ where
     let b_ref = unsafe { job_b.as_task() };
     let b_id = b_ref.id();
     ctx.local.push(Task::Stack(b_ref));
-    ctx.pool.wake_one();
+    // Wake a parked peer to steal `b`. Only a hint, so no fence while
+    // nobody sleeps: if a peer is missed, we run `b` ourselves below.
+    if ctx.pool.sleep.may_have_sleepers() {
+        ctx.pool.wake_one();
+    }
 
     let result_a = unwind::catch(a);
 
     let result_b = if pop_back(ctx, &job_b.latch, b_id) {
+        // Popped back: nobody else can see `job_b` any more.
         mem::forget(guard);
-        job_b.run_inline()
+        if let Ok(a) = result_a {
+            // Nothing to wait for if `b` panics: let it unwind from here.
+            return (a, job_b.run_inline());
+        }
+        job_b.run_inline_caught()
     } else {
         job_b.latch.wait();
         mem::forget(guard);
@@ -309,6 +325,7 @@ where
 /// already ran (the caller waits on its latch). Jobs pushed above `b` run
 /// here, except while the pool is paused: then they are put back as they
 /// were (taking our own `b` back is not starting a new job).
+#[inline]
 fn pop_back(ctx: &WorkerCtx, latch: &Latch, b_id: *const StackHead) -> bool {
     let mut set_aside = Vec::new();
     let found = loop {
@@ -323,10 +340,18 @@ fn pop_back(ctx: &WorkerCtx, latch: &Latch, b_id: *const StackHead) -> bool {
             Some(task) => ctx.execute(task),
         }
     };
+    if !set_aside.is_empty() {
+        put_back(ctx, set_aside);
+    }
+    found
+}
+
+/// Pushes the tasks `pop_back` set aside again, in their old order.
+#[cold]
+fn put_back(ctx: &WorkerCtx, set_aside: Vec<Task>) {
     for task in set_aside.into_iter().rev() {
         ctx.local.push(task);
     }
-    found
 }
 
 /// `Dispatcher::join` from a thread that is not one of the pool's

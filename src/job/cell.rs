@@ -196,6 +196,7 @@ pub(crate) fn current_id() -> Option<JobId> {
 
 /// The status record of the job running on this thread, or null: a join
 /// half records it so that a thief runs the half as part of that job.
+#[inline]
 pub(crate) fn current_header() -> *const Header {
     CURRENT.with(Cell::get)
 }

@@ -56,12 +56,14 @@ impl StackRef {
     /// `head` is the first field of a `#[repr(C)]` stack job whose
     /// `execute` expects that job, and the job stays alive and in place
     /// until this `StackRef` has been executed or popped back by its owner.
+    #[inline]
     pub(crate) unsafe fn new(head: NonNull<StackHead>) -> StackRef {
         StackRef(head)
     }
 
     /// Identifies the job, so that its owner recognises it when it pops
     /// it back.
+    #[inline]
     pub(crate) fn id(&self) -> *const StackHead {
         self.0.as_ptr()
     }
