@@ -31,6 +31,31 @@
 //! parks; a new job wakes at most one parked worker. See `ARCHITECTURE.md`
 //! for the protocols and the reasoning behind every memory ordering.
 //!
+//! ## Fork-join
+//!
+//! [`join`] (and [`Dispatcher::join`]) splits work in two without a heap
+//! allocation, the second half waiting on the worker's deque where an idle
+//! peer can steal it; [`Dispatcher::scope`] runs jobs that borrow from the
+//! caller's stack and are all finished when it returns. Waiting inside a
+//! job (a handle's `join`, a stolen half, the end of a scope) runs other
+//! jobs instead of blocking the worker.
+//!
+//! ```
+//! fn sum(v: &[u64]) -> u64 {
+//!     if v.len() <= 1024 {
+//!         return v.iter().sum();
+//!     }
+//!     let (l, r) = v.split_at(v.len() / 2);
+//!     let (a, b) = workyard::join(|| sum(l), || sum(r));
+//!     a + b
+//! }
+//!
+//! let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+//! let data: Vec<u64> = (1..=100_000).collect();
+//! let (a, b) = pool.join(|| sum(&data[..50_000]), || sum(&data[50_000..]));
+//! assert_eq!(a + b, 5_000_050_000);
+//! ```
+//!
 //! ## Guarantees
 //!
 //! * An accepted job runs at most once, and exactly once unless it is

@@ -283,6 +283,17 @@ where
 /// A scope in which jobs may borrow anything that outlives it; see
 /// [`Dispatcher::scope`].
 ///
+/// ```
+/// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+/// let mut left = vec![3, 1, 2];
+/// let mut right = vec![6, 5, 4];
+/// pool.scope(|s| {
+///     s.spawn(|| left.sort()).unwrap();
+///     s.spawn(|| right.sort()).unwrap();
+/// });
+/// assert_eq!((left, right), (vec![1, 2, 3], vec![4, 5, 6]));
+/// ```
+///
 /// `'scope` is the scope itself, `'env` what its jobs borrow; as with
 /// [`std::thread::Scope`], the two lifetimes let the compiler check that
 /// neither a job nor its handle outlives the scope. A handle cannot
@@ -450,29 +461,79 @@ pub struct ScopedHandle<'scope, T> {
 }
 
 impl<'scope, T> ScopedHandle<'scope, T> {
-    /// The job's id.
+    /// The job's id, under which [`Dispatcher::status`] and
+    /// [`Dispatcher::info`] find it, also after the scope.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// let id = pool.scope(|s| s.spawn(|| 1).unwrap().id());
+    /// assert_eq!(pool.status(id), Some(workyard::JobStatus::Succeeded));
+    /// ```
     pub fn id(&self) -> JobId {
         self.inner.id()
     }
 
     /// The job's status now.
+    ///
+    /// ```
+    /// use workyard::JobStatus;
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 1).unwrap();
+    ///     assert_eq!(handle.status(), JobStatus::Queued);
+    ///     pool.resume();
+    /// });
+    /// ```
     pub fn status(&self) -> JobStatus {
         self.inner.status()
     }
 
     /// A snapshot of the job's status record.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 1).unwrap();
+    ///     let id = handle.id();
+    ///     assert_eq!(handle.info().id(), id);
+    /// });
+    /// ```
     pub fn info(&self) -> JobInfo {
         self.inner.info()
     }
 
-    /// `true` once the job reached a terminal status.
+    /// `true` once the job reached a terminal status; `join` then returns
+    /// without blocking.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 1).unwrap();
+    ///     while !handle.is_finished() {
+    ///         std::thread::yield_now();
+    ///     }
+    ///     assert_eq!(handle.join().unwrap(), 1);
+    /// });
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.inner.is_finished()
     }
 
     /// Cancels the job, as [`JobHandle::cancel`] does: a queued job never
-    /// runs; a running one is asked to stop. Returns `false` if it had
-    /// already finished or been cancelled.
+    /// runs (its closure is dropped at once); a running one is asked to
+    /// stop. Returns `false` if it had already finished or been cancelled.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 1).unwrap();
+    ///     assert!(handle.cancel());
+    ///     assert!(handle.join().unwrap_err().is_cancelled());
+    /// });
+    /// pool.resume();
+    /// ```
     pub fn cancel(&self) -> bool {
         self.inner.cancel()
     }
@@ -480,12 +541,34 @@ impl<'scope, T> ScopedHandle<'scope, T> {
     /// Waits for the job and returns its result (a panic comes back as
     /// [`JobError::Panicked`] and no longer reaches the scope). On a worker
     /// thread it runs other jobs while it waits.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// let message = pool.scope(|s| {
+    ///     let handle = s.spawn(|| -> u8 { panic!("caught here") }).unwrap();
+    ///     handle.join().unwrap_err().into_panic().unwrap().message().map(String::from)
+    /// });
+    /// assert_eq!(message.as_deref(), Some("caught here"));
+    /// ```
     pub fn join(self) -> Result<T, JobError> {
         self.inner.join()
     }
 
     /// Like [`join`](Self::join), but gives up after `timeout`, returning
     /// the handle.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 7).unwrap();
+    ///     let result = match handle.join_timeout(Duration::from_secs(10)) {
+    ///         Ok(result) => result,
+    ///         Err(handle) => handle.join(),
+    ///     };
+    ///     assert_eq!(result.unwrap(), 7);
+    /// });
+    /// ```
     #[allow(clippy::type_complexity)]
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JobError>, Self> {
         self.inner
