@@ -162,6 +162,8 @@ where
     }
 
     fn run(&self, worker: usize) -> usize {
+        // ORDERING: Relaxed, as in `JobCell::run`: published by the Release
+        // half of `finish`, read after an Acquire load of the state.
         self.header.worker.store(worker, Relaxed);
         self.header.started_at.store(time::now(), Relaxed);
         // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
@@ -193,6 +195,7 @@ where
         } else {
             self.dispose(Some(outcome));
         }
+        // ORDERING: Relaxed: published by `finish` just below.
         self.header.finished_at.store(time::now(), Relaxed);
         let prev = self.header.state.finish(outcome_state, keep);
         let published = keep && prev.has(state::HANDLE) && !prev.has(state::CANCEL_REQUESTED);
@@ -219,6 +222,9 @@ where
             // the closure (`start` fails): it is ours to drop.
             let job = self.job.with_mut(|p| unsafe { (*p).take() });
             unwind::drop_quietly(job);
+            // ORDERING: Relaxed, as in `JobCell::cancel`: stored after the
+            // terminal transition, so a racing `info()` may briefly show no
+            // finish time, never a wrong one.
             self.header.finished_at.store(time::now(), Relaxed);
             self.header.wake_waiter(prev);
             // SAFETY: the job never ran, so it still held its unit of the
@@ -426,6 +432,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
 impl fmt::Debug for Scope<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
+            // ORDERING: Relaxed: a diagnostic snapshot, nothing to publish.
             .field("unfinished", &self.state.pending.load(Relaxed))
             .finish_non_exhaustive()
     }
