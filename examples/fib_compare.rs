@@ -4,9 +4,13 @@
 //! see the same machine load. Prints the median and the fastest run of
 //! each, and a sequential baseline.
 //!
-//! Run with `cargo run --release --example fib_compare [runs] [workers] [cutoff]`
-//! (defaults: 51 runs, one worker per logical CPU, cutoff 12). A small
-//! cutoff (say 2) measures the cost of `join` itself.
+//! Run with
+//! `cargo run --release --example fib_compare [runs] [workers] [cutoff] [order]`
+//! (defaults: 51 runs, one worker per logical CPU, cutoff 12, `interleaved`).
+//! A small cutoff (say 2) measures the cost of `join` itself. With order
+//! `blocks`, each contender does all its runs in a row instead: on a busy
+//! machine, one pool's idle workers still spinning after its run can steal
+//! time from the next contender's run when they are interleaved.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -69,6 +73,11 @@ fn main() {
         |a| a.parse().expect("workers"),
     );
     let cutoff: u64 = args.next().map_or(12, |a| a.parse().expect("cutoff"));
+    let order = args.next().unwrap_or_else(|| "interleaved".to_string());
+    assert!(
+        order == "interleaved" || order == "blocks",
+        "order is `interleaved` or `blocks`"
+    );
 
     let pool = workyard::Dispatcher::builder()
         .workers(workers)
@@ -80,32 +89,46 @@ fn main() {
         .expect("rayon pool");
     let expected = fib_seq(N);
 
-    let mut wy = Vec::with_capacity(runs);
-    let mut ry = Vec::with_capacity(runs);
-    let mut seq = Vec::with_capacity(runs);
-    for i in 0..WARMUP + runs {
-        // Both pools start each run from the outside, as a program would:
-        // workyard spawns one job, rayon `install`s one closure.
-        let (t_wy, v_wy) = time(|| {
+    // Both pools start each run from the outside, as a program would:
+    // workyard spawns one job, rayon `install`s one closure.
+    let run_wy = || {
+        time(|| {
             pool.spawn(move || fib_workyard(black_box(N), cutoff))
                 .expect("spawn")
                 .join()
                 .expect("join")
-        });
-        let (t_ry, v_ry) = time(|| rayon_pool.install(|| fib_rayon(black_box(N), cutoff)));
-        let (t_seq, v_seq) = time(|| fib_seq(black_box(N)));
-        assert_eq!((v_wy, v_ry, v_seq), (expected, expected, expected));
+        })
+    };
+    let run_ry = || time(|| rayon_pool.install(|| fib_rayon(black_box(N), cutoff)));
+    let run_seq = || time(|| fib_seq(black_box(N)));
+    let contenders: [&dyn Fn() -> (Duration, u64); 3] = [&run_wy, &run_ry, &run_seq];
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    let mut record = |which: usize, i: usize| {
+        let (t, v) = contenders[which]();
+        assert_eq!(v, expected);
         if i >= WARMUP {
-            wy.push(t_wy);
-            ry.push(t_ry);
-            seq.push(t_seq);
+            samples[which].push(t);
+        }
+    };
+    if order == "blocks" {
+        for which in 0..3 {
+            for i in 0..WARMUP + runs {
+                record(which, i);
+            }
+        }
+    } else {
+        for i in 0..WARMUP + runs {
+            for which in 0..3 {
+                record(which, i);
+            }
         }
     }
+    let [wy, ry, seq] = samples;
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "fib({N}) = {expected}, forking down to n <= {cutoff}; {workers} workers each; \
-         {runs} runs (+{WARMUP} warm-up), interleaved; {} logical CPUs; loadavg {}",
+         {runs} runs (+{WARMUP} warm-up), {order}; {} logical CPUs; loadavg {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load.split_whitespace()
             .take(3)
