@@ -4,6 +4,7 @@ use crate::builder::DispatcherBuilder;
 use crate::error::{SpawnError, TrySpawnError};
 use crate::job::cell::{JobCell, JobRef};
 use crate::job::state::Cancel;
+use crate::job::task::Task;
 use crate::job::{Job, JobHandle, JobId, JobInfo, JobStatus};
 use crate::pool::Pool;
 use crate::stats::Stats;
@@ -46,6 +47,66 @@ impl Drop for Owner {
 /// Is the calling thread one of `pool`'s workers?
 pub(crate) fn on_worker_of(pool: &Arc<Pool>) -> bool {
     worker::with_current(|ctx| ctx.is_some_and(|ctx| Arc::ptr_eq(&ctx.pool, pool)))
+}
+
+/// Why [`admit`] refused a job.
+pub(crate) enum Refused {
+    Full,
+    Closed,
+}
+
+/// The first half of every spawn: counts the job in and reserves its place
+/// in a bounded queue, blocking for room if `block` (on one of the pool's
+/// own workers, running queued jobs meanwhile). Returns the job's id.
+pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<u64, Refused> {
+    let id = pool.admit().ok_or(Refused::Closed)?;
+    if pool.reserve() {
+        return Ok(id);
+    }
+    if !block {
+        pool.unadmit();
+        return Err(Refused::Full);
+    }
+    // Wait for room, unless the pool closes first: then the job is refused
+    // like any spawn after shutdown.
+    let mut reserved = false;
+    let mut room_or_closed = || {
+        reserved = !pool.is_closed() && pool.reserve();
+        reserved || pool.is_closed()
+    };
+    if on_worker_of(pool) {
+        worker::wait_until(&mut room_or_closed, None);
+    } else {
+        pool.space.wait_until(&mut room_or_closed, None);
+    }
+    if reserved {
+        Ok(id)
+    } else {
+        pool.unadmit();
+        Err(Refused::Closed)
+    }
+}
+
+/// The second half of every spawn: records the admitted job in the index,
+/// arms its deadline (`at`, 0 for none), queues it (on the current worker's
+/// own deque when called from inside one of this pool's jobs) and wakes a
+/// parked worker.
+pub(crate) fn publish(pool: &Arc<Pool>, job: JobRef, at: u64) {
+    pool.index.insert(job.clone());
+    if at != 0 {
+        pool.deadlines.watch(&job, at);
+    }
+    let job = worker::with_current(|ctx| match ctx {
+        Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => {
+            ctx.local.push(Task::Job(job));
+            None
+        }
+        _ => Some(job),
+    });
+    if let Some(job) = job {
+        pool.injector.push(Task::Job(job));
+    }
+    pool.wake_one();
 }
 
 /// How a shutdown ended.
@@ -166,50 +227,15 @@ impl Dispatcher {
         deadline: Option<Instant>,
     ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
         let pool = self.pool();
-        let Some(id) = pool.admit() else {
-            return Err(TrySpawnError::Closed(job));
+        let id = match admit(pool, block) {
+            Ok(id) => id,
+            Err(Refused::Full) => return Err(TrySpawnError::Full(job)),
+            Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
         };
-        if !pool.reserve() {
-            if !block {
-                pool.unadmit();
-                return Err(TrySpawnError::Full(job));
-            }
-            // Wait for room, unless the pool closes first: then the job is
-            // refused like any spawn after shutdown.
-            let mut reserved = false;
-            let mut room_or_closed = || {
-                reserved = !pool.is_closed() && pool.reserve();
-                reserved || pool.is_closed()
-            };
-            if on_worker_of(pool) {
-                worker::wait_until(&mut room_or_closed, None);
-            } else {
-                pool.space.wait_until(&mut room_or_closed, None);
-            }
-            if !reserved {
-                pool.unadmit();
-                return Err(TrySpawnError::Closed(job));
-            }
-        }
         let at = deadline.map_or(0, time::deadline_nanos);
         let cell = JobCell::new(JobId(id), job, at);
         let handle = JobHandle::new(cell.clone());
-        let job: JobRef = cell;
-        pool.index.insert(job.clone());
-        if at != 0 {
-            pool.deadlines.watch(&job, at);
-        }
-        let job = worker::with_current(|ctx| match ctx {
-            Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => {
-                ctx.local.push(job);
-                None
-            }
-            _ => Some(job),
-        });
-        if let Some(job) = job {
-            pool.injector.push(job);
-        }
-        pool.wake_one();
+        publish(pool, cell, at);
         Ok(handle)
     }
 

@@ -37,6 +37,31 @@
 //!   and events (target `workyard`) for steals, parking, halts and
 //!   cancellations. Off by default; without it there is no cost.
 //!
+//! ## Fork-join
+//!
+//! [`join`] (and [`Dispatcher::join`]) splits work in two without a heap
+//! allocation, the second half waiting on the worker's deque where an idle
+//! peer can steal it; [`Dispatcher::scope`] runs jobs that borrow from the
+//! caller's stack and are all finished when it returns. Waiting inside a
+//! job (a handle's `join`, a stolen half, the end of a scope) runs other
+//! jobs instead of blocking the worker.
+//!
+//! ```
+//! fn sum(v: &[u64]) -> u64 {
+//!     if v.len() <= 1024 {
+//!         return v.iter().sum();
+//!     }
+//!     let (l, r) = v.split_at(v.len() / 2);
+//!     let (a, b) = workyard::join(|| sum(l), || sum(r));
+//!     a + b
+//! }
+//!
+//! let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+//! let data: Vec<u64> = (1..=100_000).collect();
+//! let (a, b) = pool.join(|| sum(&data[..50_000]), || sum(&data[50_000..]));
+//! assert_eq!(a + b, 5_000_050_000);
+//! ```
+//!
 //! ## Guarantees
 //!
 //! * An accepted job runs at most once, and exactly once unless it is
@@ -55,8 +80,10 @@ mod deadline;
 mod dispatcher;
 mod error;
 mod job;
+mod join;
 mod loom;
 mod pool;
+mod scope;
 mod signal;
 mod stats;
 mod time;
@@ -71,6 +98,8 @@ pub use control::HaltReport;
 pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
 pub use job::{fallible, CancelReason, Fallible, Job, JobHandle, JobId, JobInfo, JobStatus};
+pub use join::join;
+pub use scope::{Scope, ScopedHandle};
 pub use stats::{Stats, WorkerState, WorkerStats};
 pub use unwind::PanicPayload;
 

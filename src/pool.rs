@@ -1,8 +1,8 @@
 //! The state shared by a dispatcher's handles and its worker threads.
 
 use crate::deadline::Deadlines;
-use crate::job::cell::JobRef;
 use crate::job::index::Index;
+use crate::job::task::Task;
 use crate::loom::{AtomicBool, AtomicUsize};
 use crate::signal::Signal;
 use crate::stats::Stats;
@@ -30,7 +30,7 @@ pub(crate) struct Config {
 }
 
 pub(crate) struct Pool {
-    pub(crate) injector: Injector<JobRef>,
+    pub(crate) injector: Injector<Task>,
     /// `max_workers` slots; only `slots[..high]` have ever run a thread.
     pub(crate) slots: Box<[Slot]>,
     high: AtomicUsize,

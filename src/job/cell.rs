@@ -34,9 +34,9 @@ pub(crate) struct Header {
     // ORDERING (for the three fields below): Relaxed. They are written
     // before a state transition with Release semantics and read after an
     // Acquire load of the state, which orders them.
-    started_at: AtomicU64,
-    finished_at: AtomicU64,
-    worker: AtomicUsize,
+    pub(crate) started_at: AtomicU64,
+    pub(crate) finished_at: AtomicU64,
+    pub(crate) worker: AtomicUsize,
     /// The joiner's waker (a blocked thread's, or an async task's). The
     /// `WAITER` bit in the status word says whether anyone registered, so
     /// finishing a job nobody waits for costs no extra atomic operation.
@@ -44,7 +44,7 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    fn new(id: JobId, deadline: u64) -> Header {
+    pub(crate) fn new(id: JobId, deadline: u64) -> Header {
         Header {
             state: State::new(),
             id,
@@ -97,7 +97,7 @@ impl Header {
 
     /// Wakes the joiner if `prev`, the word just before a terminal
     /// transition made by the caller, had one registered.
-    fn wake_waiter(&self, prev: Snapshot) {
+    pub(crate) fn wake_waiter(&self, prev: Snapshot) {
         if prev.has(state::WAITER) {
             self.waker.wake();
         }
@@ -182,11 +182,24 @@ pub(crate) fn current_id() -> Option<JobId> {
     })
 }
 
+/// The status record of the job running on this thread, or null: a join
+/// half records it so that a thief runs the half as part of that job.
+#[inline]
+pub(crate) fn current_header() -> *const Header {
+    CURRENT.with(Cell::get)
+}
+
 /// Restores the previous CURRENT, also when a nested job unwinds.
-struct CurrentGuard(*const Header);
+pub(crate) struct CurrentGuard(*const Header);
 
 impl CurrentGuard {
-    fn enter(header: &Header) -> CurrentGuard {
+    pub(crate) fn enter(header: &Header) -> CurrentGuard {
+        Self::enter_raw(header)
+    }
+
+    /// Like `enter`, for a pointer taken from [`current_header`] (possibly
+    /// null). The caller keeps the record alive while the guard lives.
+    pub(crate) fn enter_raw(header: *const Header) -> CurrentGuard {
         CurrentGuard(CURRENT.with(|c| c.replace(header)))
     }
 }

@@ -5,6 +5,7 @@ mod handle;
 pub(crate) mod index;
 mod info;
 pub(crate) mod state;
+pub(crate) mod task;
 
 use std::convert::Infallible;
 use std::fmt;

@@ -2,18 +2,18 @@
 //! then its peers' deques from a random victim on.
 
 use super::WorkerCtx;
-use crate::job::cell::JobRef;
+use crate::job::task::Task;
 use crossbeam_deque::Steal;
 
 impl WorkerCtx {
-    pub(crate) fn find_job(&self) -> Option<JobRef> {
+    pub(crate) fn find_job(&self) -> Option<Task> {
         if self.pool.is_paused() {
             return None;
         }
         self.local.pop().or_else(|| self.steal())
     }
 
-    fn steal(&self) -> Option<JobRef> {
+    fn steal(&self) -> Option<Task> {
         let slots = self.pool.used_slots();
         loop {
             let mut retry = false;
@@ -28,13 +28,7 @@ impl WorkerCtx {
                 match slots[victim].stealer.steal() {
                     Steal::Success(job) => {
                         self.counters().count_steal();
-                        crate::trace::event!(
-                            trace,
-                            thief = self.index,
-                            victim,
-                            id = job.header().id.0,
-                            "steal"
-                        );
+                        crate::trace::event!(trace, thief = self.index, victim, "steal");
                         return Some(job);
                     }
                     Steal::Retry => retry = true,

@@ -5,8 +5,9 @@ mod find;
 pub(crate) mod sleep;
 pub(crate) mod slot;
 
-use crate::job::cell::{self, JobRef};
+use crate::job::cell;
 use crate::job::state;
+use crate::job::task::Task;
 use crate::pool::Pool;
 use crate::signal::lock;
 use crate::stats::{WorkerCounters, WorkerState};
@@ -21,7 +22,7 @@ use std::time::Instant;
 pub(crate) struct WorkerCtx {
     pub(crate) pool: Arc<Pool>,
     pub(crate) index: usize,
-    pub(crate) local: Worker<JobRef>,
+    pub(crate) local: Worker<Task>,
     rng: Cell<u64>,
 }
 
@@ -81,7 +82,13 @@ impl WorkerCtx {
     }
 
     /// Runs (or, if it was cancelled while queued, discards) a popped job.
-    pub(crate) fn execute(&self, job: JobRef) {
+    pub(crate) fn execute(&self, task: Task) {
+        let job = match task {
+            Task::Job(job) => job,
+            // SAFETY: we popped or stole it, so this run is its only one,
+            // and `self` is this thread's context.
+            Task::Stack(stack) => return unsafe { stack.execute(self) },
+        };
         self.pool.release_place();
         let header = job.header();
         if header.deadline != 0 && time::now_nanos() >= header.deadline {

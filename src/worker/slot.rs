@@ -2,7 +2,7 @@
 //! counters), reused when a halted worker is replaced. Slot indices are the
 //! worker ids users see, so they stay stable for the dispatcher's life.
 
-use crate::job::cell::JobRef;
+use crate::job::task::Task;
 use crate::loom::{AtomicUsize, Mutex};
 use crate::signal::lock;
 use crate::stats::WorkerCounters;
@@ -21,9 +21,9 @@ pub(crate) const HALTING: usize = 2;
 pub(crate) const HALTED: usize = 3;
 
 pub(crate) struct Slot {
-    pub(crate) stealer: Stealer<JobRef>,
+    pub(crate) stealer: Stealer<Task>,
     /// The deque's owning end, kept here while no thread runs this slot.
-    pub(crate) deque: Mutex<Option<Worker<JobRef>>>,
+    pub(crate) deque: Mutex<Option<Worker<Task>>>,
     /// The running thread, for unparking it.
     pub(crate) thread: Mutex<Option<Thread>>,
     /// The running thread's handle, for joining it.

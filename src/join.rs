@@ -1,0 +1,488 @@
+//! Fork-join: [`join`] and [`Dispatcher::join`] run two closures, in
+//! parallel when a peer is free, without a heap allocation.
+//!
+//! The caller keeps closure `b` in a [`StackJob`] in its own stack frame
+//! and pushes a [`StackRef`] to it on its deque, where an idle peer can
+//! steal it; then it runs `a` itself. Afterwards it pops its deque: if `b`
+//! is still there it runs it inline, as a plain call; if a peer stole it,
+//! the caller waits on the job's [`Latch`], running other jobs meanwhile
+//! (`worker::wait_until`). Either way the frame outlives every use of the
+//! `StackRef`, which is what makes the stack allocation sound.
+//!
+//! Panics in either half are caught, the other half still runs to the
+//! end, and then the panic resumes in the caller (the first half's if
+//! both panicked). See `docs/forkjoin.md` for the protocol in full.
+
+use crate::job::cell::{self, CurrentGuard, Header};
+use crate::job::task::{StackHead, StackRef, Task};
+use crate::loom::{AtomicUsize, UnsafeCell};
+use crate::pool::Pool;
+use crate::stats::WorkerState;
+use crate::worker::{self, WorkerCtx};
+use crate::{unwind, Arc, Dispatcher};
+use std::any::Any;
+use std::mem;
+use std::panic::resume_unwind;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::thread::{self, Thread};
+
+/// A closure's outcome: its value, or the payload it panicked with.
+type Caught<R> = Result<R, Box<dyn Any + Send>>;
+
+/// Nobody waits yet; a setter only has to flip the state.
+const UNSET: usize = 0;
+/// The owner stored its `Thread` in `sleeper` and may park: the setter
+/// must unpark it.
+const SLEEPY: usize = 1;
+/// Set; the setter no longer touches the latch, which may be gone.
+const SET: usize = 2;
+
+/// A one-shot completion flag with a single waiter, its owner.
+///
+/// The owner only parks after announcing it (`UNSET → SLEEPY`, having
+/// stored its `Thread`); a setter that sees `SLEEPY` takes the `Thread`
+/// *before* storing `SET`, because once `SET` is visible the owner may
+/// return and free the latch. So the setter never touches the latch after
+/// `SET`, and the owner never leaves before it.
+pub(crate) struct Latch {
+    state: AtomicUsize,
+    /// Written by the owner only while `UNSET`; taken by the setter only
+    /// after it saw `SLEEPY`, before it stores `SET`.
+    sleeper: UnsafeCell<Option<Thread>>,
+}
+
+// SAFETY: `sleeper` is accessed by one thread at a time, as arbitrated by
+// `state` (see the field comment); `Thread` is `Send`.
+unsafe impl Sync for Latch {}
+
+impl Latch {
+    pub(crate) fn new() -> Latch {
+        Latch {
+            state: AtomicUsize::new(UNSET),
+            sleeper: UnsafeCell::new(None),
+        }
+    }
+
+    /// `true` once set.
+    #[inline]
+    pub(crate) fn probe(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release stores in `set`, so the
+        // owner sees everything written before the latch was set.
+        self.state.load(Acquire) == SET
+    }
+
+    /// Blocks until set, by the owner only (one thread, once). On a worker
+    /// thread it runs other jobs meanwhile.
+    pub(crate) fn wait(&self) {
+        if self.probe() {
+            return;
+        }
+        // SAFETY: the state is not SET, and only SLEEPY (set just below,
+        // by us) lets a setter read the slot, so we are its only user.
+        self.sleeper
+            .with_mut(|p| unsafe { *p = Some(thread::current()) });
+        // ORDERING: Release publishes the `Thread` to the setter that will
+        // see SLEEPY; Acquire on failure (already SET) sees the result.
+        if self
+            .state
+            .compare_exchange(UNSET, SLEEPY, Release, Acquire)
+            .is_ok()
+        {
+            worker::wait_until(|| self.probe(), None);
+        }
+        debug_assert!(self.probe());
+    }
+
+    /// Sets the latch and unparks its owner if it may be parked.
+    ///
+    /// # Safety
+    ///
+    /// `this` is alive until the state turns SET, and this is the latch's
+    /// only `set`. A raw pointer rather than `&self`: the latch may be freed
+    /// while this function is still running.
+    pub(crate) unsafe fn set(this: *const Latch) {
+        // SAFETY: alive until we store SET (the caller's contract).
+        let latch = unsafe { &*this };
+        // ORDERING: Release on success publishes the job's result to the
+        // owner's Acquire `probe`. Acquire on failure sees the `Thread`
+        // that the owner stored before its Release CAS to SLEEPY.
+        if latch
+            .state
+            .compare_exchange(UNSET, SET, Release, Acquire)
+            .is_ok()
+        {
+            return;
+        }
+        // SLEEPY: the owner waits for SET, so the slot is ours until then.
+        // SAFETY: as just said; the Acquire above saw the owner's write.
+        let sleeper = latch.sleeper.with_mut(|p| unsafe { (*p).take() });
+        // ORDERING: Release publishes the result (written before this call)
+        // to the owner's Acquire `probe`. `latch` is not used again.
+        latch.state.store(SET, Release);
+        if let Some(thread) = sleeper {
+            thread.unpark();
+        }
+    }
+}
+
+/// Aborts the process if dropped during unwinding: armed while a stack
+/// frame is visible to other threads through a `StackRef` (or to running
+/// scoped jobs), where unwinding out of the frame would free memory they
+/// still use. Everything in such regions runs under `catch_unwind`, so it
+/// never fires unless workyard itself has a bug.
+pub(crate) struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        eprintln!("workyard: unwinding out of a frame that other threads still use; aborting");
+        std::process::abort();
+    }
+}
+
+/// A job in its caller's stack frame: the forked half of a `join`, or the
+/// body of a `Dispatcher::join` from outside the pool.
+///
+/// `#[repr(C)]` with `head` first, so that a pointer to `head` (what a
+/// [`StackRef`] holds) is a pointer to the whole job.
+#[repr(C)]
+pub(crate) struct StackJob<F, R> {
+    head: StackHead,
+    latch: Latch,
+    /// The status record of the job that forked this one (null outside
+    /// any job): a thief runs the half "inside" that job, so that
+    /// `is_cancelled()` and `current_job()` answer for it. It outlives us:
+    /// that job is blocked in `join` until we are done.
+    parent: *const Header,
+    /// `Some` until the one runner takes it.
+    func: UnsafeCell<Option<F>>,
+    /// Written once by a thief before it sets the latch.
+    result: UnsafeCell<Option<Caught<R>>>,
+}
+
+impl<F, R> StackJob<F, R>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    fn new(func: F, parent: *const Header) -> Self {
+        StackJob {
+            head: StackHead {
+                execute: Self::execute,
+            },
+            latch: Latch::new(),
+            parent,
+            func: UnsafeCell::new(Some(func)),
+            result: UnsafeCell::new(None),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `self` stays alive and in place until the returned `StackRef` was
+    /// executed (its latch is set) or popped back by the caller.
+    unsafe fn as_task(&self) -> StackRef {
+        let head = NonNull::from(&self.head);
+        // SAFETY: `head` is the first field of this `#[repr(C)]` job and
+        // `execute` is `Self::execute`; lifetime: the caller's contract.
+        unsafe { StackRef::new(head) }
+    }
+
+    /// `StackHead::execute` for this job type: runs it on a thief (or on
+    /// the worker that took it from the injector), stores the outcome,
+    /// sets the latch.
+    ///
+    /// # Safety
+    ///
+    /// `head` comes from `as_task` on a live `StackJob<F, R>`, and this is
+    /// its only run.
+    unsafe fn execute(head: NonNull<StackHead>, ctx: &WorkerCtx) {
+        let this: *const Self = head.as_ptr().cast();
+        // SAFETY: `head` is the first field of a `#[repr(C)] StackJob<F, R>`
+        // (as_task), alive until we set the latch.
+        let job = unsafe { &*this };
+        // SAFETY: we are the only runner; the owner touches `func` only
+        // after popping the job back, which it cannot now (we hold it).
+        let func = job.func.with_mut(|p| unsafe { (*p).take() });
+        let func = func.expect("a stack job runs once");
+        let parent = job.parent;
+        let counters = &ctx.pool.slots[ctx.index].counters;
+        let parent_id = if parent.is_null() {
+            0
+        } else {
+            // SAFETY: a non-null parent outlives the join (see the field).
+            unsafe { (*parent).id.0 }
+        };
+        let outer = counters.set_current(parent_id);
+        counters.set_state(WorkerState::Running);
+        let result = {
+            let _current = CurrentGuard::enter_raw(parent);
+            unwind::catch(func)
+        };
+        // SAFETY: nobody reads `result` before the latch is set.
+        job.result.with_mut(|p| unsafe { *p = Some(result) });
+        // SAFETY: the owner waits for this latch, so the job is alive until
+        // it is set; we never touch `job` again afterwards.
+        unsafe { Latch::set(&job.latch) };
+        counters.set_current(outer);
+        if outer == 0 {
+            counters.set_state(WorkerState::Idle);
+        }
+    }
+
+    /// Runs the job on its owner's thread, after the owner popped it back.
+    #[inline]
+    fn run_inline(self) -> R {
+        // SAFETY: popped back: no other thread has or will have a StackRef.
+        let func = self.func.with_mut(|p| unsafe { (*p).take() });
+        func.expect("a stack job runs once")()
+    }
+
+    /// `run_inline`, catching a panic (when `a` already panicked).
+    fn run_inline_caught(self) -> Caught<R> {
+        unwind::catch(|| self.run_inline())
+    }
+
+    /// The outcome left by the thief, once the latch is set.
+    fn into_result(self) -> Caught<R> {
+        debug_assert!(self.latch.probe());
+        // SAFETY: the latch is set (Acquire), so the thief wrote the slot
+        // and is done with the job.
+        let result = self.result.with_mut(|p| unsafe { (*p).take() });
+        result.expect("a set latch means the result is stored")
+    }
+}
+
+/// Returns both results, or resumes a panic: `a`'s if both panicked.
+fn finish<RA, RB>(a: Caught<RA>, b: Caught<RB>) -> (RA, RB) {
+    match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(payload), b) => {
+            unwind::drop_quietly(b);
+            resume_unwind(payload)
+        }
+        (Ok(a), Err(payload)) => {
+            unwind::drop_quietly(a);
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// Runs `a` then `b` on the calling thread, with `join`'s panic rules.
+fn join_sequential<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA,
+    B: FnOnce() -> RB,
+{
+    let a = unwind::catch(a);
+    let b = unwind::catch(b);
+    finish(a, b)
+}
+
+/// `join` on worker `ctx`: `b` goes on the local deque, `a` runs here.
+pub(crate) fn join_in_worker<A, B, RA, RB>(ctx: &WorkerCtx, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    let job_b = StackJob::new(b, cell::current_header());
+    // From the push until `b` is popped back or its latch is set, another
+    // thread may be using `job_b`: this frame must not unwind meanwhile.
+    let guard = AbortOnUnwind;
+    // SAFETY: `job_b` stays in this frame, unmoved, until below, where it
+    // is either popped back or waited for; `guard` rules out unwinding.
+    let b_ref = unsafe { job_b.as_task() };
+    let b_id = b_ref.id();
+    ctx.local.push(Task::Stack(b_ref));
+    // Wake a parked peer to steal `b`. Only a hint, so no fence while
+    // nobody sleeps: if a peer is missed, we run `b` ourselves below.
+    if ctx.pool.sleep.may_have_sleepers() {
+        ctx.pool.wake_one();
+    }
+
+    let result_a = unwind::catch(a);
+
+    let result_b = if pop_back(ctx, &job_b.latch, b_id) {
+        // Popped back: nobody else can see `job_b` any more.
+        mem::forget(guard);
+        if let Ok(a) = result_a {
+            // Nothing to wait for if `b` panics: let it unwind from here.
+            return (a, job_b.run_inline());
+        }
+        job_b.run_inline_caught()
+    } else {
+        job_b.latch.wait();
+        mem::forget(guard);
+        job_b.into_result()
+    };
+    finish(result_a, result_b)
+}
+
+/// After `a`: pops the local deque down to `b`. Returns `true` if it found
+/// `b` (nobody stole it: the caller runs it), `false` if `b` was stolen or
+/// already ran (the caller waits on its latch). Jobs pushed above `b` run
+/// here, except while the pool is paused: then they are put back as they
+/// were (taking our own `b` back is not starting a new job).
+#[inline]
+fn pop_back(ctx: &WorkerCtx, latch: &Latch, b_id: *const StackHead) -> bool {
+    let mut set_aside = Vec::new();
+    let found = loop {
+        if latch.probe() {
+            // A wait inside `a` popped `b` and ran it already.
+            break false;
+        }
+        match ctx.local.pop() {
+            None => break false,
+            Some(Task::Stack(stack)) if ptr::eq(stack.id(), b_id) => break true,
+            Some(task) if ctx.pool.is_paused() => set_aside.push(task),
+            Some(task) => ctx.execute(task),
+        }
+    };
+    if !set_aside.is_empty() {
+        put_back(ctx, set_aside);
+    }
+    found
+}
+
+/// Pushes the tasks `pop_back` set aside again, in their old order.
+#[cold]
+fn put_back(ctx: &WorkerCtx, set_aside: Vec<Task>) {
+    for task in set_aside.into_iter().rev() {
+        ctx.local.push(task);
+    }
+}
+
+/// `Dispatcher::join` from a thread that is not one of the pool's
+/// workers: the pair runs on the pool while this thread blocks.
+fn join_cold<A, B, RA, RB>(pool: &Arc<Pool>, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    // Counting it in `pending` keeps the workers alive and makes
+    // `wait_idle`/`shutdown` wait for it. Refused: run it here.
+    if pool.admit().is_none() {
+        return join_sequential(a, b);
+    }
+    let job = StackJob::new(move || join(a, b), ptr::null());
+    let guard = AbortOnUnwind;
+    // SAFETY: `job` stays in this frame until its latch is set (a worker
+    // always runs a queued stack task; `guard` rules out unwinding).
+    let task = unsafe { job.as_task() };
+    pool.injector.push(Task::Stack(task));
+    pool.wake_one();
+    job.latch.wait();
+    mem::forget(guard);
+    // Counted out like a refused job: no worker counted it as finished.
+    pool.unadmit();
+    match job.into_result() {
+        Ok(pair) => pair,
+        Err(payload) => resume_unwind(payload),
+    }
+}
+
+/// Runs `a` and `b`, potentially in parallel, and returns both results.
+///
+/// Inside a job (on a worker thread of any [`Dispatcher`]), `a` runs on
+/// the current thread while `b` waits on the worker's deque, where an idle
+/// peer can steal it; if nobody did by the time `a` returns, `b` runs
+/// inline. Nothing is allocated: `b` stays in this call's stack frame.
+/// While it waits for a stolen `b`, the thread runs other jobs, so nesting
+/// `join` to any depth never deadlocks, even on one worker.
+///
+/// **Outside any worker** (on a thread of your own) there is no pool to
+/// use, so `join` runs `a` and then `b` on the calling thread, with the
+/// same results and panic rules. Use [`Dispatcher::join`] to run a pair
+/// on a given pool from anywhere.
+///
+/// # Panics
+///
+/// If `a` or `b` panics, the other still runs to completion, then the
+/// panic resumes here; if both panic, `a`'s panic is the one that
+/// resumes. The worker thread itself survives.
+///
+/// ```
+/// fn fib(n: u64) -> u64 {
+///     if n < 12 {
+///         return (1..=n).fold((0, 1), |(a, b), _| (b, a + b)).0;
+///     }
+///     let (a, b) = workyard::join(|| fib(n - 1), || fib(n - 2));
+///     a + b
+/// }
+///
+/// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+/// let handle = pool.spawn(|| fib(25)).unwrap();
+/// assert_eq!(handle.join().unwrap(), 75_025);
+/// assert_eq!(fib(20), 6_765); // outside a worker: sequential
+/// ```
+///
+/// Both closures must be `Send`, since either may run on another thread:
+///
+/// ```compile_fail,E0277
+/// let shared = std::rc::Rc::new(1);
+/// workyard::join(|| *shared + 1, || 2);
+/// ```
+pub fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    let outside = worker::with_current(|ctx| match ctx {
+        Some(ctx) => Ok(join_in_worker(ctx, a, b)),
+        None => Err((a, b)),
+    });
+    outside.unwrap_or_else(|(a, b)| join_sequential(a, b))
+}
+
+impl Dispatcher {
+    /// Runs `a` and `b` on this dispatcher, potentially in parallel, and
+    /// returns both results once both are done.
+    ///
+    /// Called from one of this dispatcher's jobs it is [`join`]: `a` runs
+    /// on the current worker and `b` may be stolen. Called from any other
+    /// thread, the pair is queued as one task and the caller blocks
+    /// (without polling) until a worker has run both; it counts as pending
+    /// work for [`wait_idle`](Self::wait_idle) and
+    /// [`shutdown`](Self::shutdown), and waits for
+    /// [`resume`](Self::resume) while paused. It never counts against
+    /// [`queue_capacity`](crate::DispatcherBuilder::queue_capacity). Once the
+    /// dispatcher is shut down it runs `a` then `b` on the caller.
+    ///
+    /// Neither half gets a status record or a job id: they are parts of a
+    /// call, not jobs. Inside a job, both halves run as part of that job:
+    /// [`is_cancelled`](crate::is_cancelled) and
+    /// [`current_job`](crate::current_job) answer for it, also on a thief.
+    ///
+    /// # Panics
+    ///
+    /// As [`join`]: after both halves finished, with `a`'s panic first.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// let data: Vec<u64> = (1..=1000).collect();
+    /// let (left, right) = data.split_at(500);
+    /// // Borrowing is fine: `join` returns only once both halves are done.
+    /// let (a, b) = pool.join(|| left.iter().sum::<u64>(), || right.iter().sum::<u64>());
+    /// assert_eq!(a + b, 500_500);
+    /// ```
+    pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
+    where
+        A: FnOnce() -> RA + Send,
+        B: FnOnce() -> RB + Send,
+        RA: Send,
+        RB: Send,
+    {
+        let pool = self.pool();
+        let cold = worker::with_current(|ctx| match ctx {
+            Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => Ok(join_in_worker(ctx, a, b)),
+            _ => Err((a, b)),
+        });
+        cold.unwrap_or_else(|(a, b)| join_cold(pool, a, b))
+    }
+}

@@ -1,0 +1,658 @@
+//! Scoped jobs: [`Dispatcher::scope`] runs jobs that borrow from the
+//! caller's stack, all finished before it returns.
+//!
+//! A scoped job is a real job: it is admitted like any other, gets an id
+//! and a status record in the index, and its [`ScopedHandle`] offers
+//! `id`/`status`/`info`/`cancel`/`join`. What differs is its cell
+//! ([`ScopedCell`]): the closure and result may borrow for `'scope`, so
+//! the cell's lifetime is erased when it enters the queues and the index
+//! (which are `'static`), and the scope makes that sound by not returning
+//! before every piece of `'scope` data in every cell is gone:
+//!
+//! 1. The scope counts its unfinished jobs (plus one for its own body).
+//!    A cell counts itself out as the very last step of running or
+//!    cancelling, after its closure is consumed or dropped and its result
+//!    is stored or dropped; the last one out sets the scope's [`Latch`].
+//! 2. When the body has returned and the count is zero, the scope drains
+//!    every cell (it keeps a list of them): a result that nobody joined,
+//!    because its handle was leaked, is dropped here, inside the scope.
+//!
+//! After that a cell holds only its status record, so the index may keep
+//! it (and drop it) as long as it likes. A panic in a scoped job that
+//! nobody joined resumes in the caller of `scope` once everything is done.
+
+use crate::dispatcher;
+use crate::error::{JobError, SpawnError};
+use crate::job::cell::{CurrentGuard, ErasedJob, Header, JobRef, ResultCell};
+use crate::job::state::{self, Cancel};
+use crate::job::{JobHandle, JobId, JobInfo, JobStatus};
+use crate::join::{AbortOnUnwind, Latch};
+use crate::loom::{AtomicUsize, Mutex, UnsafeCell};
+use crate::pool::Pool;
+use crate::signal::lock;
+use crate::unwind::{self, PanicPayload};
+use crate::{time, Arc, Dispatcher};
+use crossbeam_deque::{Injector, Steal};
+use std::any::Any;
+use std::convert::Infallible;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::resume_unwind;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::time::Duration;
+
+type Panic = Box<dyn Any + Send>;
+
+/// A scope's bookkeeping, in the `scope` call's stack frame.
+struct ScopeState {
+    /// Scoped jobs not yet done, plus one for the body while it runs.
+    pending: AtomicUsize,
+    /// Set by whoever brings `pending` to zero.
+    done: Latch,
+    /// The first panic of a scoped job that nobody joined.
+    panic: Mutex<Option<Panic>>,
+    /// Every cell spawned in the scope, drained at the end. Their `'scope`
+    /// is erased (see `Scope::spawn`): a `Scope` holding `'scope` types
+    /// with drop glue could not be lent out for `'scope`.
+    members: Injector<Arc<dyn ScopeMember>>,
+}
+
+impl ScopeState {
+    /// Keeps the first unjoined panic; drops later ones.
+    fn record_panic(&self, payload: Panic) {
+        let mut slot = lock(&self.panic);
+        if slot.is_none() {
+            *slot = Some(payload);
+            return;
+        }
+        drop(slot);
+        unwind::drop_quietly(payload);
+    }
+
+    /// Counts one job (or the body) out; the last one sets the latch.
+    ///
+    /// # Safety
+    ///
+    /// `this` is alive, and the caller holds one unit of `pending`, which
+    /// it gives up here: it must not touch the scope afterwards (the owner
+    /// may return as soon as the count is zero). A raw pointer rather than
+    /// `&self` for that reason.
+    unsafe fn count_out(this: *const Self) {
+        // SAFETY: our unit of `pending` keeps the owner waiting, so the
+        // state is alive until the decrement below, and the latch until
+        // it is set.
+        let state = unsafe { &*this };
+        // ORDERING: AcqRel: Release hands this job's writes (to borrowed
+        // data, to its result slot) over to the owner; Acquire lets the last
+        // decrement see every earlier one's, before it sets the latch.
+        if state.pending.fetch_sub(1, AcqRel) == 1 {
+            // SAFETY: we brought the count to zero, so this is the latch's
+            // only `set`, and the owner waits for it before freeing it.
+            unsafe { Latch::set(&state.done) };
+        }
+    }
+}
+
+/// What the scope does with each of its cells once all are done.
+trait ScopeMember: Send + Sync {
+    /// Drops a result that is still stored because its handle was leaked
+    /// (an unjoined panic goes to the scope instead).
+    fn drain(&self);
+}
+
+/// The single allocation of a scoped job, like `JobCell` but generic over
+/// a closure that may borrow for `'scope`.
+struct ScopedCell<'scope, F, T> {
+    header: Header,
+    /// `Some` until a worker takes it to run it or a canceller drops it;
+    /// whoever wins the QUEUED → RUNNING/CANCELLED transition owns it.
+    job: UnsafeCell<Option<F>>,
+    /// Written once by the worker before `finish`; read once by whoever
+    /// clears `OUTPUT` (the handle, or the scope's drain).
+    output: UnsafeCell<Option<Result<T, JobError>>>,
+    /// The scope's state; valid while this job holds its unit of the
+    /// scope's count, and while the scope drains (see the module docs).
+    scope: *const ScopeState,
+    _scope: PhantomData<&'scope ()>,
+}
+
+// SAFETY: `job` and `output` are each accessed by one thread at a time, as
+// arbitrated by the status word (exactly as in `JobCell`); `F` and `T` are
+// `Send`; `scope` points at a `Sync` state used only through `&`.
+unsafe impl<F: Send, T: Send> Send for ScopedCell<'_, F, T> {}
+// SAFETY: as for `Send`.
+unsafe impl<F: Send, T: Send> Sync for ScopedCell<'_, F, T> {}
+
+impl<'scope, F, T> ScopedCell<'scope, F, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    fn scope(&self) -> &ScopeState {
+        // SAFETY: called only while this job holds its unit of the count
+        // (running, cancelling) or while its handle lives (`release`),
+        // or from the scope's drain: all before the scope returns.
+        unsafe { &*self.scope }
+    }
+
+    /// Drops an outcome nobody will read; a panic goes to the scope.
+    fn dispose(&self, outcome: Option<Result<T, JobError>>) {
+        match outcome {
+            Some(Err(JobError::Panicked(payload))) => {
+                self.scope().record_panic(payload.into_inner());
+            }
+            other => unwind::drop_quietly(other),
+        }
+    }
+
+    /// Takes the result slot; the caller cleared `OUTPUT` (or never set it).
+    fn take_output(&self) -> Option<Result<T, JobError>> {
+        // SAFETY: whoever clears OUTPUT (or, before it was published, the
+        // worker) owns the slot.
+        self.output.with_mut(|p| unsafe { (*p).take() })
+    }
+}
+
+impl<'scope, F, T> ErasedJob for ScopedCell<'scope, F, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn run(&self, worker: usize) -> usize {
+        // ORDERING: Relaxed, as in `JobCell::run`: published by the Release
+        // half of `finish`, read after an Acquire load of the state.
+        self.header.worker.store(worker, Relaxed);
+        self.header.started_at.store(time::now(), Relaxed);
+        // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
+        // canceller touches `job` only after winning QUEUED → CANCELLED.
+        let job = self.job.with_mut(|p| unsafe { (*p).take() });
+        let job = job.expect("a started job still holds its closure");
+
+        let result = {
+            let _current = CurrentGuard::enter(&self.header);
+            unwind::catch(job)
+        };
+        let (outcome_state, outcome) = match result {
+            Ok(value) => (state::SUCCEEDED, Ok(value)),
+            Err(payload) => (
+                state::PANICKED,
+                Err(JobError::Panicked(PanicPayload::new(payload))),
+            ),
+        };
+
+        // Keep the result only if a handle may still read it; an unread
+        // panic goes to the scope (also when a stop was requested: a
+        // panic is a bug, and a cancellation must not hide it).
+        let now = self.header.state.load();
+        let keep = now.has(state::HANDLE) && !now.has(state::CANCEL_REQUESTED);
+        if keep {
+            // SAFETY: only this worker writes `output`, before `finish`
+            // publishes OUTPUT; nobody reads it until OUTPUT is set.
+            self.output.with_mut(|p| unsafe { *p = Some(outcome) });
+        } else {
+            self.dispose(Some(outcome));
+        }
+        // ORDERING: Relaxed: published by `finish` just below.
+        self.header.finished_at.store(time::now(), Relaxed);
+        let prev = self.header.state.finish(outcome_state, keep);
+        let published = keep && prev.has(state::HANDLE) && !prev.has(state::CANCEL_REQUESTED);
+        if keep && !published {
+            // The handle left (or a stop request came) between our check
+            // and `finish`: OUTPUT was not set, so the slot is ours alone.
+            self.dispose(self.take_output());
+        }
+        self.header.wake_waiter(prev);
+        // SAFETY: we hold one unit of the scope's count (taken in `spawn`)
+        // and use neither the scope nor `'scope` data after this.
+        unsafe { ScopeState::count_out(self.scope) };
+        if prev.has(state::CANCEL_REQUESTED) {
+            state::CANCELLED
+        } else {
+            outcome_state
+        }
+    }
+
+    fn cancel(&self, reason: usize, running: bool) -> Cancel {
+        let result = self.header.state.cancel(reason, running);
+        if let Cancel::WasQueued(prev) = result {
+            // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
+            // the closure (`start` fails): it is ours to drop.
+            let job = self.job.with_mut(|p| unsafe { (*p).take() });
+            unwind::drop_quietly(job);
+            // ORDERING: Relaxed, as in `JobCell::cancel`: stored after the
+            // terminal transition, so a racing `info()` may briefly show no
+            // finish time, never a wrong one.
+            self.header.finished_at.store(time::now(), Relaxed);
+            self.header.wake_waiter(prev);
+            // SAFETY: the job never ran, so it still held its unit of the
+            // scope's count, which we give up; nothing touches the scope
+            // afterwards.
+            unsafe { ScopeState::count_out(self.scope) };
+        }
+        result
+    }
+}
+
+impl<'scope, F, T> ResultCell<T, Infallible> for ScopedCell<'scope, F, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn cancel(&self, reason: usize) -> Cancel {
+        ErasedJob::cancel(self, reason, true)
+    }
+
+    fn take_result(&self) -> Result<T, JobError> {
+        let word = self.header.state.load();
+        debug_assert!(word.is_terminal());
+        if word.state() == state::CANCELLED {
+            return Err(JobError::Cancelled(
+                crate::job::CancelReason::from_snapshot(word),
+            ));
+        }
+        assert!(
+            self.header.state.take_output(),
+            "a job's result was taken twice"
+        );
+        self.take_output()
+            .expect("OUTPUT was set, so the slot is full")
+    }
+
+    fn release(&self) {
+        let prev = self.header.state.drop_handle();
+        if prev.is_terminal() && prev.has(state::OUTPUT) && self.header.state.take_output() {
+            // We cleared OUTPUT: the result is ours, and nobody joined it.
+            self.dispose(self.take_output());
+        }
+    }
+}
+
+impl<'scope, F, T> ScopeMember for ScopedCell<'scope, F, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    fn drain(&self) {
+        if self.header.state.take_output() {
+            self.dispose(self.take_output());
+        }
+    }
+}
+
+/// A scope in which jobs may borrow anything that outlives it; see
+/// [`Dispatcher::scope`].
+///
+/// ```
+/// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+/// let mut left = vec![3, 1, 2];
+/// let mut right = vec![6, 5, 4];
+/// pool.scope(|s| {
+///     s.spawn(|| left.sort()).unwrap();
+///     s.spawn(|| right.sort()).unwrap();
+/// });
+/// assert_eq!((left, right), (vec![1, 2, 3], vec![4, 5, 6]));
+/// ```
+///
+/// `'scope` is the scope itself, `'env` what its jobs borrow; as with
+/// [`std::thread::Scope`], the two lifetimes let the compiler check that
+/// neither a job nor its handle outlives the scope. A handle cannot
+/// escape:
+///
+/// ```compile_fail,E0521
+/// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+/// let escaped = pool.scope(|s| s.spawn(|| 1).unwrap());
+/// ```
+///
+/// and a job cannot borrow what dies before the scope ends:
+///
+/// ```compile_fail,E0373
+/// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+/// pool.scope(|s| {
+///     let local = vec![1, 2, 3];
+///     s.spawn(|| local.len()).unwrap();
+/// });
+/// ```
+pub struct Scope<'scope, 'env: 'scope> {
+    pool: Arc<Pool>,
+    state: ScopeState,
+    /// Invariant in `'scope` and `'env`, as `std::thread::Scope` is.
+    scope: PhantomData<&'scope mut &'scope ()>,
+    env: PhantomData<&'env mut &'env ()>,
+}
+
+impl<'scope, 'env> Scope<'scope, 'env> {
+    /// Queues a job that may borrow from outside the scope, and returns
+    /// its handle. The job gets an id and a status record like any other
+    /// ([`Dispatcher::status`] finds it, also after the scope), and counts
+    /// towards the dispatcher's pending jobs, queue bound and stats.
+    ///
+    /// Called from one of the dispatcher's jobs (also from a scoped job),
+    /// the job goes to the running worker's deque; from anywhere else, to
+    /// the global queue. Like [`Dispatcher::spawn`] it blocks while a
+    /// bounded queue is full, and fails only once the dispatcher is shut
+    /// down, giving the closure back.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// let words = vec!["fork", "join", "scope"];
+    /// let total = pool.scope(|s| {
+    ///     let handles: Vec<_> = words
+    ///         .iter()
+    ///         .map(|w| s.spawn(move || w.len()).unwrap())
+    ///         .collect();
+    ///     handles.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+    /// });
+    /// assert_eq!(total, 13);
+    /// ```
+    pub fn spawn<F, T>(&'scope self, f: F) -> Result<ScopedHandle<'scope, T>, SpawnError<F>>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        let pool = &self.pool;
+        let id = match dispatcher::admit(pool, true) {
+            Ok(id) => id,
+            Err(_) => return Err(SpawnError(f)),
+        };
+        let cell = Arc::new(ScopedCell {
+            header: Header::new(JobId(id), 0),
+            job: UnsafeCell::new(Some(f)),
+            output: UnsafeCell::new(None),
+            scope: &self.state,
+            _scope: PhantomData,
+        });
+        // ORDERING: Relaxed: the caller holds a unit of the count (the
+        // body's, or that of the scoped job it runs in), so it cannot reach
+        // zero meanwhile; the queue push below publishes the job itself.
+        self.state.pending.fetch_add(1, Relaxed);
+        let member: Arc<dyn ScopeMember + 'scope> = cell.clone();
+        // SAFETY: lifetime erasure, as below: the scope drains and drops
+        // every member before it returns.
+        let member = unsafe {
+            std::mem::transmute::<Arc<dyn ScopeMember + 'scope>, Arc<dyn ScopeMember + 'static>>(
+                member,
+            )
+        };
+        self.state.members.push(member);
+
+        let result_cell: Arc<dyn ResultCell<T, Infallible> + 'scope> = cell.clone();
+        // SAFETY: lifetime erasure. The `'static` types only hide `'scope`
+        // from the queues, the index and the handle. The handle is wrapped
+        // in a `ScopedHandle<'scope, _>`, which cannot leave the scope. The
+        // queues and the index only start, cancel or inspect the cell: it
+        // is started or cancelled before the scope's count reaches zero,
+        // and after that (scope drained) its `'scope` fields are empty, so
+        // later calls and the final drop touch only the status record.
+        let result_cell = unsafe {
+            std::mem::transmute::<
+                Arc<dyn ResultCell<T, Infallible> + 'scope>,
+                Arc<dyn ResultCell<T, Infallible> + 'static>,
+            >(result_cell)
+        };
+        let handle = JobHandle::new(result_cell);
+        let job: Arc<dyn ErasedJob + 'scope> = cell;
+        // SAFETY: as above.
+        let job: JobRef = unsafe {
+            std::mem::transmute::<Arc<dyn ErasedJob + 'scope>, Arc<dyn ErasedJob + 'static>>(job)
+        };
+        dispatcher::publish(pool, job, 0);
+        Ok(ScopedHandle {
+            inner: handle,
+            scope: PhantomData,
+        })
+    }
+}
+
+impl fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            // ORDERING: Relaxed: a diagnostic snapshot, nothing to publish.
+            .field("unfinished", &self.state.pending.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handle of a scoped job: like [`JobHandle`], but it cannot outlive
+/// its scope. Dropping it detaches the job (the scope still waits for it).
+///
+/// A panic that a handle's [`join`](Self::join) returns is handled; one
+/// that nobody joined (the handle was dropped, or never joined) makes
+/// [`Dispatcher::scope`] panic once every job is done.
+///
+/// ```
+/// use workyard::{Dispatcher, JobStatus};
+///
+/// let pool = Dispatcher::builder().workers(2).build().unwrap();
+/// let mut counts = [0u32; 2];
+/// let id = pool.scope(|s| {
+///     let (first, second) = counts.split_at_mut(1);
+///     let a = s.spawn(|| first[0] += 1).unwrap();
+///     let b = s.spawn(|| second[0] += 2).unwrap();
+///     let id = a.id();
+///     a.join().unwrap();
+///     assert_eq!(b.join().unwrap(), ());
+///     id
+/// });
+/// assert_eq!(counts, [1, 2]);
+/// assert_eq!(pool.status(id), Some(JobStatus::Succeeded));
+/// ```
+pub struct ScopedHandle<'scope, T> {
+    inner: JobHandle<T>,
+    scope: PhantomData<&'scope ()>,
+}
+
+impl<'scope, T> ScopedHandle<'scope, T> {
+    /// The job's id, under which [`Dispatcher::status`] and
+    /// [`Dispatcher::info`] find it, also after the scope.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// let id = pool.scope(|s| s.spawn(|| 1).unwrap().id());
+    /// assert_eq!(pool.status(id), Some(workyard::JobStatus::Succeeded));
+    /// ```
+    pub fn id(&self) -> JobId {
+        self.inner.id()
+    }
+
+    /// The job's status now.
+    ///
+    /// ```
+    /// use workyard::JobStatus;
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 1).unwrap();
+    ///     assert_eq!(handle.status(), JobStatus::Queued);
+    ///     pool.resume();
+    /// });
+    /// ```
+    pub fn status(&self) -> JobStatus {
+        self.inner.status()
+    }
+
+    /// A snapshot of the job's status record.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 1).unwrap();
+    ///     let id = handle.id();
+    ///     assert_eq!(handle.info().id(), id);
+    /// });
+    /// ```
+    pub fn info(&self) -> JobInfo {
+        self.inner.info()
+    }
+
+    /// `true` once the job reached a terminal status; `join` then returns
+    /// without blocking.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 1).unwrap();
+    ///     while !handle.is_finished() {
+    ///         std::thread::yield_now();
+    ///     }
+    ///     assert_eq!(handle.join().unwrap(), 1);
+    /// });
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+
+    /// Cancels the job, as [`JobHandle::cancel`] does: a queued job never
+    /// runs (its closure is dropped at once); a running one is asked to
+    /// stop. Returns `false` if it had already finished or been cancelled.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 1).unwrap();
+    ///     assert!(handle.cancel());
+    ///     assert!(handle.join().unwrap_err().is_cancelled());
+    /// });
+    /// pool.resume();
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.inner.cancel()
+    }
+
+    /// Waits for the job and returns its result (a panic comes back as
+    /// [`JobError::Panicked`] and no longer reaches the scope). On a worker
+    /// thread it runs other jobs while it waits.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// let message = pool.scope(|s| {
+    ///     let handle = s.spawn(|| -> u8 { panic!("caught here") }).unwrap();
+    ///     handle.join().unwrap_err().into_panic().unwrap().message().map(String::from)
+    /// });
+    /// assert_eq!(message.as_deref(), Some("caught here"));
+    /// ```
+    pub fn join(self) -> Result<T, JobError> {
+        self.inner.join()
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout`, returning
+    /// the handle.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.scope(|s| {
+    ///     let handle = s.spawn(|| 7).unwrap();
+    ///     let result = match handle.join_timeout(Duration::from_secs(10)) {
+    ///         Ok(result) => result,
+    ///         Err(handle) => handle.join(),
+    ///     };
+    ///     assert_eq!(result.unwrap(), 7);
+    /// });
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JobError>, Self> {
+        self.inner
+            .join_timeout(timeout)
+            .map_err(|inner| ScopedHandle {
+                inner,
+                scope: PhantomData,
+            })
+    }
+}
+
+impl<T> fmt::Debug for ScopedHandle<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedHandle")
+            .field("id", &self.id())
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    /// Runs `f` with a [`Scope`] in which jobs may borrow from the caller's
+    /// stack, and returns once every job spawned in it has finished (like
+    /// [`std::thread::scope`], but on this dispatcher's workers).
+    ///
+    /// `f` itself runs on the calling thread. While the scope waits for
+    /// its jobs, a worker thread runs queued jobs (so a scope inside a job
+    /// never deadlocks, even on one worker); another thread blocks without
+    /// polling. When `scope` returns, every scoped job has a terminal
+    /// status and everything it borrowed is released.
+    ///
+    /// # Panics
+    ///
+    /// After all scoped jobs are done: if `f` panicked, with its panic;
+    /// otherwise, if a scoped job panicked and nobody received that panic
+    /// through its handle's [`join`](ScopedHandle::join), with the first
+    /// such panic.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// let data: Vec<u64> = (1..=10_000).collect();
+    /// let mut sums = vec![0u64; 4];
+    /// pool.scope(|s| {
+    ///     for (chunk, sum) in data.chunks(2_500).zip(sums.iter_mut()) {
+    ///         s.spawn(move || *sum = chunk.iter().sum()).unwrap();
+    ///     }
+    /// });
+    /// assert_eq!(sums.iter().sum::<u64>(), 50_005_000);
+    /// ```
+    pub fn scope<'env, F, R>(&self, f: F) -> R
+    where
+        F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
+    {
+        let scope = Scope {
+            pool: Arc::clone(self.pool()),
+            state: ScopeState {
+                pending: AtomicUsize::new(1),
+                done: Latch::new(),
+                panic: Mutex::new(None),
+                members: Injector::new(),
+            },
+            scope: PhantomData,
+            env: PhantomData,
+        };
+        // From the first spawn until the count is zero, running jobs point
+        // into `scope`: this frame must not unwind meanwhile.
+        let guard = AbortOnUnwind;
+        let result = unwind::catch(|| f(&scope));
+        // SAFETY: the body's unit of the count, given up once; the state
+        // lives in this frame until after the wait below.
+        unsafe { ScopeState::count_out(&scope.state) };
+        scope.state.done.wait();
+        std::mem::forget(guard);
+
+        // Every job is done; drop what leaked handles left behind.
+        loop {
+            match scope.state.members.steal() {
+                Steal::Success(member) => member.drain(),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        let job_panic = lock(&scope.state.panic).take();
+        match result {
+            Err(payload) => {
+                unwind::drop_quietly(job_panic);
+                resume_unwind(payload)
+            }
+            Ok(value) => match job_panic {
+                Some(payload) => {
+                    unwind::drop_quietly(value);
+                    resume_unwind(payload)
+                }
+                None => value,
+            },
+        }
+    }
+}
