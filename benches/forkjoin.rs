@@ -4,6 +4,8 @@
 
 mod peers;
 
+use std::hint::black_box;
+
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode};
 use peers::forkjoin::{self, fib, quicksort, HandJoin, RayonJoin, Sequential, FIB_N};
 use peers::hand::HandPool;
@@ -22,7 +24,7 @@ fn fib30(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
 
     group.bench_function(BenchmarkId::new("sequential", 1), |b| {
-        b.iter(|| fib::<Sequential>(FIB_N))
+        b.iter(|| fib::<Sequential>(black_box(FIB_N)))
     });
 
     let pool = rayon_pool(workers);

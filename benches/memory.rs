@@ -1,6 +1,6 @@
 //! Memory per queued job: 1,000,000 tiny jobs held queued behind blocked
-//! workers; heap bytes per job from a counting global allocator, and RSS
-//! growth per job. Three runs per pool. A custom loop rather than
+//! workers; heap bytes per job from a counting global allocator, and the C
+//! allocator's in-use growth per job (headers and rounding included). Three runs per pool. A custom loop rather than
 //! criterion: the figure is bytes, not time.
 
 mod peers;
@@ -26,8 +26,8 @@ fn main() {
         peers::sys::machine()
     );
     println!(
-        "{:<12} {:>8} {:>14} {:>16} {:>10}",
-        "pool", "closure", "heap B/job", "overhead B/job", "RSS B/job"
+        "{:<12} {:>8} {:>11} {:>24} {:>13}",
+        "pool", "closure", "heap B/job", "overhead B/job (min-max)", "malloc B/job"
     );
     for kind in Kind::SINGLE_JOB {
         let runs: Vec<PerJob> = (0..RUNS)
@@ -40,14 +40,14 @@ fn main() {
             .collect();
         let heap = Summary::of(&runs.iter().map(|m| m.heap).collect::<Vec<_>>());
         let over = Summary::of(&runs.iter().map(PerJob::overhead).collect::<Vec<_>>());
-        let rss = Summary::of(&runs.iter().map(|m| m.rss).collect::<Vec<_>>());
+        let malloc = Summary::of(&runs.iter().map(|m| m.malloc).collect::<Vec<_>>());
         println!(
-            "{:<12} {:>8} {:>14.1} {:>16.1} {:>10.1}",
+            "{:<12} {:>8} {:>11.1} {:>24} {:>13.1}",
             kind.name(),
             runs[0].closure,
             heap.median,
-            over.median,
-            rss.median
+            format!("{:.1} ({:.1}-{:.1})", over.median, over.min, over.max),
+            malloc.median
         );
     }
     println!("target: workyard overhead <= 128 B per queued job beyond the closure");

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 const REPS: usize = 3;
 const SPAWN_JOBS: u64 = 1_000_000;
 const NESTED_JOBS: u64 = 100_000;
-const LATENCY_SAMPLES: usize = 300;
+const LATENCY_SAMPLES: usize = 500;
 
 /// Which way a figure is better.
 #[derive(Clone, Copy, PartialEq)]

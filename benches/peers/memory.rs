@@ -2,12 +2,13 @@
 //! worker blocked in a gate job) and the heap growth divided among them.
 //!
 //! Two figures: net bytes requested from the allocator (precise; needs the
-//! counting allocator) and RSS growth (includes the allocator's own headers
-//! and slack, and is blurred by memory freed earlier and reused).
+//! counting allocator), and the growth of the C allocator's bytes in use,
+//! which adds its chunk headers and size-class rounding. (RSS growth would
+//! be blurred by memory that earlier measurements freed and this one reuses.)
 
 use super::alloc::net_bytes;
 use super::sync::{Countdown, Gate};
-use super::sys::rss_bytes;
+use super::sys::malloc_in_use;
 use super::Contender;
 use std::hint::black_box;
 
@@ -16,8 +17,8 @@ pub const QUEUED: u64 = 1_000_000;
 pub struct PerJob {
     /// Heap bytes requested per queued job.
     pub heap: f64,
-    /// Resident memory growth per queued job.
-    pub rss: f64,
+    /// The C allocator's in-use growth per queued job (0 off glibc).
+    pub malloc: f64,
     /// The closure's own size: what is not the pool's overhead.
     pub closure: usize,
 }
@@ -49,9 +50,9 @@ pub fn per_job(c: &Contender, workers: usize, n: u64) -> PerJob {
     }
     gate.wait_arrived(workers);
 
-    let rss_before = rss_bytes();
+    let malloc_before = malloc_in_use().unwrap_or(0);
     let (bytes, closure) = net_bytes(|| queue(c, n));
-    let rss = rss_bytes().saturating_sub(rss_before);
+    let malloc = malloc_in_use().unwrap_or(0).saturating_sub(malloc_before);
     gate.open();
     match c {
         Contender::Workyard(pool) => pool.wait_idle(),
@@ -62,7 +63,7 @@ pub fn per_job(c: &Contender, workers: usize, n: u64) -> PerJob {
     }
     PerJob {
         heap: bytes as f64 / n as f64,
-        rss: rss as f64 / n as f64,
+        malloc: malloc as f64 / n as f64,
         closure,
     }
 }

@@ -17,21 +17,21 @@ pub fn process_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// Resident set size in bytes, from `/proc/self/statm`; 0 where that file
-/// does not exist. It includes the allocator's own overhead and slack, which
-/// the counting allocator cannot see.
-pub fn rss_bytes() -> usize {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * usize::try_from(page).unwrap_or(4096)
+/// Bytes the C allocator has handed out and not taken back, chunk headers
+/// and size-class rounding included (glibc's `mallinfo2`, over all arenas):
+/// what the heap really costs, which the counting allocator's requested
+/// sizes understate. `None` off glibc.
+pub fn malloc_in_use() -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 has no preconditions; it only reads allocator state.
+        let info = unsafe { libc::mallinfo2() };
+        Some(info.uordblks + info.hblkhd)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
 }
 
 /// The machine, for the record: logical CPUs and the CPU model.

@@ -64,7 +64,9 @@ impl<R: Send> StackJob<R> {
 }
 
 /// Runs `a` and `b`, potentially in parallel, like `rayon::join`. Outside a
-/// worker of a hand-rolled pool it runs them one after the other.
+/// worker of a hand-rolled pool it runs them one after the other. While `b`
+/// runs elsewhere the caller runs other jobs, spins briefly, then parks
+/// until `b`'s thief unparks it.
 pub fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA + Send,
@@ -79,7 +81,8 @@ where
     // SAFETY: LOCAL is set only while this thread runs its worker loop, which
     // is below us on this stack, so both pointers are live.
     let (pool, local) = unsafe { (&*pool, &*local) };
-    let job_b = StackJob::new(None);
+    // Our thread, so that a thief finishing `b` can unpark us.
+    let job_b = StackJob::new(Some(thread::current()));
     pool.push(job_b.task(b));
     // `b` borrows our stack: even if `a` panics we must wait for it.
     let ra = catch_unwind(AssertUnwindSafe(a));
@@ -90,6 +93,9 @@ where
                 pool.execute(task);
                 backoff.reset();
             }
+            // Spinning on past this would take the CPU from the thief that
+            // runs `b` whenever the machine has fewer free cores than workers.
+            None if backoff.is_completed() => thread::park(),
             None => backoff.snooze(),
         }
     }
