@@ -99,27 +99,42 @@ fn median(samples: &[f64]) -> f64 {
 /// Median wall time of `REPS` runs after one untimed warm-up run.
 fn time_median(mut run: impl FnMut()) -> Duration {
     run();
-    let secs: Vec<f64> = (0..REPS)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
+    let secs: Vec<f64> = (0..REPS).map(|_| time(&mut run).as_secs_f64()).collect();
     Duration::from_secs_f64(median(&secs))
 }
 
-/// Millions of jobs per second for `run` on each pool in `kinds`.
-fn throughput(kinds: &[Kind], jobs: u64, run: impl Fn(&Contender)) -> Vec<(Kind, f64)> {
-    let workers = peers::workers();
+fn time(run: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    run();
+    start.elapsed()
+}
+
+/// One pool per kind, all alive at once (idle ones are parked), so that
+/// their runs can be interleaved.
+fn contenders(kinds: &[Kind]) -> Vec<Contender> {
     kinds
         .iter()
-        .map(|&kind| {
-            let contender = Contender::new(kind, workers);
-            let t = time_median(|| run(&contender));
-            contender.shutdown();
-            (kind, jobs as f64 / t.as_secs_f64() / 1e6)
-        })
+        .map(|&kind| Contender::new(kind, peers::workers()))
+        .collect()
+}
+
+/// Millions of jobs per second for `run` on each pool in `kinds`: the median
+/// of `REPS` rounds, each running every pool once in turn, so that the
+/// machine's drift (other tenants' load comes and goes) hits every pool alike.
+fn throughput(kinds: &[Kind], jobs: u64, run: impl Fn(&Contender)) -> Vec<(Kind, f64)> {
+    let pools = contenders(kinds);
+    pools.iter().for_each(&run);
+    let mut rates = vec![Vec::new(); pools.len()];
+    for _ in 0..REPS {
+        for (rate, pool) in rates.iter_mut().zip(&pools) {
+            rate.push(jobs as f64 / time(|| run(pool)).as_secs_f64() / 1e6);
+        }
+    }
+    pools.into_iter().for_each(Contender::shutdown);
+    kinds
+        .iter()
+        .copied()
+        .zip(rates.iter().map(|r| median(r)))
         .collect()
 }
 
@@ -309,15 +324,23 @@ fn idle_rows() -> Vec<Row> {
 fn coarse_rows() -> Vec<Row> {
     let workers = peers::workers();
     let iters = coarse::calibrate();
-    let sequential = time_median(|| coarse::sequential(iters));
+    let pools = contenders(&Kind::ALL);
+    pools.iter().for_each(|pool| coarse::run(pool, iters));
+    // Each pool run is paired with a sequential run just before it, so that
+    // both halves of the efficiency see the same machine load.
+    let mut efficiency = vec![Vec::new(); pools.len()];
+    for _ in 0..REPS {
+        for (eff, pool) in efficiency.iter_mut().zip(&pools) {
+            let sequential = time(|| coarse::sequential(iters));
+            let wall = time(|| coarse::run(pool, iters));
+            eff.push(coarse::efficiency(sequential, wall, workers));
+        }
+    }
+    pools.into_iter().for_each(Contender::shutdown);
     let figures: Vec<(Kind, f64)> = Kind::ALL
         .iter()
-        .map(|&kind| {
-            let contender = Contender::new(kind, workers);
-            let wall = time_median(|| coarse::run(&contender, iters));
-            contender.shutdown();
-            (kind, coarse::efficiency(sequential, wall, workers))
-        })
+        .copied()
+        .zip(efficiency.iter().map(|e| median(e)))
         .collect();
     rows(
         "coarse 2000 x 50 µs, efficiency",
