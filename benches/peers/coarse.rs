@@ -12,10 +12,17 @@ pub const TARGET: Duration = Duration::from_micros(50);
 
 /// A fixed amount of arithmetic, not a timed spin: a job that is preempted
 /// takes longer, as real work would, instead of finishing early.
+///
+/// Never inlined, and its step is not affine: an inlined LCG step let LLVM
+/// fold unrolled iterations together differently at each call site, so the
+/// calibration, the sequential run and each pool's closure ran different
+/// machine code (up to 8x apart).
+#[inline(never)]
 pub fn burn(iters: u64) -> u64 {
     let mut x = black_box(0x2545_F491_4F6C_DD1Du64);
-    for _ in 0..iters {
-        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    for _ in 0..black_box(iters) {
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     }
     black_box(x)
 }
@@ -23,7 +30,7 @@ pub fn burn(iters: u64) -> u64 {
 /// Iterations of `burn` that take about [`TARGET`] on this machine now
 /// (the fastest of several tries, so that a preempted try does not count).
 pub fn calibrate() -> u64 {
-    const PROBE: u64 = 200_000;
+    const PROBE: u64 = 20_000;
     let fastest = (0..20)
         .map(|_| {
             let start = Instant::now();
