@@ -233,8 +233,29 @@ fn forkjoin_rows() -> Vec<Row> {
         hand.install(|| quicksort::<HandJoin>(&mut v));
     });
     drop(hand);
-    // TODO(fork-join issue): time workyard here once `Dispatcher::join`
-    // lands (see `benches/forkjoin.rs`), and put it in place of `None`.
+    // TODO(fork-join issue): switch on once `Dispatcher::join` and
+    // `workyard::join` land: replace `any()` by `all()` in both cfgs.
+    #[cfg(any())]
+    let workyard = {
+        use peers::forkjoin::WorkyardJoin;
+        let pool = workyard::Dispatcher::builder()
+            .workers(workers)
+            .build()
+            .expect("build a workyard dispatcher");
+        let fib = time_median(|| {
+            std::hint::black_box(pool.join(
+                || fib::<WorkyardJoin>(FIB_N - 1),
+                || fib::<WorkyardJoin>(FIB_N - 2),
+            ));
+        });
+        let sort = time_median(|| {
+            let mut v = input.clone();
+            pool.join(|| quicksort::<WorkyardJoin>(&mut v), || ());
+        });
+        pool.shutdown();
+        Some((fib, sort))
+    };
+    #[cfg(not(any()))]
     let workyard: Option<(Duration, Duration)> = None;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let row = |workload, peer, figure: Duration, wy: Option<Duration>, target| Row {
