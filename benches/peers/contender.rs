@@ -1,0 +1,107 @@
+//! The pools compared, built with the same number of worker threads.
+
+use super::hand::HandPool;
+use super::sync::Countdown;
+use workyard::Dispatcher;
+
+/// Which pool, and for rayon which of its two ways to run detached jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Workyard,
+    /// `rayon::ThreadPool::spawn` (and `rayon::spawn` inside jobs), waited
+    /// for with a countdown: rayon's API for detached jobs.
+    RayonSpawn,
+    /// `rayon::ThreadPool::scope` with `Scope::spawn`: rayon's fastest way
+    /// to spawn many jobs, though the spawning loop then runs on a worker.
+    RayonScope,
+    Threadpool,
+    Hand,
+}
+
+impl Kind {
+    /// Every pool, workyard first.
+    pub const ALL: [Kind; 5] = [
+        Kind::Workyard,
+        Kind::RayonSpawn,
+        Kind::RayonScope,
+        Kind::Threadpool,
+        Kind::Hand,
+    ];
+
+    /// The pools where "submit one job" has one obvious meaning.
+    pub const SINGLE_JOB: [Kind; 4] = [
+        Kind::Workyard,
+        Kind::RayonSpawn,
+        Kind::Threadpool,
+        Kind::Hand,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Workyard => "workyard",
+            Kind::RayonSpawn => "rayon-spawn",
+            Kind::RayonScope => "rayon-scope",
+            Kind::Threadpool => "threadpool",
+            Kind::Hand => "hand-rolled",
+        }
+    }
+}
+
+/// A running pool.
+pub enum Contender {
+    Workyard(Dispatcher),
+    RayonSpawn {
+        pool: rayon::ThreadPool,
+        /// Borrowed by `'static` jobs, so it lives as long as the process.
+        done: &'static Countdown,
+    },
+    RayonScope(rayon::ThreadPool),
+    Threadpool(threadpool::ThreadPool),
+    Hand(HandPool),
+}
+
+impl Contender {
+    pub fn new(kind: Kind, workers: usize) -> Contender {
+        let rayon = || {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .build()
+                .expect("build a rayon pool")
+        };
+        match kind {
+            Kind::Workyard => Contender::Workyard(
+                Dispatcher::builder()
+                    .workers(workers)
+                    .build()
+                    .expect("build a workyard dispatcher"),
+            ),
+            Kind::RayonSpawn => Contender::RayonSpawn {
+                pool: rayon(),
+                done: Countdown::leak(),
+            },
+            Kind::RayonScope => Contender::RayonScope(rayon()),
+            Kind::Threadpool => Contender::Threadpool(threadpool::ThreadPool::new(workers)),
+            Kind::Hand => Contender::Hand(HandPool::new(workers)),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Contender::Workyard(_) => Kind::Workyard,
+            Contender::RayonSpawn { .. } => Kind::RayonSpawn,
+            Contender::RayonScope(_) => Kind::RayonScope,
+            Contender::Threadpool(_) => Kind::Threadpool,
+            Contender::Hand(_) => Kind::Hand,
+        }
+    }
+
+    /// Shuts the pool down and, where its API allows, waits for its threads
+    /// (rayon's and threadpool's exit on their own shortly after).
+    pub fn shutdown(self) {
+        match self {
+            Contender::Workyard(pool) => pool.shutdown(),
+            Contender::Threadpool(pool) => pool.join(),
+            other => drop(other),
+        }
+    }
+}
