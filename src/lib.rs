@@ -48,6 +48,8 @@ mod dispatcher;
 mod error;
 mod job;
 mod loom;
+#[cfg(feature = "persist")]
+pub mod persist;
 mod pool;
 mod stats;
 mod time;
