@@ -560,3 +560,126 @@ fn bad_names_and_options_are_refused() {
     assert!(matches!(queue.wait_idle(), Err(PersistError::NotStarted)));
     queue.stop().unwrap();
 }
+
+/// Every call a damaged-but-opened queue may get; none may panic.
+fn exercise(queue: Queue) {
+    let _ = queue.stats();
+    for state in [
+        JobState::Pending,
+        JobState::Waiting,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Dead,
+        JobState::Cancelled,
+    ] {
+        let _ = queue.list(state, 1000);
+    }
+    for id in 0..400 {
+        let _ = queue.status(JobId::from_u64(id));
+    }
+    let _ = queue.enqueue("fresh", b"after damage");
+    let _ = queue.prune();
+    let _ = queue.stop();
+}
+
+#[test]
+fn a_truncated_or_damaged_file_gives_a_clear_error_never_a_panic() {
+    let path = file("corrupt");
+    {
+        let queue = fast()
+            .max_attempts(1)
+            .retention(Duration::from_secs(3600))
+            .open(&path)
+            .unwrap();
+        queue
+            .register("job", |job| {
+                if job.id().as_u64() % 3 == 0 {
+                    Err("fails")
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap();
+        queue
+            .enqueue_batch((0..300u32).map(|i| ("job", i.to_le_bytes())))
+            .unwrap();
+        queue.enqueue("waits", b"for a handler").unwrap();
+        queue.start(&pool(2)).unwrap();
+        queue.wait_idle().unwrap();
+        queue.stop().unwrap();
+    }
+    let good = std::fs::read(&path).unwrap();
+    let damaged = path.with_file_name("damaged.redb");
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    let mut check = |bytes: &[u8], what: String| {
+        std::fs::write(&damaged, bytes).unwrap();
+        let result = std::panic::catch_unwind(|| Queue::open(&damaged));
+        let opened = result.unwrap_or_else(|_| panic!("open panicked on {what}"));
+        let kind = match opened {
+            Ok(queue) => {
+                let exercised =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exercise(queue)));
+                assert!(exercised.is_ok(), "using the queue panicked on {what}");
+                "opened"
+            }
+            Err(PersistError::Corrupted { path, reason }) => {
+                assert_eq!(path, damaged);
+                assert!(!reason.is_empty());
+                "corrupted"
+            }
+            Err(PersistError::UnsupportedFormat { .. }) => "unsupported format",
+            Err(other) => panic!("unexpected error on {what}: {other:?}"),
+        };
+        *outcomes.entry(kind).or_default() += 1;
+    };
+    for len in [
+        1,
+        16,
+        100,
+        511,
+        512,
+        4095,
+        4096,
+        8192,
+        good.len() / 2,
+        good.len() - 1,
+    ] {
+        check(&good[..len], format!("a file truncated to {len} bytes"));
+    }
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..150 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = (x % good.len() as u64) as usize;
+        let mut bytes = good.clone();
+        bytes[at] ^= 1 << (x >> 61);
+        check(&bytes, format!("a bit flipped at byte {at}"));
+    }
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    check(&garbage, "a file of garbage".into());
+    assert!(outcomes["corrupted"] > 0, "{outcomes:?}");
+    eprintln!("damaged files: {outcomes:?}");
+}
+
+#[test]
+fn a_redb_file_that_is_not_a_queue_is_refused() {
+    let path = file("foreign");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("theirs");
+            txn.open_table(table).unwrap().insert("k", 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    match Queue::open(&path) {
+        Err(PersistError::Corrupted { reason, .. }) => {
+            assert!(reason.contains("not a workyard queue"))
+        }
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+}

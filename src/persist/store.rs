@@ -154,10 +154,12 @@ fn open_error(path: &Path, e: DatabaseError) -> PersistError {
             found: u64::from(v),
         },
         DatabaseError::Storage(StorageError::Io(source)) => {
-            if source.kind() == std::io::ErrorKind::UnexpectedEof {
+            use std::io::ErrorKind::{InvalidData, UnexpectedEof};
+            if matches!(source.kind(), InvalidData | UnexpectedEof) {
+                // redb reports a short or foreign file as an I/O error.
                 PersistError::Corrupted {
                     path,
-                    reason: format!("the file is truncated ({source})"),
+                    reason: source.to_string(),
                 }
             } else {
                 PersistError::Io { path, source }
