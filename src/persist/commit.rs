@@ -218,6 +218,7 @@ impl Committer {
         // Prune at least every quarter retention (between 50 ms and a
         // minute) even when no op comes.
         let tick = (retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
+        let mut previous = 0;
         loop {
             let mut batch = Vec::new();
             match ops.recv_timeout(tick) {
@@ -226,15 +227,27 @@ impl Committer {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             let mut weight = batch.first().map_or(0, Op::weight);
-            while weight < MAX_BATCH {
-                match ops.try_recv() {
-                    Ok(op) => {
-                        weight += op.weight();
-                        batch.push(op);
+            let mut drain = |batch: &mut Vec<Op>| {
+                while weight < MAX_BATCH {
+                    match ops.try_recv() {
+                        Ok(op) => {
+                            weight += op.weight();
+                            batch.push(op);
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
+            };
+            drain(&mut batch);
+            if batch.len() < previous {
+                // Fewer ops than last time: the callers we just answered
+                // may be about to send again. Let them run once (no timer:
+                // this returns at once when nobody else is runnable), so
+                // they share this commit instead of waiting for the next.
+                std::thread::yield_now();
+                drain(&mut batch);
             }
+            previous = batch.len();
             if let Some(shutdown) = self.process(batch) {
                 // Close the file before answering, so that the caller of
                 // `stop` can reopen it at once.
@@ -315,7 +328,7 @@ impl Committer {
         let txn = db.begin_write().map_err(store::storage)?;
         let now = now_ms();
         let mut dirty = false;
-        let mut next_id = 0;
+        let next_id;
         {
             let mut t = Tables {
                 jobs: txn.open_table(JOBS).map_err(store::storage)?,
@@ -348,7 +361,6 @@ impl Committer {
                                 name: record.name,
                             });
                         }
-                        next_id = next_id.max(first_id + n);
                         dirty |= n > 0;
                     }
                     Op::Claim { ids, reply } => {
@@ -378,12 +390,15 @@ impl Committer {
                 }
             }
             let forced = !force_prune.is_empty();
-            let pruned = self.prune(&mut t, now, forced, effects)?;
+            let (pruned, max_pruned) = self.prune(&mut t, now, forced, effects)?;
+            next_id = max_pruned.map_or(0, |id| id + 1);
             dirty |= pruned > 0;
             for reply in force_prune {
                 answers.push(Answer::Count(reply, pruned));
             }
         }
+        // Ids are never reused: on open the next id is past the highest
+        // stored job and this mark, which only pruning needs to move.
         if next_id > 0 {
             let mut meta = txn.open_table(META).map_err(store::storage)?;
             let stored = meta
@@ -575,18 +590,19 @@ impl Committer {
     }
 
     /// Removes succeeded and cancelled jobs older than the retention: up
-    /// to [`PRUNE_LIMIT`] of them, or all if `forced`. Returns how many.
+    /// to [`PRUNE_LIMIT`] of them, or all if `forced`. Returns how many,
+    /// and the highest id removed.
     fn prune(
         &mut self,
         t: &mut Tables<'_>,
         now: u64,
         forced: bool,
         effects: &mut Vec<Effect>,
-    ) -> Result<u64, PersistError> {
+    ) -> Result<(u64, Option<u64>), PersistError> {
         let retention = u64::try_from(self.shared.config.retention.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now.saturating_sub(retention);
         if self.oldest_finished.map_or(true, |t| t > cutoff) {
-            return Ok(0);
+            return Ok((0, None));
         }
         let limit = if forced { usize::MAX } else { PRUNE_LIMIT };
         let mut due = Vec::new();
@@ -601,7 +617,7 @@ impl Committer {
                 break;
             }
         }
-        let (mut succeeded, mut cancelled) = (0, 0);
+        let (mut succeeded, mut cancelled, mut max_id) = (0, 0, None);
         for (finished_at, id) in &due {
             t.finished
                 .remove((*finished_at, *id))
@@ -616,6 +632,7 @@ impl Committer {
                 }
                 t.jobs.remove(*id).map_err(store::storage)?;
                 t.payloads.remove(*id).map_err(store::storage)?;
+                max_id = max_id.max(Some(*id));
             }
         }
         self.oldest_finished = t
@@ -629,7 +646,7 @@ impl Committer {
                 cancelled,
             });
         }
-        Ok(succeeded + cancelled)
+        Ok((succeeded + cancelled, max_id))
     }
 }
 
