@@ -275,12 +275,16 @@ impl Committer {
             }
             return shutdown;
         }
+        let began = std::time::Instant::now();
         let result = store::guard(
             || self.write(batch, &mut effects, &mut answers, &mut shutdown),
             |panic| store::storage(format!("the storage engine panicked: {panic}")),
         );
         match result {
             Ok(committed) => {
+                if committed {
+                    self.shared.note_commit(began.elapsed());
+                }
                 let mut cancels = Vec::new();
                 let dispatcher = {
                     let mut s = lock(&self.shared.sched);

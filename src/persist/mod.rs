@@ -4,7 +4,7 @@
 //! Jobs are a handler **name** and a **payload** of bytes, stored in one
 //! file (a [redb](https://docs.rs/redb) database) before
 //! [`Queue::enqueue`] returns, so that a later run of the program can
-//! process them. [`Queue::start`] runs them on a [`Dispatcher`] through the
+//! process them. [`Queue::start`] runs them on a [`Dispatcher`](crate::Dispatcher) through the
 //! handler [registered](Queue::register) for their name; each attempt is an
 //! ordinary dispatcher job with its own status record.
 //!

@@ -17,9 +17,9 @@ use crate::pool::lock;
 use crate::{Dispatcher, Job};
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 thread_local! {
     /// How many handlers this thread is inside (a handler may run a
@@ -139,10 +139,63 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> &str {
         .unwrap_or("(a non-string payload)")
 }
 
+/// How many attempts the feeder lets out at once: two per worker, plus
+/// what the workers finish in four commit times at the recent rate, within
+/// `max_in_flight`. (A claim takes one commit to come back; attempts must
+/// not run dry meanwhile.) Under a flood of quick jobs it grows to the
+/// maximum within a few commits; for slow jobs it stays small.
+struct Window {
+    floor: usize,
+    max: usize,
+    sampled_at: Instant,
+    ended_then: u64,
+    /// Attempts ended per second, recently.
+    rate: f64,
+}
+
+impl Window {
+    fn new(shared: &Shared, workers: usize) -> Window {
+        let max = shared.config.max_in_flight;
+        Window {
+            floor: (2 * workers).clamp(1, max),
+            max,
+            sampled_at: Instant::now(),
+            // ORDERING: Relaxed: a statistic.
+            ended_then: shared.ended.load(Relaxed),
+            rate: 0.0,
+        }
+    }
+
+    fn limit(&mut self, shared: &Shared) -> usize {
+        let now = Instant::now();
+        let dt = now.duration_since(self.sampled_at).as_secs_f64();
+        if dt >= 0.005 {
+            let ended = shared.ended.load(Relaxed);
+            let recent = (ended - self.ended_then) as f64 / dt;
+            // Follow increases at once, decreases halfway per sample.
+            self.rate = if recent > self.rate {
+                recent
+            } else {
+                (self.rate + recent) / 2.0
+            };
+            self.sampled_at = now;
+            self.ended_then = ended;
+        }
+        let commit = Duration::from_nanos(shared.commit_nanos.load(Relaxed)).as_secs_f64();
+        let ahead = (self.rate * 4.0 * commit).ceil();
+        let ahead = if ahead.is_finite() && ahead < self.max as f64 {
+            ahead as usize
+        } else {
+            self.max
+        };
+        (self.floor + ahead).min(self.max)
+    }
+}
+
 /// The feeder thread's body: claims ready jobs in batches, as many as the
 /// in-flight limit allows, and spawns them on the dispatcher.
 pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
-    let max = shared.config.max_in_flight;
+    let mut window = Window::new(&shared, dispatcher.workers());
     loop {
         let batch = {
             let mut s = lock(&shared.sched);
@@ -155,7 +208,8 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
                 // `starved` set and wakes us through the lock, or we see
                 // its decrement here.
                 shared.starved.store(true, SeqCst);
-                let free = max.saturating_sub(shared.in_flight.load(SeqCst));
+                let limit = window.limit(&shared);
+                let free = limit.saturating_sub(shared.in_flight.load(SeqCst));
                 if free > 0 {
                     shared.starved.store(false, SeqCst);
                     let batch = s.take_ready(free);
