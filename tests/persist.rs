@@ -683,3 +683,25 @@ fn a_redb_file_that_is_not_a_queue_is_refused() {
         other => panic!("expected Corrupted, got {other:?}"),
     }
 }
+
+#[test]
+fn dropping_the_last_clone_stops_the_queue_and_closes_the_file() {
+    let path = file("drop");
+    let queue = Queue::open(&path).unwrap();
+    queue
+        .register("j", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let clone = queue.clone();
+    let id = clone.enqueue("j", b"").unwrap();
+    queue.start(&pool(1)).unwrap();
+    queue.wait_idle().unwrap();
+    drop(queue);
+    // A clone keeps it open.
+    assert!(matches!(
+        Queue::open(&path),
+        Err(PersistError::AlreadyOpen { .. })
+    ));
+    drop(clone);
+    let queue = Queue::open(&path).unwrap();
+    assert_eq!(state(&queue, id), JobState::Succeeded);
+}
