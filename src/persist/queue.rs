@@ -165,6 +165,9 @@ impl Shared {
         // 3. Running attempts finish and their outcomes are committed.
         {
             let mut s = lock(&self.sched);
+            // ORDERING: SeqCst as everywhere on `in_flight`; attempts
+            // decrement it before sending their outcome, whose commit
+            // wakes us under the lock.
             while s.broken.is_none() && !(s.running.is_empty() && self.in_flight.load(SeqCst) == 0)
             {
                 s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -528,6 +531,7 @@ impl Queue {
             recovered: s.recovered,
             pruned: s.pruned,
             commits: s.commits,
+            // ORDERING: Relaxed: a counter read for display.
             fsyncs: shared.syncs.load(Relaxed),
         }
     }
@@ -575,6 +579,7 @@ impl Queue {
             if s.dispatcher.is_none() {
                 return Err(PersistError::NotStarted);
             }
+            // ORDERING: SeqCst, see `stop`.
             let in_flight = shared.in_flight.load(SeqCst);
             if s.is_idle(in_flight) {
                 return Ok(());

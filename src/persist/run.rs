@@ -102,6 +102,7 @@ impl Job for Attempt {
             let handler = &self.handler;
             panic::catch_unwind(AssertUnwindSafe(|| handler(&delivery)))
         };
+        // ORDERING: SeqCst, as above.
         let outcome = if self.cancel.load(SeqCst) {
             Outcome::Cancelled
         } else {
@@ -170,6 +171,7 @@ impl Window {
         let now = Instant::now();
         let dt = now.duration_since(self.sampled_at).as_secs_f64();
         if dt >= 0.005 {
+            // ORDERING: Relaxed: a statistic.
             let ended = shared.ended.load(Relaxed);
             let recent = (ended - self.ended_then) as f64 / dt;
             // Follow increases at once, decreases halfway per sample.
@@ -181,6 +183,7 @@ impl Window {
             self.sampled_at = now;
             self.ended_then = ended;
         }
+        // ORDERING: Relaxed: a statistic.
         let commit = Duration::from_nanos(shared.commit_nanos.load(Relaxed)).as_secs_f64();
         let ahead = (self.rate * 4.0 * commit).ceil();
         let ahead = if ahead.is_finite() && ahead < self.max as f64 {
@@ -211,9 +214,12 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
                 let limit = window.limit(&shared);
                 let free = limit.saturating_sub(shared.in_flight.load(SeqCst));
                 if free > 0 {
+                    // ORDERING: SeqCst, as `starved` above.
                     shared.starved.store(false, SeqCst);
                     let batch = s.take_ready(free);
                     if !batch.is_empty() {
+                        // ORDERING: SeqCst, as every access to
+                        // `in_flight` (see `Shared::attempt_ended`).
                         shared.in_flight.fetch_add(batch.len(), SeqCst);
                         break batch;
                     }
@@ -231,6 +237,7 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
                             .0
                     }
                 };
+                // ORDERING: SeqCst, as `starved` above.
                 shared.starved.store(false, SeqCst);
             }
         };
@@ -280,6 +287,7 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
                 if let Some(job) = s.running.get_mut(&id) {
                     job.run_id = Some(run);
                     // A cancel that came before we knew the run id.
+                    // ORDERING: SeqCst, as the committer's store.
                     if job.cancel.load(SeqCst) {
                         cancel.push(run);
                     }

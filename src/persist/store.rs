@@ -83,6 +83,7 @@ impl StorageBackend for CountingBackend {
     }
 
     fn sync_data(&self) -> Result<(), std::io::Error> {
+        // ORDERING: Relaxed: a counter, read only for display.
         self.syncs.fetch_add(1, Relaxed);
         self.inner.sync_data()
     }
