@@ -459,10 +459,14 @@ fn stop_from_a_handler_is_refused() {
     let tx = Mutex::new(tx);
     queue
         .register("selfstop", move |_| -> Result<(), String> {
-            let result = q.stop();
+            let stop = q.stop();
+            let wait = q.wait_idle();
             tx.lock()
                 .unwrap()
-                .send(matches!(result, Err(PersistError::CalledFromHandler)))
+                .send(
+                    matches!(stop, Err(PersistError::CalledFromHandler))
+                        && matches!(wait, Err(PersistError::CalledFromHandler)),
+                )
                 .unwrap();
             Ok(())
         })

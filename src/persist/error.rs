@@ -101,8 +101,9 @@ pub enum PersistError {
     DispatcherClosed,
     /// The queue was stopped; it accepts no more calls.
     Stopped,
-    /// [`Queue::stop`](super::Queue::stop) was called from inside one of
-    /// the queue's own handlers, which would wait for itself.
+    /// [`Queue::stop`](super::Queue::stop) or
+    /// [`Queue::wait_idle`](super::Queue::wait_idle) was called from inside
+    /// one of the queue's own handlers, which would wait for itself.
     CalledFromHandler,
 }
 
@@ -145,7 +146,7 @@ impl fmt::Display for PersistError {
             ),
             PersistError::Stopped => f.write_str("the queue was stopped"),
             PersistError::CalledFromHandler => {
-                f.write_str("Queue::stop was called from inside one of the queue's handlers")
+                f.write_str("Queue::stop or wait_idle was called from inside one of the queue's handlers")
             }
         }
     }

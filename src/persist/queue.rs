@@ -563,8 +563,12 @@ impl Queue {
     /// for a handler do not count.
     ///
     /// Fails if the queue was never started, stops, breaks, or its
-    /// dispatcher shuts down, since then it would wait forever.
+    /// dispatcher shuts down, since then it would wait forever; and inside
+    /// one of the queue's handlers, which would wait for itself.
     pub fn wait_idle(&self) -> Result<(), PersistError> {
+        if in_handler() {
+            return Err(PersistError::CalledFromHandler);
+        }
         let shared = self.shared();
         let mut s = lock(&shared.sched);
         loop {
