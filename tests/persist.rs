@@ -409,6 +409,30 @@ fn a_run_cancelled_on_the_dispatcher_before_it_started_goes_back_uncounted() {
 }
 
 #[test]
+fn cancelling_a_job_whose_run_is_queued_on_the_dispatcher_cancels_it() {
+    let path = file("cancel-queued");
+    let queue = fast().open(&path).unwrap();
+    queue
+        .register("job", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let id = queue.enqueue("job", b"").unwrap();
+    let pool = pool(1);
+    pool.pause();
+    queue.start(&pool).unwrap();
+    let mut run = None;
+    eventually("the attempt to reach the dispatcher", || {
+        run = queue.status(id).unwrap().unwrap().run_id();
+        run.is_some()
+    });
+    assert!(queue.cancel(id).unwrap());
+    queue.wait_idle().unwrap();
+    assert_eq!(state(&queue, id), JobState::Cancelled);
+    assert_eq!(pool.status(run.unwrap()), Some(JobStatus::Cancelled));
+    pool.resume();
+    queue.stop().unwrap();
+}
+
+#[test]
 fn stop_puts_unstarted_runs_back_and_lets_running_ones_finish() {
     let path = file("stop");
     let queue = fast().open(&path).unwrap();

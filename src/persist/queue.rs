@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) in_flight: AtomicUsize,
     /// The feeder waits for an in-flight slot.
     pub(crate) starved: AtomicBool,
+    /// Mirrors `Sched::stopping`, for attempts to read without the lock.
+    stopping: AtomicBool,
     /// Attempts ended since open, for the feeder's rate estimate.
     pub(crate) ended: AtomicU64,
     /// A moving average of how long a commit takes, in nanoseconds.
@@ -80,7 +82,9 @@ impl Shared {
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
-        lock(&self.sched).stopping
+        // ORDERING: SeqCst: set before `stop` looks for queued attempts to
+        // cancel, so an attempt either is cancelled there or sees it here.
+        self.stopping.load(SeqCst)
     }
 
     /// An attempt ended (or a reservation was given back).
@@ -136,6 +140,8 @@ impl Shared {
                 return Ok(());
             }
             s.stopping = true;
+            // ORDERING: SeqCst, see `is_stopping`.
+            self.stopping.store(true, SeqCst);
             s.dispatcher.clone()
         };
         self.changed.notify_all();
@@ -777,6 +783,7 @@ impl QueueBuilder {
             next_id: AtomicU64::new(recovered.next_id),
             in_flight: AtomicUsize::new(0),
             starved: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             ended: AtomicU64::new(0),
             commit_nanos: AtomicU64::new(0),
             syncs,

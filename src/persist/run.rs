@@ -6,8 +6,9 @@
 //! from its `Drop` when it never did (the dispatcher cancelled or halted
 //! it while it was queued, or refused it). A never-run attempt is
 //! `Released`: its job goes back to pending and the attempt is not
-//! counted, so neither a cancel nor a halt can lose a job or use up its
-//! retries.
+//! counted, so neither a cancel nor a halt on the dispatcher can lose a
+//! job or use up its retries. (Unless `Queue::cancel` asked for it: that
+//! cancels the queued run too, and the job ends `Cancelled`.)
 
 use super::commit::{Op, Outcome};
 use super::queue::{HandlerFn, Shared};
@@ -82,14 +83,14 @@ impl Job for Attempt {
     type Error = String;
 
     fn run(mut self) -> Result<(), String> {
-        if self.shared.is_stopping() {
-            self.report(Outcome::Released);
-            return Err("not run: the queue is stopping; the job stays pending".into());
-        }
         // ORDERING: SeqCst, as the store in the committer's cancel.
         if self.cancel.load(SeqCst) {
             self.report(Outcome::Cancelled);
             return Err("cancelled before it started".into());
+        }
+        if self.shared.is_stopping() {
+            self.report(Outcome::Released);
+            return Err("not run: the queue is stopping; the job stays pending".into());
         }
         let delivery = Delivery {
             id: JobId(self.id),
@@ -127,7 +128,15 @@ impl Job for Attempt {
 impl Drop for Attempt {
     fn drop(&mut self) {
         if !self.reported {
-            self.report(Outcome::Released);
+            // `Queue::cancel` cancels a queued run on the dispatcher too,
+            // which drops it here: that job is cancelled, not released.
+            // ORDERING: SeqCst, as in `run`.
+            let outcome = if self.cancel.load(SeqCst) {
+                Outcome::Cancelled
+            } else {
+                Outcome::Released
+            };
+            self.report(outcome);
         }
     }
 }
