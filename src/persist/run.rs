@@ -264,10 +264,12 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
         };
         let mut runs = Vec::with_capacity(batch.len());
         let mut refused = false;
+        let mut skipped = false;
         for (take, claimed) in batch.into_iter().zip(claimed) {
             let Some(claimed) = claimed else {
                 // Cancelled between our take and the claim.
                 shared.attempt_ended();
+                skipped = true;
                 continue;
             };
             let attempt = Attempt {
@@ -306,11 +308,15 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
                 s.dispatcher_closed = true;
             }
         }
+        // A freed slot may be what `wait_idle` waits for (we took the lock
+        // after freeing it, so no waiter can miss this).
+        if skipped || refused {
+            shared.changed.notify_all();
+        }
         for run in cancel {
             dispatcher.cancel(run);
         }
         if refused {
-            shared.changed.notify_all();
             return;
         }
     }
