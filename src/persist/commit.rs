@@ -339,7 +339,7 @@ impl Committer {
                 payloads: txn.open_table(PAYLOADS).map_err(store::storage)?,
                 finished: txn.open_table(FINISHED).map_err(store::storage)?,
             };
-            let mut force_prune = Vec::new();
+            let mut forced = false;
             for op in batch {
                 match op {
                     Op::Enqueue {
@@ -368,37 +368,44 @@ impl Committer {
                         dirty |= n > 0;
                     }
                     Op::Claim { ids, reply } => {
-                        let mut out = Vec::with_capacity(ids.len());
+                        answers.push(Answer::Claim(reply, Vec::with_capacity(ids.len())));
                         for id in ids {
                             let claimed = self.claim(&mut t, id, now, effects)?;
                             dirty |= claimed.is_some();
-                            out.push(claimed);
+                            if let Some(Answer::Claim(_, out)) = answers.last_mut() {
+                                out.push(claimed);
+                            }
                         }
-                        answers.push(Answer::Claim(reply, out));
                     }
                     Op::Finish { id, outcome } => {
                         dirty |= self.finish(&mut t, id, outcome, now, effects)?;
                     }
                     Op::Cancel { id, reply } => {
+                        answers.push(Answer::Bool(reply, false));
                         let (changed, wrote) = self.cancel(&mut t, id, now, effects)?;
                         dirty |= wrote;
-                        answers.push(Answer::Bool(reply, changed));
+                        set_last(answers, changed);
                     }
                     Op::Requeue { id, reply } => {
+                        answers.push(Answer::Bool(reply, false));
                         let changed = self.requeue(&mut t, id, effects)?;
                         dirty |= changed;
-                        answers.push(Answer::Bool(reply, changed));
+                        set_last(answers, changed);
                     }
-                    Op::Prune { reply } => force_prune.push(reply),
+                    Op::Prune { reply } => {
+                        answers.push(Answer::Count(reply, 0));
+                        forced = true;
+                    }
                     Op::Shutdown { reply } => *shutdown = Some(reply),
                 }
             }
-            let forced = !force_prune.is_empty();
             let (pruned, max_pruned) = self.prune(&mut t, now, forced, effects)?;
             next_id = max_pruned.map_or(0, |id| id + 1);
             dirty |= pruned > 0;
-            for reply in force_prune {
-                answers.push(Answer::Count(reply, pruned));
+            for answer in answers.iter_mut() {
+                if let Answer::Count(_, n) = answer {
+                    *n = pruned;
+                }
             }
         }
         // Ids are never reused: on open the next id is past the highest
@@ -684,6 +691,14 @@ impl Tables<'_> {
             .insert((now, id), ())
             .map_err(store::storage)?;
         Ok(())
+    }
+}
+
+/// Sets the value of the last answer, a `Bool` pushed before the work
+/// that could fail (so that a failure still reaches its caller).
+fn set_last(answers: &mut [Answer], value: bool) {
+    if let Some(Answer::Bool(_, v)) = answers.last_mut() {
+        *v = value;
     }
 }
 
