@@ -218,7 +218,6 @@ impl Committer {
         // Prune at least every quarter retention (between 50 ms and a
         // minute) even when no op comes.
         let tick = (retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
-        let mut previous = 0;
         loop {
             let mut batch = Vec::new();
             match ops.recv_timeout(tick) {
@@ -226,28 +225,19 @@ impl Committer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+            // Everything already waiting joins this commit. (Yielding once
+            // here to let just-answered callers send again was measured:
+            // same jobs per commit, slower commits on a loaded machine.)
             let mut weight = batch.first().map_or(0, Op::weight);
-            let mut drain = |batch: &mut Vec<Op>| {
-                while weight < MAX_BATCH {
-                    match ops.try_recv() {
-                        Ok(op) => {
-                            weight += op.weight();
-                            batch.push(op);
-                        }
-                        Err(_) => break,
+            while weight < MAX_BATCH {
+                match ops.try_recv() {
+                    Ok(op) => {
+                        weight += op.weight();
+                        batch.push(op);
                     }
+                    Err(_) => break,
                 }
-            };
-            drain(&mut batch);
-            if batch.len() < previous {
-                // Fewer ops than last time: the callers we just answered
-                // may be about to send again. Let them run once (no timer:
-                // this returns at once when nobody else is runnable), so
-                // they share this commit instead of waiting for the next.
-                std::thread::yield_now();
-                drain(&mut batch);
             }
-            previous = batch.len();
             if let Some(shutdown) = self.process(batch) {
                 // Close the file before answering, so that the caller of
                 // `stop` can reopen it at once.
