@@ -733,3 +733,39 @@ fn dropping_the_last_clone_stops_the_queue_and_closes_the_file() {
     let queue = Queue::open(&path).unwrap();
     assert_eq!(state(&queue, id), JobState::Succeeded);
 }
+
+#[test]
+fn small_and_large_payloads_round_trip() {
+    let path = file("payloads");
+    let queue = fast().retention(Duration::ZERO).open(&path).unwrap();
+    let sizes = [0usize, 1, 512, 513, 4096, 1 << 20];
+    let payloads: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+        .collect();
+    let ids = queue
+        .enqueue_batch(payloads.iter().map(|p| ("check", p)))
+        .unwrap();
+    for (id, p) in ids.iter().zip(&payloads) {
+        assert_eq!(queue.payload(*id).unwrap().as_ref(), Some(p));
+        assert_eq!(queue.status(*id).unwrap().unwrap().payload_len(), p.len());
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    queue
+        .register("check", move |job| -> Result<(), String> {
+            s.lock().unwrap().push((job.id(), job.payload().to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    queue.start(&pool(2)).unwrap();
+    queue.wait_idle().unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ids.iter().copied().zip(payloads).collect::<Vec<_>>());
+    let _ = queue.prune().unwrap();
+    for id in ids {
+        assert_eq!(queue.payload(id).unwrap(), None);
+    }
+    queue.stop().unwrap();
+}

