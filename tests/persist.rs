@@ -8,12 +8,39 @@ use std::time::{Duration, Instant};
 use workyard::persist::{Backoff, JobId, JobState, PersistError, Queue, QueueBuilder};
 use workyard::{Dispatcher, JobStatus};
 
-/// A fresh file path for one test.
-fn file(test: &str) -> PathBuf {
+/// A fresh file path for one test, in a directory removed at the end.
+struct TestFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TestFile {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for TestFile {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TestFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn file(test: &str) -> TestFile {
     let dir = std::env::temp_dir().join(format!("workyard-persist-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join("jobs.redb")
+    TestFile {
+        path: dir.join("jobs.redb"),
+        dir,
+    }
 }
 
 fn fast() -> QueueBuilder {
@@ -151,7 +178,7 @@ fn the_file_is_locked_while_open() {
     let path = file("lock");
     let queue = Queue::open(&path).unwrap();
     match Queue::open(&path) {
-        Err(PersistError::AlreadyOpen { path: p }) => assert_eq!(p, path),
+        Err(PersistError::AlreadyOpen { path: p }) => assert_eq!(p, *path),
         other => panic!("expected AlreadyOpen, got {other:?}"),
     }
     queue.stop().unwrap();
