@@ -82,6 +82,8 @@ mod error;
 mod job;
 mod join;
 mod loom;
+#[cfg(feature = "persist")]
+pub mod persist;
 mod pool;
 mod scope;
 mod signal;

@@ -1,0 +1,817 @@
+//! [`Queue`] and [`QueueBuilder`]: the public face of the module, and
+//! [`Shared`], the state its threads share.
+
+use super::commit::{Committer, Op, Reply};
+use super::error::PersistError;
+use super::record::{now_ms, JobRecord, JobState, Record};
+use super::retry::Backoff;
+use super::run::{self, in_handler};
+use super::sched::Sched;
+use super::store::{self, OpenOptions, FINISHED, JOBS, PAYLOADS};
+use super::{Delivery, JobId, QueueStats, MAX_NAME_LEN};
+use crate::signal::lock;
+use crate::{Dispatcher, JobStatus};
+use redb::{Database, ReadableDatabase, ReadableTable};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A registered handler, type-erased: its error is turned into text.
+pub(crate) type HandlerFn = dyn Fn(&Delivery<'_>) -> Result<(), String> + Send + Sync;
+
+/// Validated options.
+pub(crate) struct Config {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) retention: Duration,
+    pub(crate) max_in_flight: usize,
+}
+
+/// What the queue's threads share.
+pub(crate) struct Shared {
+    pub(crate) path: PathBuf,
+    pub(crate) config: Config,
+    ops: mpsc::Sender<Op>,
+    pub(crate) sched: Mutex<Sched>,
+    /// Signalled (under `sched`) whenever the schedule changes.
+    pub(crate) changed: Condvar,
+    /// For reads (`status`, `list`); `None` once stopped.
+    db: RwLock<Option<Arc<Database>>>,
+    next_id: AtomicU64,
+    /// Attempts reserved by the feeder and not yet ended.
+    pub(crate) in_flight: AtomicUsize,
+    /// The feeder waits for an in-flight slot.
+    pub(crate) starved: AtomicBool,
+    /// Mirrors `Sched::stopping`, for attempts to read without the lock.
+    stopping: AtomicBool,
+    /// Attempts ended since open, for the feeder's rate estimate.
+    pub(crate) ended: AtomicU64,
+    /// A moving average of how long a commit takes, in nanoseconds.
+    pub(crate) commit_nanos: AtomicU64,
+    /// `fsync`s done on the file since it was opened.
+    syncs: Arc<AtomicU64>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Serialises `stop`.
+    stop_lock: Mutex<()>,
+}
+
+impl Shared {
+    /// Sends an op to the committer.
+    pub(crate) fn send(&self, op: Op) -> Result<(), PersistError> {
+        self.ops.send(op).map_err(|_| self.closed())
+    }
+
+    /// Sends an op and waits for its answer.
+    pub(crate) fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, PersistError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(op(tx))?;
+        rx.recv().map_err(|_| self.closed())?
+    }
+
+    /// Why the committer no longer answers.
+    fn closed(&self) -> PersistError {
+        match &lock(&self.sched).broken {
+            Some(reason) => PersistError::Broken {
+                reason: reason.clone(),
+            },
+            None => PersistError::Stopped,
+        }
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        // ORDERING: SeqCst: set before `stop` looks for queued attempts to
+        // cancel, so an attempt either is cancelled there or sees it here.
+        self.stopping.load(SeqCst)
+    }
+
+    /// An attempt ended (or a reservation was given back).
+    pub(crate) fn attempt_ended(&self) {
+        // ORDERING: SeqCst, paired with the feeder's store of `starved`
+        // then load of `in_flight` (see `run::feed`).
+        self.in_flight.fetch_sub(1, SeqCst);
+        // ORDERING: Relaxed: a statistic.
+        self.ended.fetch_add(1, Relaxed);
+        if self.starved.load(SeqCst) {
+            drop(lock(&self.sched));
+            self.changed.notify_all();
+        }
+    }
+
+    /// Folds one commit's duration into the moving average (weight 1/8).
+    pub(crate) fn note_commit(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        // ORDERING: Relaxed: only the committer writes it; a statistic.
+        let avg = self.commit_nanos.load(Relaxed);
+        let avg = if avg == 0 {
+            took
+        } else {
+            avg - avg / 8 + took / 8
+        };
+        self.commit_nanos.store(avg, Relaxed);
+    }
+
+    /// Runs `f` on a read transaction of the file.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, PersistError>,
+    ) -> Result<T, PersistError> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let Some(db) = db.as_ref() else {
+            return Err(PersistError::Stopped);
+        };
+        let path = self.path.clone();
+        store::guard(
+            || f(&db.begin_read().map_err(store::storage)?),
+            |reason| PersistError::Corrupted { path, reason },
+        )
+    }
+
+    fn stop(&self) -> Result<(), PersistError> {
+        if in_handler() {
+            return Err(PersistError::CalledFromHandler);
+        }
+        let _one_at_a_time = lock(&self.stop_lock);
+        let dispatcher = {
+            let mut s = lock(&self.sched);
+            if s.stopped {
+                return Ok(());
+            }
+            s.stopping = true;
+            // ORDERING: SeqCst, see `is_stopping`.
+            self.stopping.store(true, SeqCst);
+            s.dispatcher.clone()
+        };
+        self.changed.notify_all();
+        // 1. The feeder exits; after it, no attempt is spawned.
+        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
+        let (committer, feeder): (Vec<_>, Vec<_>) = threads
+            .into_iter()
+            .partition(|t| t.thread().name() == Some(COMMITTER_NAME));
+        for t in feeder {
+            let _ = t.join();
+        }
+        // 2. Attempts still queued on the dispatcher will not run: cancel
+        //    them (each one's drop releases its job, uncounted). Attempts
+        //    that start anyway see `stopping` and release themselves.
+        if let Some(dispatcher) = &dispatcher {
+            let runs: Vec<_> = lock(&self.sched)
+                .running
+                .values()
+                .filter_map(|r| r.run_id)
+                .collect();
+            for run in runs {
+                if dispatcher.status(run) == Some(JobStatus::Queued) {
+                    dispatcher.cancel(run);
+                }
+            }
+        }
+        // 3. Running attempts finish and their outcomes are committed.
+        {
+            let mut s = lock(&self.sched);
+            // ORDERING: SeqCst as everywhere on `in_flight`; attempts
+            // decrement it before sending their outcome, whose commit
+            // wakes us under the lock.
+            while s.broken.is_none() && !(s.running.is_empty() && self.in_flight.load(SeqCst) == 0)
+            {
+                s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        // 4. No more reads; the committer commits what is left, closes
+        //    the file and exits.
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let result = self.call(|reply| Op::Shutdown { reply });
+        for t in committer {
+            let _ = t.join();
+        }
+        let mut s = lock(&self.sched);
+        s.stopped = true;
+        s.dispatcher = None;
+        drop(s);
+        self.changed.notify_all();
+        match result {
+            Err(PersistError::Stopped) | Ok(()) => match self.closed() {
+                PersistError::Stopped => Ok(()),
+                broken => Err(broken),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+const COMMITTER_NAME: &str = "workyard-persist-commit";
+const FEEDER_NAME: &str = "workyard-persist-feed";
+
+fn check_name(name: &str) -> Result<(), PersistError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > MAX_NAME_LEN {
+        "it is longer than MAX_NAME_LEN bytes"
+    } else {
+        return Ok(());
+    };
+    Err(PersistError::InvalidName {
+        name: super::record::truncate(name.to_owned(), 64),
+        reason,
+    })
+}
+
+/// A durable job queue in one file: jobs are named byte payloads, stored
+/// before [`enqueue`](Self::enqueue) returns, run by the handler registered
+/// for their name on a [`Dispatcher`], retried with backoff when they fail,
+/// and recovered when the process dies mid-run. See the
+/// [module docs](super) for the guarantees.
+///
+/// Clones share one queue. It stops gracefully ([`stop`](Self::stop))
+/// when the last clone is dropped; call `stop` yourself to see its error,
+/// and beware that a handler holding a clone keeps the queue alive.
+///
+/// ```
+/// use workyard::Dispatcher;
+/// use workyard::persist::{JobState, Queue};
+///
+/// let dir = std::env::temp_dir().join(format!("workyard-doc-queue-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// # let _ = std::fs::remove_file(dir.join("jobs.redb"));
+/// let queue = Queue::builder().max_attempts(3).open(dir.join("jobs.redb"))?;
+/// queue.register("greet", |job| -> Result<(), String> {
+///     let who = std::str::from_utf8(job.payload()).map_err(|e| e.to_string())?;
+///     println!("hello, {who} (attempt {})", job.attempt());
+///     Ok(())
+/// })?;
+/// let id = queue.enqueue("greet", b"world")?; // on disk now
+///
+/// let pool = Dispatcher::builder().workers(2).build()?;
+/// queue.start(&pool)?;
+/// queue.wait_idle()?;
+/// assert_eq!(queue.status(id)?.unwrap().state(), JobState::Succeeded);
+/// queue.stop()?;
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Queue {
+    owner: Arc<Owner>,
+}
+
+/// Stops the queue when the last `Queue` clone goes.
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = self.shared.stop();
+    }
+}
+
+impl Queue {
+    /// Opens the queue in `path` (creating the file if needed) with the
+    /// default options; see [`QueueBuilder`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Queue, PersistError> {
+        QueueBuilder::new().open(path)
+    }
+
+    /// A [`QueueBuilder`] to set options before opening.
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder::new()
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.owner.shared
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.shared().path
+    }
+
+    /// Registers the handler for jobs named `name`, replacing any earlier
+    /// one. Stored jobs of that name that were waiting for a handler become
+    /// ready.
+    ///
+    /// A handler is any `Fn(&Delivery) -> Result<(), E>` that is `Send +
+    /// Sync + 'static`, with `E: Display`. It runs on the dispatcher's
+    /// workers, possibly several calls at once. `Err(e)` or a panic is a
+    /// failed attempt: retried after a backoff, up to the maximum attempts,
+    /// with `e` (or the panic message) stored as the job's last error.
+    /// Delivery is at least once, so make handlers idempotent, e.g. keyed
+    /// on [`Delivery::id`].
+    pub fn register<F, E>(&self, name: &str, handler: F) -> Result<(), PersistError>
+    where
+        F: Fn(&Delivery<'_>) -> Result<(), E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        check_name(name)?;
+        let handler: Arc<HandlerFn> =
+            Arc::new(move |d: &Delivery<'_>| handler(d).map_err(|e| e.to_string()));
+        lock(&self.shared().sched).lane(name).1.handler = Some(handler);
+        self.shared().changed.notify_all();
+        Ok(())
+    }
+
+    /// Stores a job and returns its id once it is durable (fsynced). It
+    /// runs when the queue is started and a handler for `name` is
+    /// registered.
+    ///
+    /// Concurrent calls share commits (group commit), so many threads
+    /// enqueueing at once cost far fewer `fsync`s than jobs.
+    ///
+    /// On an error nothing was stored; `name` and `payload` are the
+    /// caller's still.
+    pub fn enqueue(&self, name: &str, payload: &[u8]) -> Result<JobId, PersistError> {
+        self.enqueue_batch([(name, payload)]).map(|ids| ids[0])
+    }
+
+    /// Stores many jobs in one transaction, all or none, and returns their
+    /// ids (consecutive, in order) once they are durable. The fastest way
+    /// to load a queue: one `fsync` for the whole batch.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("workyard-doc-batch-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let _ = std::fs::remove_file(dir.join("jobs.redb"));
+    /// let queue = workyard::persist::Queue::open(dir.join("jobs.redb"))?;
+    /// let urls = ["a.example", "b.example", "c.example"];
+    /// let ids = queue.enqueue_batch(urls.iter().map(|u| ("fetch", u.as_bytes())))?;
+    /// assert_eq!(ids.len(), 3);
+    /// assert_eq!(ids[1].as_u64(), ids[0].as_u64() + 1);
+    /// assert_eq!(queue.stats().waiting, 3); // nobody handles "fetch" yet
+    /// # queue.stop()?;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), workyard::persist::PersistError>(())
+    /// ```
+    pub fn enqueue_batch<I, N, P>(&self, jobs: I) -> Result<Vec<JobId>, PersistError>
+    where
+        I: IntoIterator<Item = (N, P)>,
+        N: AsRef<str>,
+        P: AsRef<[u8]>,
+    {
+        let mut batch = Vec::new();
+        for (name, payload) in jobs {
+            let name = name.as_ref();
+            check_name(name)?;
+            batch.push((name.to_owned(), payload.as_ref().to_vec()));
+        }
+        let n = batch.len() as u64;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let shared = self.shared();
+        // ORDERING: Relaxed: only uniqueness matters; the committer orders
+        // the stored ids itself.
+        let first_id = shared.next_id.fetch_add(n, Relaxed);
+        shared.call(|reply| Op::Enqueue {
+            first_id,
+            jobs: batch,
+            reply,
+        })?;
+        Ok((first_id..first_id + n).map(JobId).collect())
+    }
+
+    /// Starts running stored jobs on `dispatcher`: each attempt is one
+    /// dispatcher job, with its own status record there (see
+    /// [`JobRecord::run_id`]). At most
+    /// [`max_in_flight`](QueueBuilder::max_in_flight) attempts are handed
+    /// to it at once. A halt or cancel of an attempt on the dispatcher
+    /// before it ran puts its job back to pending, not counted as an
+    /// attempt.
+    pub fn start(&self, dispatcher: &Dispatcher) -> Result<(), PersistError> {
+        let shared = self.shared();
+        {
+            let mut s = lock(&shared.sched);
+            if s.stopping {
+                return Err(PersistError::Stopped);
+            }
+            if s.dispatcher.is_some() {
+                return Err(PersistError::AlreadyStarted);
+            }
+            s.dispatcher = Some(dispatcher.clone());
+        }
+        let feeder_shared = Arc::clone(shared);
+        let feeder_dispatcher = dispatcher.clone();
+        let thread = std::thread::Builder::new()
+            .name(FEEDER_NAME.into())
+            .spawn(move || run::feed(feeder_shared, feeder_dispatcher))
+            .map_err(store::storage);
+        match thread {
+            Ok(t) => {
+                lock(&shared.threads).push(t);
+                Ok(())
+            }
+            Err(e) => {
+                lock(&shared.sched).dispatcher = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The stored job `id`, or `None` if there is none (never enqueued, or
+    /// pruned after its retention).
+    pub fn status(&self, id: JobId) -> Result<Option<JobRecord>, PersistError> {
+        let shared = self.shared();
+        let found = shared.read(|txn| {
+            let jobs = txn.open_table(JOBS).map_err(store::storage)?;
+            let Some(bytes) = jobs.get(id.0).map_err(store::storage)? else {
+                return Ok(None);
+            };
+            let mut record = Record::decode(bytes.value())
+                .map_err(|why| store::storage(format!("{id}: {why}")))?;
+            let payload_len = match record.payload.take() {
+                Some(inline) => inline.len(),
+                None => {
+                    let payloads = txn.open_table(PAYLOADS).map_err(store::storage)?;
+                    let payload = payloads.get(id.0).map_err(store::storage)?;
+                    payload.map_or(0, |v| v.value().len())
+                }
+            };
+            Ok(Some((record, payload_len)))
+        })?;
+        let Some((record, payload_len)) = found else {
+            return Ok(None);
+        };
+        let s = lock(&shared.sched);
+        let state = match record.state {
+            JobState::Pending if !s.is_handled(&record.name) => JobState::Waiting,
+            other => other,
+        };
+        let run = s.running.get(&id.0).and_then(|r| r.run_id);
+        Ok(Some(JobRecord {
+            id,
+            state,
+            record,
+            payload_len,
+            run,
+        }))
+    }
+
+    /// The payload of the stored job `id` (e.g. to inspect a dead job).
+    pub fn payload(&self, id: JobId) -> Result<Option<Vec<u8>>, PersistError> {
+        self.shared().read(|txn| {
+            let jobs = txn.open_table(JOBS).map_err(store::storage)?;
+            let Some(bytes) = jobs.get(id.0).map_err(store::storage)? else {
+                return Ok(None);
+            };
+            let record = Record::decode(bytes.value())
+                .map_err(|why| store::storage(format!("{id}: {why}")))?;
+            if let Some(inline) = record.payload {
+                return Ok(Some(inline));
+            }
+            let payloads = txn.open_table(PAYLOADS).map_err(store::storage)?;
+            let payload = payloads.get(id.0).map_err(store::storage)?;
+            Ok(Some(
+                payload.map(|v| v.value().to_vec()).unwrap_or_default(),
+            ))
+        })
+    }
+
+    /// Up to `limit` ids of jobs in `state`, lowest first. Pending,
+    /// waiting, running and dead jobs are listed from memory; succeeded and
+    /// cancelled ones by reading the file, oldest finished first.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("workyard-doc-list-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let _ = std::fs::remove_file(dir.join("jobs.redb"));
+    /// use workyard::persist::{JobState, Queue};
+    /// let queue = Queue::open(dir.join("jobs.redb"))?;
+    /// let a = queue.enqueue("mail", b"to: ann")?;
+    /// let b = queue.enqueue("mail", b"to: bob")?;
+    /// assert_eq!(queue.list(JobState::Waiting, 10)?, [a, b]);
+    /// assert!(queue.cancel(a)?);
+    /// assert_eq!(queue.list(JobState::Waiting, 10)?, [b]);
+    /// assert_eq!(queue.list(JobState::Cancelled, 10)?, [a]);
+    /// # queue.stop()?;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), workyard::persist::PersistError>(())
+    /// ```
+    pub fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobId>, PersistError> {
+        let shared = self.shared();
+        let ids: Vec<u64> = {
+            let s = lock(&shared.sched);
+            match state {
+                JobState::Pending => s.pending_ids(true, limit),
+                JobState::Waiting => s.pending_ids(false, limit),
+                JobState::Running => {
+                    let mut ids: Vec<u64> = s.running.keys().copied().collect();
+                    ids.sort_unstable();
+                    ids.truncate(limit);
+                    ids
+                }
+                JobState::Dead => s.dead.iter().copied().take(limit).collect(),
+                JobState::Succeeded | JobState::Cancelled => {
+                    drop(s);
+                    return shared.read(|txn| {
+                        let finished = txn.open_table(FINISHED).map_err(store::storage)?;
+                        let jobs = txn.open_table(JOBS).map_err(store::storage)?;
+                        let mut out = Vec::new();
+                        for entry in finished.iter().map_err(store::storage)? {
+                            if out.len() == limit {
+                                break;
+                            }
+                            let (key, _) = entry.map_err(store::storage)?;
+                            let id = key.value().1;
+                            let Some(bytes) = jobs.get(id).map_err(store::storage)? else {
+                                continue;
+                            };
+                            let record = Record::decode(bytes.value())
+                                .map_err(|why| store::storage(format!("job {id}: {why}")))?;
+                            if record.state == state {
+                                out.push(JobId(id));
+                            }
+                        }
+                        Ok(out)
+                    });
+                }
+            }
+        };
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    /// Counts: jobs by state, and what the queue did since it was opened
+    /// (commits and fsyncs included).
+    pub fn stats(&self) -> QueueStats {
+        let shared = self.shared();
+        let s = lock(&shared.sched);
+        let retrying = s.delayed_count(true);
+        QueueStats {
+            pending: s.ready_count(true) + retrying,
+            retrying,
+            waiting: s.ready_count(false) + s.delayed_count(false),
+            waiting_names: s.waiting_names(),
+            running: s.running.len(),
+            succeeded: s.succeeded,
+            dead: s.dead.len(),
+            cancelled: s.cancelled,
+            enqueued: s.enqueued,
+            completed: s.completed,
+            failed_attempts: s.failed_attempts,
+            recovered: s.recovered,
+            pruned: s.pruned,
+            commits: s.commits,
+            // ORDERING: Relaxed: a counter read for display.
+            fsyncs: shared.syncs.load(Relaxed),
+        }
+    }
+
+    /// Cancels a stored job: a pending, waiting or dead one becomes
+    /// `Cancelled` at once (durably); a running one is asked to stop (its
+    /// handler sees [`is_cancelled`](crate::is_cancelled)) and is recorded
+    /// `Cancelled` when it returns, whatever it returned. Returns `false`
+    /// for an unknown id or a job already succeeded or cancelled.
+    pub fn cancel(&self, id: JobId) -> Result<bool, PersistError> {
+        self.shared().call(|reply| Op::Cancel { id: id.0, reply })
+    }
+
+    /// Puts a dead or cancelled job back to pending with its attempts
+    /// reset to 0. Returns `false` if it is neither (or unknown).
+    pub fn requeue(&self, id: JobId) -> Result<bool, PersistError> {
+        self.shared().call(|reply| Op::Requeue { id: id.0, reply })
+    }
+
+    /// Removes every succeeded or cancelled job whose retention has passed,
+    /// now, and returns how many. The queue also does this by itself in the
+    /// background.
+    pub fn prune(&self) -> Result<u64, PersistError> {
+        self.shared().call(|reply| Op::Prune { reply })
+    }
+
+    /// Blocks until nothing is left to run: no pending job that has a
+    /// handler (backing-off ones included) and none running. Jobs waiting
+    /// for a handler do not count.
+    ///
+    /// Fails if the queue was never started, stops, breaks, or its
+    /// dispatcher shuts down, since then it would wait forever; and inside
+    /// one of the queue's handlers, which would wait for itself.
+    pub fn wait_idle(&self) -> Result<(), PersistError> {
+        if in_handler() {
+            return Err(PersistError::CalledFromHandler);
+        }
+        let shared = self.shared();
+        let mut s = lock(&shared.sched);
+        loop {
+            if let Some(reason) = &s.broken {
+                return Err(PersistError::Broken {
+                    reason: reason.clone(),
+                });
+            }
+            if s.stopping {
+                return Err(PersistError::Stopped);
+            }
+            if s.dispatcher.is_none() {
+                return Err(PersistError::NotStarted);
+            }
+            // ORDERING: SeqCst, see `stop`.
+            let in_flight = shared.in_flight.load(SeqCst);
+            if s.is_idle(in_flight) {
+                return Ok(());
+            }
+            // Once the refused attempts are back to pending.
+            if s.dispatcher_closed && in_flight == 0 && s.running.is_empty() {
+                return Err(PersistError::DispatcherClosed);
+            }
+            s = shared.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Stops gracefully: hands no more jobs to the dispatcher, puts those
+    /// it had not started back to pending (not counted as attempts), lets
+    /// running ones finish, commits their outcomes, and closes the file.
+    /// Jobs not run stay stored for the next open. Calling it again is
+    /// fine; later calls on the queue fail with [`PersistError::Stopped`].
+    ///
+    /// It waits for running handlers, so it fails with
+    /// [`PersistError::CalledFromHandler`] inside one.
+    pub fn stop(&self) -> Result<(), PersistError> {
+        self.shared().stop()
+    }
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("path", &self.path())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Options for a [`Queue`]; [`open`](Self::open) checks them and opens the
+/// file.
+///
+/// ```
+/// use std::time::Duration;
+/// use workyard::persist::{Backoff, PersistError, Queue};
+///
+/// # let dir = std::env::temp_dir().join(format!("workyard-doc-builder-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// # let _ = std::fs::remove_file(dir.join("jobs.redb"));
+/// let queue = Queue::builder()
+///     .max_attempts(8)
+///     .backoff(Backoff::new(Duration::from_millis(200)).max_delay(Duration::from_secs(60)))
+///     .retention(Duration::from_secs(24 * 3600))
+///     .max_in_flight(512)
+///     .open(dir.join("jobs.redb"))
+///     .unwrap();
+/// queue.stop().unwrap();
+///
+/// let err = Queue::builder().max_attempts(0).open(dir.join("jobs.redb")).unwrap_err();
+/// assert!(matches!(err, PersistError::InvalidOption { option: "max_attempts", .. }));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct QueueBuilder {
+    max_attempts: u32,
+    backoff: Backoff,
+    retention: Duration,
+    max_in_flight: usize,
+    cache_size: usize,
+    verify_on_open: bool,
+}
+
+impl Default for QueueBuilder {
+    fn default() -> Self {
+        QueueBuilder {
+            max_attempts: 5,
+            backoff: Backoff::default(),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_in_flight: 1024,
+            cache_size: 64 << 20,
+            verify_on_open: true,
+        }
+    }
+}
+
+impl QueueBuilder {
+    /// The defaults: 5 attempts, [`Backoff::default`], 7 days' retention,
+    /// 1024 jobs in flight, a 64 MiB cache, verify on open.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many attempts a job gets before it is dead (at least 1). An
+    /// attempt interrupted by a crash counts.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The wait between a failed attempt and the next.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How long succeeded and cancelled jobs stay queryable before they
+    /// are removed from the file. Dead jobs stay until requeued or
+    /// cancelled.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The most claimed jobs handed to the dispatcher at once (at least 1;
+    /// default 1024).
+    ///
+    /// Within it the queue claims only about what the workers finish in a
+    /// few commit times (measured as it runs), plus two per worker: enough
+    /// that the workers never wait for a claim, and few enough that a
+    /// crash finds few claimed-but-unstarted jobs, each of which has that
+    /// attempt counted. Quick jobs thus share `fsync`s by the hundreds, and
+    /// slow ones are claimed a handful ahead.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Memory for the storage engine's page cache, in bytes.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// Checks every page's checksum when the file is opened (default
+    /// `true`), so that a damaged file is refused with
+    /// [`PersistError::Corrupted`] rather than trusted. After a crash the
+    /// storage engine walks the file anyway; turning this off only speeds
+    /// up clean opens of large files.
+    pub fn verify_on_open(mut self, verify: bool) -> Self {
+        self.verify_on_open = verify;
+        self
+    }
+
+    /// Checks the options, opens (or creates) the file, locks it, and
+    /// recovers: jobs that were running when a previous process died go
+    /// back to pending (their interrupted attempt counted) or, if that was
+    /// their last attempt, dead.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Queue, PersistError> {
+        let invalid = |option, reason| Err(PersistError::InvalidOption { option, reason });
+        if self.max_attempts == 0 {
+            return invalid("max_attempts", "must be at least 1");
+        }
+        if self.max_in_flight == 0 {
+            return invalid("max_in_flight", "must be at least 1");
+        }
+        let path = path.as_ref().to_path_buf();
+        let options = OpenOptions {
+            cache_size: self.cache_size,
+            verify: self.verify_on_open,
+            max_attempts: self.max_attempts,
+        };
+        let syncs = Arc::new(AtomicU64::new(0));
+        let db = Arc::new(store::open_database(&path, &options, Arc::clone(&syncs))?);
+        let now = now_ms();
+        let recovered = store::recover(&db, &path, &options, now)?;
+
+        let mut sched = Sched::default();
+        for (name, jobs) in &recovered.pending {
+            for &(id, run_after) in jobs {
+                if run_after > now {
+                    sched.push_delayed(id, name, run_after);
+                } else {
+                    sched.push_ready(id, name);
+                }
+            }
+        }
+        sched.dead = recovered.dead.iter().copied().collect();
+        sched.succeeded = recovered.succeeded;
+        sched.cancelled = recovered.cancelled;
+        sched.recovered = recovered.interrupted;
+
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            path,
+            config: Config {
+                max_attempts: self.max_attempts,
+                backoff: self.backoff,
+                retention: self.retention,
+                max_in_flight: self.max_in_flight,
+            },
+            ops: tx,
+            sched: Mutex::new(sched),
+            changed: Condvar::new(),
+            db: RwLock::new(Some(Arc::clone(&db))),
+            next_id: AtomicU64::new(recovered.next_id),
+            in_flight: AtomicUsize::new(0),
+            starved: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            ended: AtomicU64::new(0),
+            commit_nanos: AtomicU64::new(0),
+            syncs,
+            threads: Mutex::new(Vec::new()),
+            stop_lock: Mutex::new(()),
+        });
+        let committer = Committer::new(Arc::clone(&shared), db, recovered.oldest_finished);
+        let thread = std::thread::Builder::new()
+            .name(COMMITTER_NAME.into())
+            .spawn(move || committer.run(rx))
+            .map_err(store::storage)?;
+        lock(&shared.threads).push(thread);
+        Ok(Queue {
+            owner: Arc::new(Owner { shared }),
+        })
+    }
+}

@@ -1,0 +1,323 @@
+//! Running stored jobs: the feeder thread, which claims ready jobs and
+//! spawns them on the dispatcher, and [`Attempt`], the dispatcher job that
+//! runs one handler call and reports how it ended.
+//!
+//! An attempt always reports exactly once: from `run` when it ran, or
+//! from its `Drop` when it never did (the dispatcher cancelled or halted
+//! it while it was queued, or refused it). A never-run attempt is
+//! `Released`: its job goes back to pending and the attempt is not
+//! counted, so neither a cancel nor a halt on the dispatcher can lose a
+//! job or use up its retries. (Unless `Queue::cancel` asked for it: that
+//! cancels the queued run too, and the job ends `Cancelled`.)
+
+use super::commit::{Op, Outcome};
+use super::queue::{HandlerFn, Shared};
+use super::record::now_ms;
+use super::{Delivery, JobId};
+use crate::signal::lock;
+use crate::{Dispatcher, Job};
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+thread_local! {
+    /// How many handlers this thread is inside (a handler may run a
+    /// nested job through `JobHandle::join`).
+    static IN_HANDLER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// `true` on a thread that is running one of a queue's handlers.
+pub(crate) fn in_handler() -> bool {
+    IN_HANDLER.with(Cell::get) > 0
+}
+
+struct HandlerScope;
+
+impl HandlerScope {
+    fn enter() -> HandlerScope {
+        IN_HANDLER.with(|c| c.set(c.get() + 1));
+        HandlerScope
+    }
+}
+
+impl Drop for HandlerScope {
+    fn drop(&mut self) {
+        IN_HANDLER.with(|c| c.set(c.get() - 1));
+    }
+}
+
+/// One attempt at one stored job, as a dispatcher job. Its status record
+/// on the dispatcher is the attempt's: `Succeeded`, `Failed` with the
+/// handler's error text, or `Panicked` with the handler's panic.
+pub(crate) struct Attempt {
+    shared: Arc<Shared>,
+    id: u64,
+    name: Arc<str>,
+    payload: Vec<u8>,
+    attempt: u32,
+    handler: Arc<HandlerFn>,
+    cancel: Arc<AtomicBool>,
+    reported: bool,
+}
+
+impl Attempt {
+    /// Reports the outcome: frees the in-flight slot first, so that when
+    /// the committer applies the outcome (and wakes waiters) the slot is
+    /// already free.
+    fn report(&mut self, outcome: Outcome) {
+        self.reported = true;
+        self.shared.attempt_ended();
+        // If the committer is gone the queue is stopped or broken; the job
+        // stays `Running` in the file and is recovered on the next open.
+        let _ = self.shared.send(Op::Finish {
+            id: self.id,
+            outcome,
+        });
+    }
+}
+
+impl Job for Attempt {
+    type Output = ();
+    type Error = String;
+
+    fn run(mut self) -> Result<(), String> {
+        // ORDERING: SeqCst, as the store in the committer's cancel.
+        if self.cancel.load(SeqCst) {
+            self.report(Outcome::Cancelled);
+            return Err("cancelled before it started".into());
+        }
+        if self.shared.is_stopping() {
+            self.report(Outcome::Released);
+            return Err("not run: the queue is stopping; the job stays pending".into());
+        }
+        let delivery = Delivery {
+            id: JobId(self.id),
+            name: &self.name,
+            payload: &self.payload,
+            attempt: self.attempt,
+        };
+        let result = {
+            let _scope = HandlerScope::enter();
+            let handler = &self.handler;
+            panic::catch_unwind(AssertUnwindSafe(|| handler(&delivery)))
+        };
+        // ORDERING: SeqCst, as above.
+        let outcome = if self.cancel.load(SeqCst) {
+            Outcome::Cancelled
+        } else {
+            match &result {
+                Ok(Ok(())) => Outcome::Succeeded,
+                // Halted or cancelled on the dispatcher, and it stopped
+                // short: not the job's failure.
+                _ if crate::is_cancelled() => Outcome::Released,
+                Ok(Err(e)) => Outcome::Failed(e.clone()),
+                Err(payload) => Outcome::Failed(format!("panicked: {}", panic_message(payload))),
+            }
+        };
+        self.report(outcome);
+        match result {
+            Ok(r) => r,
+            // Let the dispatcher record the panic as this run's outcome.
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.reported {
+            // `Queue::cancel` cancels a queued run on the dispatcher too,
+            // which drops it here: that job is cancelled, not released.
+            // ORDERING: SeqCst, as in `run`.
+            let outcome = if self.cancel.load(SeqCst) {
+                Outcome::Cancelled
+            } else {
+                Outcome::Released
+            };
+            self.report(outcome);
+        }
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a non-string payload)")
+}
+
+/// How many attempts the feeder lets out at once: two per worker, plus
+/// what the workers finish in four commit times at the recent rate, within
+/// `max_in_flight`. (A claim takes one commit to come back; attempts must
+/// not run dry meanwhile.) Under a flood of quick jobs it grows to the
+/// maximum within a few commits; for slow jobs it stays small.
+struct Window {
+    floor: usize,
+    max: usize,
+    sampled_at: Instant,
+    ended_then: u64,
+    /// Attempts ended per second, recently.
+    rate: f64,
+}
+
+impl Window {
+    fn new(shared: &Shared, workers: usize) -> Window {
+        let max = shared.config.max_in_flight;
+        Window {
+            floor: (2 * workers).clamp(1, max),
+            max,
+            sampled_at: Instant::now(),
+            // ORDERING: Relaxed: a statistic.
+            ended_then: shared.ended.load(Relaxed),
+            rate: 0.0,
+        }
+    }
+
+    fn limit(&mut self, shared: &Shared) -> usize {
+        let now = Instant::now();
+        let dt = now.duration_since(self.sampled_at).as_secs_f64();
+        if dt >= 0.005 {
+            // ORDERING: Relaxed: a statistic.
+            let ended = shared.ended.load(Relaxed);
+            let recent = (ended - self.ended_then) as f64 / dt;
+            // Follow increases at once, decreases halfway per sample.
+            self.rate = if recent > self.rate {
+                recent
+            } else {
+                (self.rate + recent) / 2.0
+            };
+            self.sampled_at = now;
+            self.ended_then = ended;
+        }
+        // ORDERING: Relaxed: a statistic.
+        let commit = Duration::from_nanos(shared.commit_nanos.load(Relaxed)).as_secs_f64();
+        let ahead = (self.rate * 4.0 * commit).ceil();
+        let ahead = if ahead.is_finite() && ahead < self.max as f64 {
+            ahead as usize
+        } else {
+            self.max
+        };
+        (self.floor + ahead).min(self.max)
+    }
+}
+
+/// The feeder thread's body: claims ready jobs in batches, as many as the
+/// in-flight limit allows, and spawns them on the dispatcher.
+pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
+    let mut window = Window::new(&shared, dispatcher.workers());
+    loop {
+        let batch = {
+            let mut s = lock(&shared.sched);
+            loop {
+                if s.stopping || s.broken.is_some() {
+                    return;
+                }
+                s.promote_due(now_ms());
+                // ORDERING: SeqCst with `attempt_ended`: either it sees
+                // `starved` set and wakes us through the lock, or we see
+                // its decrement here.
+                shared.starved.store(true, SeqCst);
+                let limit = window.limit(&shared);
+                let free = limit.saturating_sub(shared.in_flight.load(SeqCst));
+                if free > 0 {
+                    // ORDERING: SeqCst, as `starved` above.
+                    shared.starved.store(false, SeqCst);
+                    let batch = s.take_ready(free);
+                    if !batch.is_empty() {
+                        // ORDERING: SeqCst, as every access to
+                        // `in_flight` (see `Shared::attempt_ended`).
+                        shared.in_flight.fetch_add(batch.len(), SeqCst);
+                        break batch;
+                    }
+                }
+                // Nothing ready (or no room): wait for a change, or for the
+                // next backoff to end.
+                s = match s.next_due() {
+                    None => shared.changed.wait(s).unwrap_or_else(|e| e.into_inner()),
+                    Some(due) => {
+                        let wait = Duration::from_millis(due.saturating_sub(now_ms()).max(1));
+                        shared
+                            .changed
+                            .wait_timeout(s, wait)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+                // ORDERING: SeqCst, as `starved` above.
+                shared.starved.store(false, SeqCst);
+            }
+        };
+        let ids = batch.iter().map(|t| t.id).collect();
+        let claimed = match shared.call(|reply| Op::Claim { ids, reply }) {
+            Ok(claimed) => claimed,
+            Err(_) => {
+                // The queue is broken or stopped: these jobs stay pending
+                // in the file.
+                for _ in &batch {
+                    shared.attempt_ended();
+                }
+                return;
+            }
+        };
+        let mut runs = Vec::with_capacity(batch.len());
+        let mut refused = false;
+        let mut skipped = false;
+        for (take, claimed) in batch.into_iter().zip(claimed) {
+            let Some(claimed) = claimed else {
+                // Cancelled between our take and the claim.
+                shared.attempt_ended();
+                skipped = true;
+                continue;
+            };
+            let attempt = Attempt {
+                shared: Arc::clone(&shared),
+                id: take.id,
+                name: take.name,
+                payload: claimed.payload,
+                attempt: claimed.attempt,
+                handler: take.handler,
+                cancel: claimed.cancel,
+                reported: false,
+            };
+            match dispatcher.spawn(attempt) {
+                Ok(handle) => runs.push((take.id, handle.id())),
+                // Dropping the refused attempt releases its job.
+                Err(refused_attempt) => {
+                    drop(refused_attempt);
+                    refused = true;
+                }
+            }
+        }
+        let mut cancel = Vec::new();
+        {
+            let mut s = lock(&shared.sched);
+            for (id, run) in runs {
+                if let Some(job) = s.running.get_mut(&id) {
+                    job.run_id = Some(run);
+                    // A cancel that came before we knew the run id.
+                    // ORDERING: SeqCst, as the committer's store.
+                    if job.cancel.load(SeqCst) {
+                        cancel.push(run);
+                    }
+                }
+            }
+            if refused {
+                s.dispatcher_closed = true;
+            }
+        }
+        // A freed slot may be what `wait_idle` waits for (we took the lock
+        // after freeing it, so no waiter can miss this).
+        if skipped || refused {
+            shared.changed.notify_all();
+        }
+        for run in cancel {
+            dispatcher.cancel(run);
+        }
+        if refused {
+            return;
+        }
+    }
+}

@@ -1,0 +1,798 @@
+//! The durable queue: storage, delivery, retries, dead jobs, waiting
+//! names, retention, cancel/halt/stop, and the file's lock.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+use workyard::persist::{Backoff, JobId, JobState, PersistError, Queue, QueueBuilder};
+use workyard::{Dispatcher, JobStatus};
+
+/// A fresh file path for one test, in a directory removed at the end.
+struct TestFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TestFile {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for TestFile {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TestFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn file(test: &str) -> TestFile {
+    let dir = std::env::temp_dir().join(format!("workyard-persist-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TestFile {
+        path: dir.join("jobs.redb"),
+        dir,
+    }
+}
+
+fn fast() -> QueueBuilder {
+    Queue::builder().backoff(Backoff::new(Duration::from_millis(1)).jitter(0.0))
+}
+
+fn pool(workers: usize) -> Dispatcher {
+    Dispatcher::builder().workers(workers).build().unwrap()
+}
+
+/// Waits for a condition that nothing signals (a run id appearing on the
+/// dispatcher), with a deadline.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+fn state(queue: &Queue, id: JobId) -> JobState {
+    queue.status(id).unwrap().expect("stored").state()
+}
+
+#[test]
+fn runs_jobs_and_records_outcomes() {
+    let path = file("runs");
+    let queue = Queue::open(&path).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    queue
+        .register("echo", move |job| -> Result<(), String> {
+            log.lock()
+                .unwrap()
+                .push((job.id(), job.payload().to_vec(), job.attempt()));
+            Ok(())
+        })
+        .unwrap();
+    let ids: Vec<JobId> = (0..50u8)
+        .map(|i| queue.enqueue("echo", &[i]).unwrap())
+        .collect();
+    let batch = queue
+        .enqueue_batch((50..100u8).map(|i| ("echo", vec![i])))
+        .unwrap();
+    assert_eq!(batch.len(), 50);
+    assert_eq!(batch[0].as_u64(), ids[49].as_u64() + 1);
+
+    let pool = pool(2);
+    queue.start(&pool).unwrap();
+    assert!(matches!(
+        queue.start(&pool),
+        Err(PersistError::AlreadyStarted)
+    ));
+    queue.wait_idle().unwrap();
+
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let expected: Vec<_> = ids
+        .iter()
+        .chain(&batch)
+        .zip(0..100u8)
+        .map(|(&id, i)| (id, vec![i], 1))
+        .collect();
+    assert_eq!(seen, expected);
+    let record = queue.status(ids[3]).unwrap().unwrap();
+    assert_eq!(record.state(), JobState::Succeeded);
+    assert_eq!((record.attempts(), record.interrupted()), (1, 0));
+    assert_eq!(record.name(), "echo");
+    assert_eq!(record.payload_len(), 1);
+    assert!(record.started_at().is_some() && record.finished_at().is_some());
+    assert!(record.last_error().is_none());
+    assert_eq!(queue.payload(ids[3]).unwrap(), Some(vec![3]));
+
+    let stats = queue.stats();
+    assert_eq!(
+        (stats.enqueued, stats.completed, stats.succeeded),
+        (100, 100, 100)
+    );
+    assert_eq!((stats.pending, stats.running, stats.waiting), (0, 0, 0));
+    assert!(stats.fsyncs >= 1 && stats.commits >= 1);
+    // Each attempt was an ordinary dispatcher job.
+    assert_eq!(pool.stats().succeeded, 100);
+    assert_eq!(
+        queue.list(JobState::Succeeded, 3).unwrap(),
+        queue.list(JobState::Succeeded, 100).unwrap()[..3]
+    );
+    queue.stop().unwrap();
+    assert!(matches!(
+        queue.enqueue("echo", b""),
+        Err(PersistError::Stopped)
+    ));
+    assert!(matches!(queue.status(ids[0]), Err(PersistError::Stopped)));
+}
+
+#[test]
+fn jobs_survive_reopen_and_ids_are_not_reused() {
+    let path = file("reopen");
+    let queue = Queue::open(&path).unwrap();
+    let a = queue.enqueue("later", b"alpha").unwrap();
+    let b = queue.enqueue("later", b"beta").unwrap();
+    queue.stop().unwrap();
+
+    let queue = Queue::open(&path).unwrap();
+    assert_eq!(state(&queue, a), JobState::Waiting);
+    assert_eq!(queue.payload(b).unwrap(), Some(b"beta".to_vec()));
+    let c = queue.enqueue("later", b"gamma").unwrap();
+    assert!(c > b);
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    queue
+        .register("later", move |_| -> Result<(), String> {
+            d.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+    queue.start(&pool(1)).unwrap();
+    queue.wait_idle().unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), 3);
+    queue.stop().unwrap();
+
+    // Ids stay unique even after the newest jobs are pruned.
+    let queue = Queue::builder()
+        .retention(Duration::ZERO)
+        .open(&path)
+        .unwrap();
+    assert_eq!(queue.prune().unwrap(), 3);
+    assert!(queue.status(c).unwrap().is_none());
+    let d = queue.enqueue("later", b"delta").unwrap();
+    assert!(d > c);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn the_file_is_locked_while_open() {
+    let path = file("lock");
+    let queue = Queue::open(&path).unwrap();
+    match Queue::open(&path) {
+        Err(PersistError::AlreadyOpen { path: p }) => assert_eq!(p, *path),
+        other => panic!("expected AlreadyOpen, got {other:?}"),
+    }
+    queue.stop().unwrap();
+    // Closed when stop returns.
+    Queue::open(&path).unwrap().stop().unwrap();
+}
+
+#[test]
+fn failures_retry_with_backoff_then_succeed() {
+    let path = file("retry");
+    let backoff = Backoff::new(Duration::from_millis(20)).jitter(0.0);
+    let queue = Queue::builder()
+        .max_attempts(5)
+        .backoff(backoff)
+        .open(&path)
+        .unwrap();
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let t = times.clone();
+    queue
+        .register("flaky", move |job| {
+            t.lock().unwrap().push(Instant::now());
+            match job.attempt() {
+                1 => Err("first".to_string()),
+                2 => panic!("second"),
+                _ => Ok(()),
+            }
+        })
+        .unwrap();
+    let id = queue.enqueue("flaky", b"").unwrap();
+    queue.start(&pool(2)).unwrap();
+    queue.wait_idle().unwrap();
+    let record = queue.status(id).unwrap().unwrap();
+    assert_eq!(
+        (record.state(), record.attempts()),
+        (JobState::Succeeded, 3)
+    );
+    assert_eq!(record.last_error(), Some("panicked: second"));
+    let times = times.lock().unwrap();
+    assert_eq!(times.len(), 3);
+    // Backoff after attempt 1 is 20 ms, after attempt 2 is 40 ms.
+    assert!(times[1] - times[0] >= Duration::from_millis(20));
+    assert!(times[2] - times[1] >= Duration::from_millis(40));
+    assert_eq!(queue.stats().failed_attempts, 2);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn dead_jobs_are_kept_listed_and_requeueable() {
+    let path = file("dead");
+    let queue = fast().max_attempts(3).open(&path).unwrap();
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    queue
+        .register("fragile", move |_| {
+            if h.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("downstream is down")
+            }
+        })
+        .unwrap();
+    let id = queue.enqueue("fragile", b"x").unwrap();
+    let pool = pool(2);
+    queue.start(&pool).unwrap();
+    queue.wait_idle().unwrap();
+    let record = queue.status(id).unwrap().unwrap();
+    assert_eq!((record.state(), record.attempts()), (JobState::Dead, 3));
+    assert_eq!(record.last_error(), Some("downstream is down"));
+    assert_eq!(queue.list(JobState::Dead, 10).unwrap(), [id]);
+    assert_eq!(queue.stats().dead, 1);
+    assert_eq!(pool.stats().failed, 3);
+
+    healthy.store(true, Ordering::SeqCst);
+    assert!(queue.requeue(id).unwrap());
+    assert!(!queue.requeue(id).unwrap(), "no longer dead");
+    queue.wait_idle().unwrap();
+    let record = queue.status(id).unwrap().unwrap();
+    assert_eq!(
+        (record.state(), record.attempts()),
+        (JobState::Succeeded, 1)
+    );
+    assert!(queue.list(JobState::Dead, 10).unwrap().is_empty());
+    assert!(
+        !queue.requeue(id).unwrap(),
+        "a succeeded job is not requeued"
+    );
+    queue.stop().unwrap();
+}
+
+#[test]
+fn a_panicking_handler_does_not_take_the_process_down() {
+    let path = file("panic");
+    let queue = fast().max_attempts(2).open(&path).unwrap();
+    queue
+        .register("boom", |_| -> Result<(), String> {
+            panic!("handler exploded")
+        })
+        .unwrap();
+    let id = queue.enqueue("boom", b"").unwrap();
+    let pool = pool(1);
+    queue.start(&pool).unwrap();
+    queue.wait_idle().unwrap();
+    let record = queue.status(id).unwrap().unwrap();
+    assert_eq!(record.state(), JobState::Dead);
+    assert_eq!(record.last_error(), Some("panicked: handler exploded"));
+    assert_eq!(pool.stats().panicked, 2);
+    // The worker carries on.
+    assert_eq!(pool.spawn(|| 5).unwrap().join().unwrap(), 5);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn unregistered_names_wait_visibly_until_a_handler_comes() {
+    let path = file("waiting");
+    let queue = Queue::open(&path).unwrap();
+    queue
+        .register("known", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let known = queue.enqueue("known", b"").unwrap();
+    let unknown = queue.enqueue("unknown", b"").unwrap();
+    queue.start(&pool(2)).unwrap();
+    queue.wait_idle().unwrap();
+    assert_eq!(state(&queue, known), JobState::Succeeded);
+    assert_eq!(state(&queue, unknown), JobState::Waiting);
+    let stats = queue.stats();
+    assert_eq!((stats.waiting, stats.pending), (1, 0));
+    assert_eq!(stats.waiting_names, ["unknown"]);
+    assert_eq!(queue.list(JobState::Waiting, 10).unwrap(), [unknown]);
+
+    queue
+        .register("unknown", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    queue.wait_idle().unwrap();
+    assert_eq!(state(&queue, unknown), JobState::Succeeded);
+    assert_eq!(queue.stats().waiting, 0);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn finished_jobs_are_pruned_after_retention() {
+    let path = file("prune");
+    let queue = Queue::builder()
+        .retention(Duration::ZERO)
+        .open(&path)
+        .unwrap();
+    queue
+        .register("n", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let ids = queue
+        .enqueue_batch((0..20).map(|_| ("n", b"payload")))
+        .unwrap();
+    let keep = queue.enqueue("other", b"still waiting").unwrap();
+    queue.start(&pool(2)).unwrap();
+    queue.wait_idle().unwrap();
+    // The committer may already have pruned some by itself.
+    let before = queue.stats().pruned;
+    let now = queue.prune().unwrap();
+    assert_eq!(before + now, 20);
+    for id in ids {
+        assert!(queue.status(id).unwrap().is_none());
+        assert!(queue.payload(id).unwrap().is_none());
+    }
+    assert_eq!(state(&queue, keep), JobState::Waiting);
+    assert_eq!(queue.stats().succeeded, 0);
+
+    // With a long retention nothing goes.
+    queue.stop().unwrap();
+    let queue = Queue::open(&path).unwrap();
+    queue
+        .register("other", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    queue.start(&pool(1)).unwrap();
+    queue.wait_idle().unwrap();
+    assert_eq!(queue.prune().unwrap(), 0);
+    assert_eq!(state(&queue, keep), JobState::Succeeded);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn cancel_pending_and_running_jobs() {
+    let path = file("cancel");
+    let queue = fast().open(&path).unwrap();
+    let started = Arc::new(Barrier::new(2));
+    let s = started.clone();
+    queue
+        .register("spin", move |_| -> Result<(), String> {
+            s.wait();
+            while !workyard::is_cancelled() {
+                std::thread::yield_now();
+            }
+            Ok(())
+        })
+        .unwrap();
+    let pending = queue.enqueue("nobody", b"").unwrap();
+    assert!(queue.cancel(pending).unwrap());
+    assert!(!queue.cancel(pending).unwrap());
+    assert_eq!(state(&queue, pending), JobState::Cancelled);
+    assert_eq!(queue.list(JobState::Cancelled, 10).unwrap(), [pending]);
+
+    let running = queue.enqueue("spin", b"").unwrap();
+    let pool = pool(2);
+    queue.start(&pool).unwrap();
+    started.wait();
+    assert_eq!(state(&queue, running), JobState::Running);
+    assert!(queue.cancel(running).unwrap());
+    queue.wait_idle().unwrap();
+    let record = queue.status(running).unwrap().unwrap();
+    assert_eq!(
+        (record.state(), record.attempts()),
+        (JobState::Cancelled, 1)
+    );
+    assert_eq!(pool.stats().cancelled, 1);
+
+    assert!(queue.requeue(pending).unwrap());
+    assert_eq!(state(&queue, pending), JobState::Waiting);
+    assert_eq!(queue.stats().cancelled, 1);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn a_run_cancelled_on_the_dispatcher_before_it_started_goes_back_uncounted() {
+    let path = file("release");
+    let queue = fast().open(&path).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    queue
+        .register("job", move |_| -> Result<(), String> {
+            r.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+    let id = queue.enqueue("job", b"").unwrap();
+    let pool = pool(1);
+    pool.pause();
+    queue.start(&pool).unwrap();
+    let mut run = None;
+    eventually("the attempt to reach the dispatcher", || {
+        run = queue.status(id).unwrap().unwrap().run_id();
+        run.is_some()
+    });
+    let run = run.unwrap();
+    assert_eq!(pool.status(run), Some(JobStatus::Queued));
+    assert!(pool.cancel(run));
+    pool.resume();
+    // Released, then claimed and run again.
+    queue.wait_idle().unwrap();
+    let record = queue.status(id).unwrap().unwrap();
+    assert_eq!(
+        (record.state(), record.attempts()),
+        (JobState::Succeeded, 1)
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.status(run), Some(JobStatus::Cancelled));
+    queue.stop().unwrap();
+}
+
+#[test]
+fn cancelling_a_job_whose_run_is_queued_on_the_dispatcher_cancels_it() {
+    let path = file("cancel-queued");
+    let queue = fast().open(&path).unwrap();
+    queue
+        .register("job", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let id = queue.enqueue("job", b"").unwrap();
+    let pool = pool(1);
+    pool.pause();
+    queue.start(&pool).unwrap();
+    let mut run = None;
+    eventually("the attempt to reach the dispatcher", || {
+        run = queue.status(id).unwrap().unwrap().run_id();
+        run.is_some()
+    });
+    assert!(queue.cancel(id).unwrap());
+    queue.wait_idle().unwrap();
+    assert_eq!(state(&queue, id), JobState::Cancelled);
+    assert_eq!(pool.status(run.unwrap()), Some(JobStatus::Cancelled));
+    pool.resume();
+    queue.stop().unwrap();
+}
+
+#[test]
+fn stop_puts_unstarted_runs_back_and_lets_running_ones_finish() {
+    let path = file("stop");
+    let queue = fast().open(&path).unwrap();
+    let (entered_tx, entered) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    queue
+        .register("slow", move |_| -> Result<(), String> {
+            entered_tx.send(()).unwrap();
+            go_rx.lock().unwrap().recv().unwrap();
+            Ok(())
+        })
+        .unwrap();
+    let first = queue.enqueue("slow", b"").unwrap();
+    let second = queue.enqueue("slow", b"").unwrap();
+    let pool = pool(1);
+    queue.start(&pool).unwrap();
+    entered.recv().unwrap();
+    // One worker: the first runs, the second sits queued on the dispatcher.
+    eventually("the second attempt to reach the dispatcher", || {
+        queue.status(second).unwrap().unwrap().run_id().is_some()
+    });
+    let stopper = {
+        let queue = queue.clone();
+        std::thread::spawn(move || queue.stop())
+    };
+    // Stop waits for the running handler.
+    eventually("stop to begin", || queue.wait_idle().is_err());
+    go.send(()).unwrap();
+    stopper.join().unwrap().unwrap();
+    drop(queue);
+
+    let queue = Queue::open(&path).unwrap();
+    let a = queue.status(first).unwrap().unwrap();
+    let b = queue.status(second).unwrap().unwrap();
+    assert_eq!((a.state(), a.attempts()), (JobState::Succeeded, 1));
+    assert_eq!((b.state(), b.attempts()), (JobState::Waiting, 0));
+    assert_eq!(queue.stats().recovered, 0);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn stop_from_a_handler_is_refused() {
+    let path = file("stop-in-handler");
+    let queue = Queue::open(&path).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let q = queue.clone();
+    let tx = Mutex::new(tx);
+    queue
+        .register("selfstop", move |_| -> Result<(), String> {
+            let stop = q.stop();
+            let wait = q.wait_idle();
+            tx.lock()
+                .unwrap()
+                .send(
+                    matches!(stop, Err(PersistError::CalledFromHandler))
+                        && matches!(wait, Err(PersistError::CalledFromHandler)),
+                )
+                .unwrap();
+            Ok(())
+        })
+        .unwrap();
+    queue.enqueue("selfstop", b"").unwrap();
+    queue.start(&pool(1)).unwrap();
+    assert!(rx.recv().unwrap());
+    queue.wait_idle().unwrap();
+    queue.stop().unwrap();
+}
+
+#[test]
+fn a_shut_down_dispatcher_leaves_jobs_pending() {
+    let path = file("dispatcher-closed");
+    let queue = Queue::open(&path).unwrap();
+    queue
+        .register("j", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let pool = pool(1);
+    pool.shutdown();
+    let id = queue.enqueue("j", b"").unwrap();
+    queue.start(&pool).unwrap();
+    assert!(matches!(
+        queue.wait_idle(),
+        Err(PersistError::DispatcherClosed)
+    ));
+    let record = queue.status(id).unwrap().unwrap();
+    assert_eq!((record.state(), record.attempts()), (JobState::Pending, 0));
+    queue.stop().unwrap();
+}
+
+#[test]
+fn concurrent_enqueues_share_commits() {
+    let path = file("group-commit");
+    let queue = Queue::open(&path).unwrap();
+    let threads = 8;
+    let per_thread = 50;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let queue = queue.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..per_thread)
+                    .map(|i| queue.enqueue("g", format!("{t}-{i}").as_bytes()).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<JobId> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), threads * per_thread);
+    let stats = queue.stats();
+    assert_eq!(stats.enqueued, (threads * per_thread) as u64);
+    assert!(
+        stats.commits < stats.enqueued,
+        "{} commits for {} jobs: no group commit",
+        stats.commits,
+        stats.enqueued
+    );
+    queue.stop().unwrap();
+    let queue = Queue::open(&path).unwrap();
+    assert_eq!(queue.list(JobState::Waiting, usize::MAX).unwrap(), ids);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn bad_names_and_options_are_refused() {
+    let path = file("invalid");
+    let err = Queue::builder().max_in_flight(0).open(&path).unwrap_err();
+    assert!(matches!(
+        err,
+        PersistError::InvalidOption {
+            option: "max_in_flight",
+            ..
+        }
+    ));
+    let queue = Queue::open(&path).unwrap();
+    let long = "x".repeat(workyard::persist::MAX_NAME_LEN + 1);
+    assert!(matches!(
+        queue.enqueue(&long, b""),
+        Err(PersistError::InvalidName { .. })
+    ));
+    // A batch with one bad name stores nothing.
+    let err = queue
+        .enqueue_batch([("ok", &b""[..]), ("", &b""[..])])
+        .unwrap_err();
+    assert!(matches!(err, PersistError::InvalidName { .. }));
+    assert_eq!(queue.stats().waiting, 0);
+    assert!(matches!(queue.wait_idle(), Err(PersistError::NotStarted)));
+    queue.stop().unwrap();
+}
+
+/// Every call a damaged-but-opened queue may get; none may panic.
+fn exercise(queue: Queue) {
+    let _ = queue.stats();
+    for state in [
+        JobState::Pending,
+        JobState::Waiting,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Dead,
+        JobState::Cancelled,
+    ] {
+        let _ = queue.list(state, 1000);
+    }
+    for id in 0..400 {
+        let _ = queue.status(JobId::from_u64(id));
+    }
+    let _ = queue.enqueue("fresh", b"after damage");
+    let _ = queue.prune();
+    let _ = queue.stop();
+}
+
+#[test]
+fn a_truncated_or_damaged_file_gives_a_clear_error_never_a_panic() {
+    let path = file("corrupt");
+    {
+        let queue = fast()
+            .max_attempts(1)
+            .retention(Duration::from_secs(3600))
+            .open(&path)
+            .unwrap();
+        queue
+            .register("job", |job| {
+                if job.id().as_u64() % 3 == 0 {
+                    Err("fails")
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap();
+        queue
+            .enqueue_batch((0..300u32).map(|i| ("job", i.to_le_bytes())))
+            .unwrap();
+        queue.enqueue("waits", b"for a handler").unwrap();
+        queue.start(&pool(2)).unwrap();
+        queue.wait_idle().unwrap();
+        queue.stop().unwrap();
+    }
+    let good = std::fs::read(&path).unwrap();
+    let damaged = path.with_file_name("damaged.redb");
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    let mut check = |bytes: &[u8], what: String| {
+        std::fs::write(&damaged, bytes).unwrap();
+        let result = std::panic::catch_unwind(|| Queue::open(&damaged));
+        let opened = result.unwrap_or_else(|_| panic!("open panicked on {what}"));
+        let kind = match opened {
+            Ok(queue) => {
+                let exercised =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exercise(queue)));
+                assert!(exercised.is_ok(), "using the queue panicked on {what}");
+                "opened"
+            }
+            Err(PersistError::Corrupted { path, reason }) => {
+                assert_eq!(path, damaged);
+                assert!(!reason.is_empty());
+                "corrupted"
+            }
+            Err(PersistError::UnsupportedFormat { .. }) => "unsupported format",
+            Err(other) => panic!("unexpected error on {what}: {other:?}"),
+        };
+        *outcomes.entry(kind).or_default() += 1;
+    };
+    for len in [
+        1,
+        16,
+        100,
+        511,
+        512,
+        4095,
+        4096,
+        8192,
+        good.len() / 2,
+        good.len() - 1,
+    ] {
+        check(&good[..len], format!("a file truncated to {len} bytes"));
+    }
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..150 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = (x % good.len() as u64) as usize;
+        let mut bytes = good.clone();
+        bytes[at] ^= 1 << (x >> 61);
+        check(&bytes, format!("a bit flipped at byte {at}"));
+    }
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    check(&garbage, "a file of garbage".into());
+    assert!(outcomes["corrupted"] > 0, "{outcomes:?}");
+    eprintln!("damaged files: {outcomes:?}");
+}
+
+#[test]
+fn a_redb_file_that_is_not_a_queue_is_refused() {
+    let path = file("foreign");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("theirs");
+            txn.open_table(table).unwrap().insert("k", 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    match Queue::open(&path) {
+        Err(PersistError::Corrupted { reason, .. }) => {
+            assert!(reason.contains("not a workyard queue"))
+        }
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+}
+
+#[test]
+fn dropping_the_last_clone_stops_the_queue_and_closes_the_file() {
+    let path = file("drop");
+    let queue = Queue::open(&path).unwrap();
+    queue
+        .register("j", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let clone = queue.clone();
+    let id = clone.enqueue("j", b"").unwrap();
+    queue.start(&pool(1)).unwrap();
+    queue.wait_idle().unwrap();
+    drop(queue);
+    // A clone keeps it open.
+    assert!(matches!(
+        Queue::open(&path),
+        Err(PersistError::AlreadyOpen { .. })
+    ));
+    drop(clone);
+    let queue = Queue::open(&path).unwrap();
+    assert_eq!(state(&queue, id), JobState::Succeeded);
+}
+
+#[test]
+fn small_and_large_payloads_round_trip() {
+    let path = file("payloads");
+    let queue = fast().retention(Duration::ZERO).open(&path).unwrap();
+    let sizes = [0usize, 1, 512, 513, 4096, 1 << 20];
+    let payloads: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+        .collect();
+    let ids = queue
+        .enqueue_batch(payloads.iter().map(|p| ("check", p)))
+        .unwrap();
+    for (id, p) in ids.iter().zip(&payloads) {
+        assert_eq!(queue.payload(*id).unwrap().as_ref(), Some(p));
+        assert_eq!(queue.status(*id).unwrap().unwrap().payload_len(), p.len());
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    queue
+        .register("check", move |job| -> Result<(), String> {
+            s.lock().unwrap().push((job.id(), job.payload().to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    queue.start(&pool(2)).unwrap();
+    queue.wait_idle().unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ids.iter().copied().zip(payloads).collect::<Vec<_>>());
+    let _ = queue.prune().unwrap();
+    for id in ids {
+        assert_eq!(queue.payload(id).unwrap(), None);
+    }
+    queue.stop().unwrap();
+}
