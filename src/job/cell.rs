@@ -57,6 +57,11 @@ impl Header {
         }
     }
 
+    /// When the job finished, for a finished job that this thread ran.
+    pub(crate) fn finished_at(&self) -> u64 {
+        self.finished_at.load(Relaxed)
+    }
+
     /// How long the job ran, for a finished job that this thread ran.
     pub(crate) fn run_nanos(&self) -> u64 {
         time::nanos_between(
@@ -318,14 +323,17 @@ impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
     }
 }
 
-/// Claims a popped job for worker `worker`: `true` if the caller must run
-/// it, `false` if it was cancelled while queued (then it is only counted).
-pub(crate) fn claim(job: &JobRef, worker: usize) -> bool {
+/// Claims a popped job for worker `worker`, starting at `now` (a
+/// `time::now()` value, possibly the end of the worker's previous job; it
+/// is clamped so a job never starts before it was queued): `true` if the
+/// caller must run it, `false` if it was cancelled while queued (then it is
+/// only counted).
+pub(crate) fn claim(job: &JobRef, worker: usize, now: u64) -> bool {
     let header = job.header();
     // Written before the QUEUED → RUNNING transition, whose Release makes
     // them visible to whoever sees the job Running. If the job was
     // cancelled instead, `info` ignores them (`was_started` is false).
     header.worker.store(worker, Relaxed);
-    header.started_at.store(time::now(), Relaxed);
+    header.started_at.store(now.max(header.queued_at), Relaxed);
     header.state.start() == Start::Run
 }

@@ -159,7 +159,7 @@ mod tests {
     }
 
     fn finish(job: &JobRef) {
-        assert!(crate::job::cell::claim(job, 0));
+        assert!(crate::job::cell::claim(job, 0, crate::time::now()));
         job.run(0);
     }
 

@@ -24,6 +24,9 @@ pub(crate) struct WorkerCtx {
     pub(crate) index: usize,
     pub(crate) local: Worker<Task>,
     rng: Cell<u64>,
+    /// When this worker's last job finished, if it has not idled since
+    /// (0 otherwise): the start time of the next job it runs.
+    stamp: Cell<u64>,
 }
 
 thread_local! {
@@ -52,6 +55,7 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize) {
         pool: Arc::clone(&pool),
         index,
         local,
+        stamp: Cell::new(0),
         rng: Cell::new(
             0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         ),
@@ -99,9 +103,16 @@ impl WorkerCtx {
         // Published before the claim, whose Release makes it visible to
         // anyone who sees the job Running.
         let outer = counters.set_current(header.id.0);
-        if cell::claim(&job, self.index) {
+        // Back to back, the previous job's end is this one's start: one
+        // clock read per job instead of two (a read costs ~50 ns in a VM).
+        let start = match self.stamp.get() {
+            0 => time::now(),
+            end => end,
+        };
+        if cell::claim(&job, self.index, start) {
             counters.set_state(WorkerState::Running);
             let outcome = job.run(self.index);
+            self.stamp.set(header.finished_at());
             let busy = header.run_nanos();
             counters.count_run(busy);
             counters.count_outcome(outcome);
@@ -120,6 +131,8 @@ impl WorkerCtx {
     /// Spins briefly, then parks until woken by a new job, a resume, a halt
     /// or a shutdown.
     fn idle(&self) {
+        // The next job starts after a pause: read the clock afresh.
+        self.stamp.set(0);
         let backoff = Backoff::new();
         while !backoff.is_completed() {
             backoff.snooze();
@@ -134,6 +147,7 @@ impl WorkerCtx {
     /// returns at once if `ready()`, work, a halt or the end of the pool
     /// shows up after the announcement.
     fn sleep_once(&self, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) {
+        self.stamp.set(0);
         let sleep = &self.pool.sleep;
         sleep.prepare(self.index);
         if ready() || self.pool.has_work() || self.pool.is_done() || self.slot().halt_requested() {
