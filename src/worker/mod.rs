@@ -133,13 +133,25 @@ impl WorkerCtx {
     fn idle(&self) {
         // The next job starts after a pause: read the clock afresh.
         self.stamp.set(0);
+        let sleep = &self.pool.sleep;
+        sleep.start_searching();
         let backoff = Backoff::new();
         while !backoff.is_completed() {
             backoff.snooze();
-            if self.pool.has_work() || self.pool.is_done() || self.slot().halt_requested() {
+            if self.pool.has_work() {
+                // The last searcher to leave with work wakes another, so a
+                // burst of jobs whose spawners saw a searcher still spreads.
+                if sleep.stop_searching() {
+                    self.pool.wake_one();
+                }
+                return;
+            }
+            if self.pool.is_done() || self.slot().halt_requested() {
+                sleep.stop_searching();
                 return;
             }
         }
+        sleep.stop_searching();
         self.sleep_once(|| false, None);
     }
 

@@ -15,6 +15,12 @@ use crossbeam_utils::CachePadded;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 pub(crate) struct Sleep {
+    /// Workers awake and spinning for work (tokio's "searching" state). A
+    /// spawner that sees one wakes nobody: the searcher will find the job.
+    /// A searcher stops searching before it announces itself as sleeping,
+    /// so the announce/fence/re-check below still catches any job whose
+    /// spawner skipped the wake-up because of it.
+    searching: CachePadded<AtomicUsize>,
     /// How many bits are set in `mask`: lets a spawner skip the scan.
     sleepers: CachePadded<AtomicUsize>,
     /// One bit per worker slot: set while that worker is (about to be) parked.
@@ -24,6 +30,7 @@ pub(crate) struct Sleep {
 impl Sleep {
     pub(crate) fn new(slots: usize) -> Sleep {
         Sleep {
+            searching: CachePadded::new(AtomicUsize::new(0)),
             sleepers: CachePadded::new(AtomicUsize::new(0)),
             mask: (0..slots.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -47,10 +54,27 @@ impl Sleep {
         }
     }
 
-    /// After a job was made visible: claims one sleeping worker, if any,
-    /// and returns its slot for the caller to unpark.
+    /// A worker found no job and starts spinning for one.
+    pub(crate) fn start_searching(&self) {
+        self.searching.fetch_add(1, SeqCst);
+    }
+
+    /// A worker stops spinning; `true` if it was the last one searching.
+    /// Call before `prepare` when going to sleep.
+    pub(crate) fn stop_searching(&self) -> bool {
+        self.searching.fetch_sub(1, SeqCst) == 1
+    }
+
+    /// After a job was made visible: claims one sleeping worker, unless a
+    /// worker is searching (it will find the job), and returns its slot for
+    /// the caller to unpark.
     pub(crate) fn claim_one(&self) -> Option<usize> {
         fence(SeqCst);
+        // SeqCst pairs with `stop_searching` and the fence in `prepare`: if
+        // we still see a searcher, its later re-check sees our job.
+        if self.searching.load(SeqCst) > 0 {
+            return None;
+        }
         // ORDERING: Relaxed is enough after the SeqCst fence above, which
         // pairs with the fence in `prepare`.
         if self.sleepers.load(Relaxed) == 0 {
@@ -115,6 +139,16 @@ mod tests {
         }
         assert_eq!(woken, vec![3, 64, 129]);
         assert_eq!(sleep.sleepers.load(SeqCst), 0);
+    }
+
+    #[test]
+    fn nobody_is_woken_while_a_worker_searches() {
+        let sleep = Sleep::new(2);
+        sleep.prepare(1);
+        sleep.start_searching();
+        assert_eq!(sleep.claim_one(), None, "the searcher will find the job");
+        assert!(sleep.stop_searching(), "it was the last searcher");
+        assert_eq!(sleep.claim_one(), Some(1));
     }
 
     #[test]
