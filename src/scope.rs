@@ -23,7 +23,7 @@
 
 use crate::dispatcher;
 use crate::error::{JobError, SpawnError};
-use crate::job::cell::{CurrentGuard, ErasedJob, Header, JobRef, ResultCell};
+use crate::job::cell::{self, CurrentGuard, ErasedJob, Header, JobRef, ResultCell};
 use crate::job::state::{self, Cancel};
 use crate::job::{JobHandle, JobId, JobInfo, JobStatus};
 use crate::join::{AbortOnUnwind, Latch};
@@ -162,11 +162,8 @@ where
         &self.header
     }
 
-    fn run(&self, worker: usize) -> usize {
-        // ORDERING: Relaxed, as in `JobCell::run`: published by the Release
-        // half of `finish`, read after an Acquire load of the state.
-        self.header.worker.store(worker, Relaxed);
-        self.header.started_at.store(time::now(), Relaxed);
+    fn run(&self, _worker: usize) -> usize {
+        // `claim` stored the worker and start time before RUNNING.
         // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
         // canceller touches `job` only after winning QUEUED → CANCELLED.
         let job = self.job.with_mut(|p| unsafe { (*p).take() });
@@ -184,36 +181,15 @@ where
             ),
         };
 
-        // Keep the result only if a handle may still read it; an unread
-        // panic goes to the scope (also when a stop was requested: a
-        // panic is a bug, and a cancellation must not hide it).
-        let now = self.header.state.load();
-        let keep = now.has(state::HANDLE) && !now.has(state::CANCEL_REQUESTED);
-        if keep {
-            // SAFETY: only this worker writes `output`, before `finish`
-            // publishes OUTPUT; nobody reads it until OUTPUT is set.
-            self.output.with_mut(|p| unsafe { *p = Some(outcome) });
-        } else {
-            self.dispose(Some(outcome));
-        }
-        // ORDERING: Relaxed: published by `finish` just below.
-        self.header.finished_at.store(time::now(), Relaxed);
-        let prev = self.header.state.finish(outcome_state, keep);
-        let published = keep && prev.has(state::HANDLE) && !prev.has(state::CANCEL_REQUESTED);
-        if keep && !published {
-            // The handle left (or a stop request came) between our check
-            // and `finish`: OUTPUT was not set, so the slot is ours alone.
-            self.dispose(self.take_output());
-        }
-        self.header.wake_waiter(prev);
+        // An unread panic goes to the scope (also when a stop was
+        // requested: a panic is a bug, and a cancellation must not hide it).
+        let end = cell::complete(&self.header, &self.output, outcome_state, outcome, |o| {
+            self.dispose(o)
+        });
         // SAFETY: we hold one unit of the scope's count (taken in `spawn`)
         // and use neither the scope nor `'scope` data after this.
         unsafe { ScopeState::count_out(self.scope) };
-        if prev.has(state::CANCEL_REQUESTED) {
-            state::CANCELLED
-        } else {
-            outcome_state
-        }
+        end
     }
 
     fn cancel(&self, reason: usize, running: bool) -> Cancel {

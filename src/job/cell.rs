@@ -245,32 +245,13 @@ impl<J: Job> ErasedJob for JobCell<J> {
             ),
         };
 
-        // Keep the result only if a handle may still read it.
-        let now = self.header.state.load();
-        let keep = now.has(state::HANDLE) && !now.has(state::CANCEL_REQUESTED);
-        if keep {
-            // SAFETY: only this worker writes `output`, before `finish`
-            // publishes OUTPUT; nobody reads it until OUTPUT is set.
-            self.output.with_mut(|p| unsafe { *p = Some(outcome) });
-        } else {
-            unwind::drop_quietly(outcome);
-        }
-        self.header.finished_at.store(time::now(), Relaxed);
-        let prev = self.header.state.finish(outcome_state, keep);
-        let published = keep && prev.has(state::HANDLE) && !prev.has(state::CANCEL_REQUESTED);
-        if keep && !published {
-            // The handle left (or a stop request came) between our check and
-            // `finish`: OUTPUT was not set, so the slot is still ours alone.
-            // SAFETY: as above; no reader can see OUTPUT.
-            let stale = self.output.with_mut(|p| unsafe { (*p).take() });
-            unwind::drop_quietly(stale);
-        }
-        self.header.wake_waiter(prev);
-        if prev.has(state::CANCEL_REQUESTED) {
-            state::CANCELLED
-        } else {
-            outcome_state
-        }
+        complete(
+            &self.header,
+            &self.output,
+            outcome_state,
+            outcome,
+            unwind::drop_quietly,
+        )
     }
 
     fn cancel(&self, reason: usize, running: bool) -> Cancel {
@@ -320,6 +301,43 @@ impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
             let outcome = self.output.with_mut(|p| unsafe { (*p).take() });
             unwind::drop_quietly(outcome);
         }
+    }
+}
+
+/// The second half of every run, shared by plain and scoped jobs: keeps
+/// `outcome` in `slot` if a handle may still read it (else hands it to
+/// `dispose`), stamps the finish time, moves the status word to its
+/// terminal state and wakes the joiner. Returns the terminal state.
+pub(crate) fn complete<T>(
+    header: &Header,
+    slot: &UnsafeCell<Option<T>>,
+    outcome_state: usize,
+    outcome: T,
+    dispose: impl Fn(Option<T>),
+) -> usize {
+    let now = header.state.load();
+    let keep = now.has(state::HANDLE) && !now.has(state::CANCEL_REQUESTED);
+    if keep {
+        // SAFETY: only the running worker writes the slot, before `finish`
+        // publishes OUTPUT; nobody reads it until OUTPUT is set.
+        slot.with_mut(|p| unsafe { *p = Some(outcome) });
+    } else {
+        dispose(Some(outcome));
+    }
+    header.finished_at.store(time::now(), Relaxed);
+    let prev = header.state.finish(outcome_state, keep);
+    let published = keep && prev.has(state::HANDLE) && !prev.has(state::CANCEL_REQUESTED);
+    if keep && !published {
+        // The handle left (or a stop request came) between our check and
+        // `finish`: OUTPUT was not set, so the slot is still ours alone.
+        // SAFETY: as above; no reader can see OUTPUT.
+        dispose(slot.with_mut(|p| unsafe { (*p).take() }));
+    }
+    header.wake_waiter(prev);
+    if prev.has(state::CANCEL_REQUESTED) {
+        state::CANCELLED
+    } else {
+        outcome_state
     }
 }
 
