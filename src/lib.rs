@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod admission;
 mod builder;
 mod control;
 mod deadline;

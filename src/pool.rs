@@ -1,5 +1,6 @@
 //! The state shared by a dispatcher's handles and its worker threads.
 
+use crate::admission::Admission;
 use crate::deadline::Deadlines;
 use crate::job::cell::JobRef;
 use crate::job::index::Index;
@@ -13,9 +14,6 @@ use crossbeam_deque::Injector;
 use crossbeam_utils::CachePadded;
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-
-/// Set in `Pool::pending` once the pool accepts no more jobs.
-const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// Names a worker thread from its index.
 pub(crate) type ThreadName = Arc<dyn Fn(usize) -> String + Send + Sync>;
@@ -37,7 +35,7 @@ pub(crate) struct Pool {
     pub(crate) sleep: Sleep,
     /// Jobs accepted and not yet finished, plus the CLOSED bit: one RMW
     /// both admits a job and learns whether the pool still accepts jobs.
-    pending: CachePadded<AtomicUsize>,
+    admission: Admission,
     /// Jobs accepted and not yet started, counted only when bounded.
     queued: CachePadded<AtomicUsize>,
     /// Spawners blocked on a full queue.
@@ -58,7 +56,7 @@ impl Pool {
             slots: (0..config.max_workers).map(|_| Slot::new()).collect(),
             high: AtomicUsize::new(0),
             sleep: Sleep::new(config.max_workers),
-            pending: CachePadded::new(AtomicUsize::new(0)),
+            admission: Admission::new(),
             queued: CachePadded::new(AtomicUsize::new(0)),
             space: Signal::default(),
             idle: Signal::default(),
@@ -131,9 +129,9 @@ impl Pool {
 
     /// Counts a job in, unless the pool is closed.
     pub(crate) fn admit(&self) -> bool {
-        // SeqCst pairs with `close`: a spawner either sees CLOSED or is
-        // counted before `shutdown` reads `pending`.
-        if self.pending.fetch_add(1, SeqCst) & CLOSED != 0 {
+        // A spawner either sees CLOSED or is counted before `shutdown`
+        // reads `pending` (see `admission.rs`).
+        if !self.admission.admit() {
             self.finish_one();
             return false;
         }
@@ -142,34 +140,34 @@ impl Pool {
 
     /// Counts a job out (finished, discarded or refused).
     pub(crate) fn finish_one(&self) {
-        // SeqCst orders this against `Signal::wait_until`'s count of
-        // waiters and against the sleep protocol's fences.
-        let prev = self.pending.fetch_sub(1, SeqCst);
-        if prev & !CLOSED == 1 {
+        // The SeqCst decrement orders this against `Signal::wait_until`'s
+        // count of waiters and against the sleep protocol's fences.
+        let left = self.admission.finish_one();
+        if left.was_last() {
             self.idle.notify_all();
-            if prev & CLOSED != 0 {
+            if left.closed() {
                 self.wake_all();
             }
         }
     }
 
     pub(crate) fn pending(&self) -> usize {
-        self.pending.load(SeqCst) & !CLOSED
+        self.admission.pending()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.pending.load(SeqCst) & CLOSED != 0
+        self.admission.is_closed()
     }
 
     /// Stops accepting jobs.
     pub(crate) fn close(&self) {
-        self.pending.fetch_or(CLOSED, SeqCst);
+        self.admission.close();
         self.wake_all();
     }
 
     /// A worker may exit: closed and nothing left to run.
     pub(crate) fn is_done(&self) -> bool {
-        self.pending.load(SeqCst) == CLOSED
+        self.admission.is_done()
     }
 
     /// Reserves a place in a bounded queue; `false` if it is full.

@@ -9,12 +9,12 @@ use super::info::{CancelReason, JobInfo};
 use super::state::{self, Cancel, Snapshot, Start, State};
 use super::{Job, JobId};
 use crate::error::JobError;
+use crate::loom::thread::Thread;
 use crate::loom::{AtomicU64, AtomicUsize, UnsafeCell};
 use crate::unwind::{self, PanicPayload};
 use crate::{time, Arc};
 use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
-use std::thread::Thread;
 
 /// Marks "no worker" in `Header::worker`.
 const NO_WORKER: usize = usize::MAX;
@@ -173,10 +173,20 @@ impl<J: Job> JobCell<J> {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// The status record of the job running on this thread, for
     /// `workyard::is_cancelled()`.
     static CURRENT: Cell<*const Header> = const { Cell::new(std::ptr::null()) };
+}
+
+// Loom runs its threads as coroutines on one OS thread: a std thread-local
+// would be shared by every modelled thread, so a preempted job could see
+// (or restore) another job's header. Loom's thread-local is per modelled
+// thread; its macro has no `const` initialiser.
+#[cfg(loom)]
+loom::thread_local! {
+    static CURRENT: Cell<*const Header> = Cell::new(std::ptr::null());
 }
 
 /// `true` if the job running on this thread has been asked to stop.
@@ -326,3 +336,7 @@ pub(crate) fn claim(job: &JobRef, worker: usize) -> bool {
     header.started_at.store(time::now(), Relaxed);
     header.state.start() == Start::Run
 }
+
+#[cfg(all(test, loom))]
+#[path = "handoff_loom.rs"]
+mod loom_tests;

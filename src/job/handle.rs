@@ -116,7 +116,7 @@ impl<T, E> JobHandle<T, E> {
         if header.state.load().is_terminal() {
             return true;
         }
-        let me = std::thread::current();
+        let me = crate::loom::thread::current();
         if !header.register_waiter(&me) {
             return true;
         }
