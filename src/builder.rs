@@ -69,6 +69,11 @@ impl DispatcherBuilder {
     }
 
     /// Names worker threads; `f` gets the worker's index.
+    ///
+    /// A name containing a NUL byte, or a panic in `f`, is reported like a
+    /// thread the operating system refused: [`BuildError::Spawn`] from
+    /// [`build`](Self::build), [`WorkerError::Spawn`](crate::WorkerError::Spawn)
+    /// from [`Dispatcher::set_workers`].
     pub fn thread_name(mut self, f: impl Fn(usize) -> String + Send + Sync + 'static) -> Self {
         self.thread_name = Some(Arc::new(f));
         self

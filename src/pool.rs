@@ -77,10 +77,27 @@ impl Pool {
     }
 
     /// Starts a worker thread in `index`, which the caller has claimed.
+    /// A `thread_name` closure that panics or names a thread with a NUL
+    /// byte (which `std::thread::Builder` would panic on) is an error like
+    /// a refused thread, and the slot is given back.
     pub(crate) fn start_worker(self: &Arc<Self>, index: usize, previous: usize) -> io::Result<()> {
         let slot = &self.slots[index];
+        let name = match crate::unwind::catch(|| (self.config.thread_name)(index)) {
+            Ok(name) if !name.contains('\0') => name,
+            Ok(_) => {
+                slot.unclaim(previous);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "thread_name gave a name with a NUL byte",
+                ));
+            }
+            Err(_) => {
+                slot.unclaim(previous);
+                return Err(io::Error::other("thread_name panicked"));
+            }
+        };
         slot.join_thread();
-        let mut builder = std::thread::Builder::new().name((self.config.thread_name)(index));
+        let mut builder = std::thread::Builder::new().name(name);
         if let Some(size) = self.config.stack_size {
             builder = builder.stack_size(size);
         }
@@ -191,15 +208,28 @@ impl Pool {
     }
 
     pub(crate) fn is_paused(&self) -> bool {
-        // ORDERING: Acquire pairs with the Release in `set_paused`; a worker
+        // ORDERING: Acquire pairs with the store in `set_paused`; a worker
         // that misses the change by a moment is woken by `wake_all`.
         self.paused.load(Acquire)
     }
 
     pub(crate) fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Release);
+        // SeqCst (not just Release): `pause` stores, then reads `CLOSED`,
+        // while shutdown sets `CLOSED`, then stores `false`; with both in
+        // the single SeqCst order, one of them sees the other (Dekker), so
+        // a closed pool never stays paused.
+        self.paused.store(paused, SeqCst);
         if !paused {
             self.wake_all();
+        }
+    }
+
+    /// Pauses, unless the pool is closed: shutdown and halt wait for every
+    /// accepted job to run or be discarded, which a paused pool never does.
+    pub(crate) fn pause(&self) {
+        self.set_paused(true);
+        if self.is_closed() {
+            self.set_paused(false);
         }
     }
 

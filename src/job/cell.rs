@@ -208,6 +208,12 @@ pub(crate) fn current_id() -> Option<JobId> {
     })
 }
 
+/// Is `header` the record of the job running on this thread? (By address:
+/// ids are only unique within one dispatcher.)
+pub(crate) fn is_current(header: &Header) -> bool {
+    CURRENT.with(|c| std::ptr::eq(c.get(), header))
+}
+
 /// Restores the previous CURRENT, also when a nested job unwinds.
 struct CurrentGuard(*const Header);
 

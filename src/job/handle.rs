@@ -81,7 +81,18 @@ impl<T, E> JobHandle<T, E> {
     /// Waits for the job and returns its result. On a worker thread it runs
     /// other queued jobs while it waits, so joining from inside a job never
     /// deadlocks a pool, even one with a single worker.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside the job itself (its handle smuggled into it),
+    /// which would wait for itself forever; like a thread joining itself.
+    /// The panic ends that job `Panicked`.
     pub fn join(self) -> Result<T, JobError<E>> {
+        assert!(
+            !self.is_running_here(),
+            "workyard: {} cannot join itself (it would wait forever)",
+            self.id()
+        );
         let finished = self.wait(None);
         debug_assert!(finished);
         self.cell.take_result()
@@ -89,6 +100,9 @@ impl<T, E> JobHandle<T, E> {
 
     /// Like [`join`](Self::join), but gives up after `timeout`, returning the
     /// handle so the caller can wait again, cancel it or drop it.
+    ///
+    /// Called from inside the job itself, it returns the handle at once:
+    /// the job cannot finish while it waits for itself.
     ///
     /// ```
     /// use std::time::Duration;
@@ -102,12 +116,20 @@ impl<T, E> JobHandle<T, E> {
     /// ```
     #[allow(clippy::type_complexity)]
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JobError<E>>, Self> {
+        if self.is_running_here() {
+            return Err(self);
+        }
         let deadline = Instant::now().checked_add(timeout);
         if self.wait(deadline) {
             Ok(self.cell.take_result())
         } else {
             Err(self)
         }
+    }
+
+    /// Is the calling thread running this very job?
+    fn is_running_here(&self) -> bool {
+        super::cell::is_current(self.cell.header())
     }
 
     /// Blocks until the job is terminal or `deadline` passes; `true` if done.

@@ -15,10 +15,11 @@
 //! joiner just after it stopped waiting.
 
 use super::{Cancel, BY_HALT, CANCELLED, SUCCEEDED};
+use crate::control::{halt_job, Halted};
 use crate::error::JobError;
 use crate::job::cell::{claim, JobCell, JobRef};
 use crate::job::{CancelReason, JobHandle, JobId};
-use crate::loom::{model, AtomicUsize};
+use crate::loom::{model, AtomicBool, AtomicUsize};
 use loom::thread;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
@@ -168,4 +169,36 @@ fn two_cancellers_race_the_worker() {
         assert_eq!(c.captured_drops.load(SeqCst), 1);
         assert_eq!(c.output_drops.load(SeqCst), c.runs.load(SeqCst));
     });
+}
+
+#[test]
+fn halt_races_the_workers_pop_and_claim() {
+    model(
+        "state: halt (pause, walk) vs worker (pause check, claim)",
+        || {
+            let (cell, c) = job();
+            let handle = JobHandle::new(cell.clone());
+            let job: JobRef = cell;
+            let paused = Arc::new(AtomicBool::new(false));
+            let worker = {
+                let (job, paused) = (job.clone(), paused.clone());
+                // `find_job` takes nothing while paused; once it took the job,
+                // `execute` claims it.
+                thread::spawn(move || (!paused.load(SeqCst)).then(|| work(job)).flatten())
+            };
+            // `Dispatcher::halt`: pause, then cancel.
+            paused.store(true, SeqCst);
+            let reported = halt_job(&*job);
+            let ran = worker.join().unwrap();
+            // What the report says is what happened to the job.
+            match reported {
+                Halted::NeverStarted => assert_eq!((ran, c.runs.load(SeqCst)), (None, 0)),
+                Halted::Interrupted => assert_eq!(ran, Some(CANCELLED)),
+                Halted::AlreadyOver => assert_eq!(ran, Some(SUCCEEDED)),
+            }
+            let joined = handle.join();
+            assert_eq!(joined.is_ok(), reported == Halted::AlreadyOver);
+            assert_eq!(c.captured_drops.load(SeqCst), 1);
+        },
+    );
 }
