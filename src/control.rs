@@ -169,6 +169,13 @@ impl Dispatcher {
     /// the lowest free indices (reusing halted ones); shrinking halts the
     /// highest-indexed workers as [`halt_worker`](Self::halt_worker) does.
     ///
+    /// Growing right after a shrink (or a `halt_worker`) may need the slots
+    /// of workers that are still halting: it then waits for those threads to
+    /// exit (after their current job) and reuses the slots, so that `n`
+    /// workers run when it returns. Called from inside one of this
+    /// dispatcher's jobs it does not wait (that could deadlock), and may
+    /// leave fewer than `n` running until those workers are gone.
+    ///
     /// Fails for 0, for more than the builder's
     /// [`max_workers`](crate::DispatcherBuilder::max_workers), after shutdown,
     /// and if the operating system refuses a thread (the workers started so

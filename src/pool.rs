@@ -116,15 +116,27 @@ impl Pool {
     }
 
     /// Starts workers until `n` are running, in the lowest free slots.
+    ///
+    /// A slot whose worker is halting becomes free when that thread exits.
+    /// If the free slots are not enough, a second pass waits for those
+    /// threads (each finishes its current job first) and reuses their
+    /// slots, rather than starting fewer workers than asked; except on one
+    /// of the pool's own workers, where waiting could deadlock.
     pub(crate) fn grow_to(self: &Arc<Self>, n: usize) -> io::Result<()> {
         let mut running = self.running_workers();
-        for (index, slot) in self.slots.iter().enumerate() {
-            if running >= n {
-                break;
-            }
-            if let Some(previous) = slot.try_claim() {
-                self.start_worker(index, previous)?;
-                running += 1;
+        let may_wait = !crate::dispatcher::on_worker_of(self);
+        for wait_for_halting in [false, true] {
+            for (index, slot) in self.slots.iter().enumerate() {
+                if running >= n {
+                    return Ok(());
+                }
+                if wait_for_halting && may_wait && slot.life() == slot::HALTING {
+                    slot.join_thread();
+                }
+                if let Some(previous) = slot.try_claim() {
+                    self.start_worker(index, previous)?;
+                    running += 1;
+                }
             }
         }
         Ok(())

@@ -418,6 +418,26 @@ fn dispatcher_methods_called_twice() {
 }
 
 #[test]
+fn set_workers_right_after_a_shrink_reaches_the_size_asked() {
+    // Growing may need the slots of workers still halting: it waits for
+    // them rather than returning `Ok` with fewer workers than asked.
+    within(LIMIT, || {
+        let pool = Dispatcher::builder()
+            .workers(4)
+            .max_workers(4)
+            .build()
+            .unwrap();
+        for _ in 0..50 {
+            assert_eq!(pool.set_workers(1), Ok(()));
+            assert_eq!(pool.workers(), 1);
+            assert_eq!(pool.set_workers(4), Ok(()));
+            assert_eq!(pool.workers(), 4);
+        }
+        assert_eq!(pool.spawn(|| 9).unwrap().join().unwrap(), 9);
+    });
+}
+
+#[test]
 fn pause_racing_a_shutdown_cannot_stall_it() {
     // The shutdown resumes the pool, then waits for the queued jobs; a
     // pause from another thread after that resume must not stop them.
