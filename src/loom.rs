@@ -77,6 +77,8 @@ pub(crate) fn model(name: &str, f: impl Fn() + Sync + Send + 'static) -> usize {
     }
     let bound = builder.preemption_bound;
     let start = std::time::Instant::now();
+    // ORDERING (counter): Relaxed: loom runs every iteration on this one
+    // OS thread, and the count is read after `check` returns.
     builder.check(move || {
         counter.fetch_add(1, Relaxed);
         f();

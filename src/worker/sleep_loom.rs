@@ -67,6 +67,7 @@ impl World {
         // every earlier take.
         if took && self.taken.fetch_add(1, AcqRel) + 1 == self.total {
             // `Pool::finish_one` for the last job of a closed pool.
+            // ORDERING: Release pairs with the Acquire in `is_done`.
             self.done.store(true, Release);
             self.sleep.claim_all(|slot| self.unpark(slot));
         }
