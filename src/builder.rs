@@ -21,6 +21,15 @@ pub const MAX_WORKERS: usize = 4096;
 /// assert!(pool.is_ok());
 /// ```
 pub const MIN_STACK_SIZE: usize = 64 * 1024;
+/// The largest [`DispatcherBuilder::history`]: the index's ring is
+/// allocated up front, 24 bytes a slot (24 MiB at this size).
+///
+/// ```
+/// let err = workyard::Dispatcher::builder().history(workyard::MAX_HISTORY + 1).build();
+/// assert!(err.is_err());
+/// ```
+pub const MAX_HISTORY: usize = 1 << 20;
+
 /// How many of the most recently spawned jobs keep their status records
 /// queryable by id once finished, by default.
 ///
@@ -90,6 +99,11 @@ impl DispatcherBuilder {
     }
 
     /// Names worker threads; `f` gets the worker's index.
+    ///
+    /// A name containing a NUL byte, or a panic in `f`, is reported like a
+    /// thread the operating system refused: [`BuildError::Spawn`] from
+    /// [`build`](Self::build), [`WorkerError::Spawn`](crate::WorkerError::Spawn)
+    /// from [`Dispatcher::set_workers`].
     pub fn thread_name(mut self, f: impl Fn(usize) -> String + Send + Sync + 'static) -> Self {
         self.thread_name = Some(Arc::new(f));
         self
@@ -107,6 +121,8 @@ impl DispatcherBuilder {
     /// jobs spawned (rounded up to a power of two; default
     /// [`DEFAULT_HISTORY`]). Queued and running jobs always are, however
     /// old. Memory for records is bounded by this plus the live jobs.
+    /// `history(0)` keeps no finished record at all; at most
+    /// [`MAX_HISTORY`].
     pub fn history(mut self, n: usize) -> Self {
         self.history = Some(n);
         self
@@ -134,6 +150,9 @@ impl DispatcherBuilder {
                 "queue_capacity",
                 "must be at least 1 (leave it unset for an unbounded queue)",
             );
+        }
+        if self.history.is_some_and(|h| h > MAX_HISTORY) {
+            return invalid("history", "must be at most MAX_HISTORY (1,048,576)");
         }
         if self.stack_size.is_some_and(|s| s < MIN_STACK_SIZE) {
             return invalid("stack_size", "must be at least MIN_STACK_SIZE (64 KiB)");

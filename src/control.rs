@@ -3,6 +3,7 @@
 
 use crate::dispatcher::{join_workers, on_worker_of, shutdown_pool, Dispatcher, Shutdown};
 use crate::error::{SpawnError, WorkerError};
+use crate::job::cell::ErasedJob;
 use crate::job::state::{self, Cancel};
 use crate::job::{Job, JobHandle, JobId};
 use crate::worker::slot;
@@ -21,11 +22,36 @@ pub struct HaltReport {
     pub interrupted: Vec<JobId>,
 }
 
+/// What a halt did to one job.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Halted {
+    /// Queued: cancelled, it never starts.
+    NeverStarted,
+    /// Running: asked to stop.
+    Interrupted,
+    /// Already finished or cancelled.
+    AlreadyOver,
+}
+
+/// Cancels one job for a halt.
+pub(crate) fn halt_job(job: &dyn ErasedJob) -> Halted {
+    match job.cancel(state::BY_HALT, true) {
+        Cancel::WasQueued(_) => Halted::NeverStarted,
+        Cancel::Requested => Halted::Interrupted,
+        Cancel::TooLate => Halted::AlreadyOver,
+    }
+}
+
 impl Dispatcher {
     /// Stops now: refuses new jobs, cancels every queued job (each ends
     /// `Cancelled` with [`CancelReason::Halt`](crate::CancelReason::Halt)
     /// and never runs), asks every running job to stop, then joins the
     /// worker threads once their current jobs return.
+    ///
+    /// Workers start no job while the halt cancels, so a job still queued
+    /// when the halt begins never starts, even if its worker is freed by the
+    /// halt stopping the job before it; only a job a worker had already
+    /// taken is reported as interrupted.
     ///
     /// A job accepted concurrently with the halt (its `spawn` returned
     /// `Ok` while `halt` ran) is either in the report or runs to completion:
@@ -49,12 +75,17 @@ impl Dispatcher {
     pub fn halt(&self) -> HaltReport {
         let pool = self.pool();
         pool.close();
+        // Paused while the walk cancels: otherwise a worker whose job the
+        // walk has just stopped would start the next queued job before the
+        // walk reaches it. (Only a job a worker had already taken when the
+        // pause landed can still start; it is then reported as interrupted.)
+        pool.set_paused(true);
         let mut report = HaltReport::default();
         for job in pool.index.live() {
-            match job.cancel(state::BY_HALT, true) {
-                Cancel::WasQueued(_) => report.never_started.push(job.header().id),
-                Cancel::Requested => report.interrupted.push(job.header().id),
-                Cancel::TooLate => {}
+            match halt_job(&*job) {
+                Halted::NeverStarted => report.never_started.push(job.header().id),
+                Halted::Interrupted => report.interrupted.push(job.header().id),
+                Halted::AlreadyOver => {}
             }
         }
         crate::trace::event!(
@@ -170,6 +201,13 @@ impl Dispatcher {
     /// Grows or shrinks the pool to `n` running workers. New workers take
     /// the lowest free indices (reusing halted ones); shrinking halts the
     /// highest-indexed workers as [`halt_worker`](Self::halt_worker) does.
+    ///
+    /// Growing right after a shrink (or a `halt_worker`) may need the slots
+    /// of workers that are still halting: it then waits for those threads to
+    /// exit (after their current job) and reuses the slots, so that `n`
+    /// workers run when it returns. Called from inside one of this
+    /// dispatcher's jobs it does not wait (that could deadlock), and may
+    /// leave fewer than `n` running until those workers are gone.
     ///
     /// Fails for 0, for more than the builder's
     /// [`max_workers`](crate::DispatcherBuilder::max_workers), after shutdown,

@@ -300,8 +300,14 @@ impl Dispatcher {
 
     /// Stops workers from starting new jobs; running jobs finish, queued
     /// ones stay queued, and spawning still works (within the queue bound).
+    ///
+    /// Once a [`shutdown`](Self::shutdown) or [`halt`](Self::halt) has
+    /// begun, `pause` does nothing (and [`is_paused`](Self::is_paused) stays
+    /// `false`): a closing dispatcher always runs or discards the jobs it
+    /// accepted, so that the shutdown returns. This holds also for a `pause`
+    /// racing the shutdown from another thread.
     pub fn pause(&self) {
-        self.pool().set_paused(true);
+        self.pool().pause();
     }
 
     /// Lets workers start jobs again after [`pause`](Self::pause).

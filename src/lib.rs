@@ -74,6 +74,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod admission;
 mod builder;
 mod control;
 mod deadline;
@@ -95,7 +96,7 @@ mod worker;
 
 pub(crate) use std::sync::Arc;
 
-pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
+pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
 pub use control::HaltReport;
 pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};

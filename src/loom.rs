@@ -2,6 +2,13 @@
 //!
 //! Model tests build the crate with `RUSTFLAGS="--cfg loom"`; every module
 //! imports atomics and cells from here so the same code is model-checked.
+//!
+//! Under loom only the protocols are exercised, by the `loom_tests` modules
+//! beside the code (status word, result hand-off, park/wake, admission).
+//! Worker threads are real OS threads (`std::thread::Builder`) and are never
+//! started inside a model, so the worker loop keeps std's `park` and thread
+//! handles; the joiner's side of the result hand-off uses the [`thread`]
+//! switch below so that loom sees every park and unpark of a joiner.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize};
@@ -36,4 +43,52 @@ impl<T> UnsafeCell<T> {
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
     }
+}
+
+/// The thread handle, `current`, `park` and `park_timeout` a joiner uses
+/// while it waits for a job (`JobHandle::join`). Loom's versions under
+/// `--cfg loom`, so that a lost wake-up shows up as a loom deadlock.
+pub(crate) mod thread {
+    #[cfg(loom)]
+    pub(crate) use loom::thread::{current, park, Thread};
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{current, park, park_timeout, Thread};
+
+    /// Loom has no clock. A timed park may return early anyway (spuriously
+    /// or because the time is up), so returning at once after a yield is one
+    /// of its legal behaviours; loom explores the others through `park`.
+    #[cfg(loom)]
+    pub(crate) fn park_timeout(_: std::time::Duration) {
+        loom::thread::yield_now();
+    }
+}
+
+/// Runs a loom model, counting the interleavings it explores, and prints
+/// the count (`cargo test ... -- --nocapture` shows it). The preemption
+/// bound is loom's `LOOM_MAX_PREEMPTIONS`, 2 when unset, so a run without
+/// the variable still finishes in seconds.
+#[cfg(all(test, loom))]
+pub(crate) fn model(name: &str, f: impl Fn() + Sync + Send + 'static) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&iterations);
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    let bound = builder.preemption_bound;
+    let start = std::time::Instant::now();
+    // ORDERING (counter): Relaxed: loom runs every iteration on this one
+    // OS thread, and the count is read after `check` returns.
+    builder.check(move || {
+        counter.fetch_add(1, Relaxed);
+        f();
+    });
+    let n = iterations.load(Relaxed);
+    println!(
+        "loom model {name}: {n} interleavings explored (max preemptions {}) in {:.1?}",
+        bound.map_or("unbounded".to_string(), |b| b.to_string()),
+        start.elapsed()
+    );
+    n
 }

@@ -1,9 +1,10 @@
 //! The state shared by a dispatcher's handles and its worker threads.
 
+use crate::admission::Admission;
 use crate::deadline::Deadlines;
 use crate::job::index::Index;
 use crate::job::task::Task;
-use crate::loom::{AtomicBool, AtomicUsize};
+use crate::loom::{fence, AtomicBool, AtomicUsize};
 use crate::signal::Signal;
 use crate::stats::Stats;
 use crate::worker::sleep::Sleep;
@@ -13,9 +14,6 @@ use crossbeam_deque::Injector;
 use crossbeam_utils::CachePadded;
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
-
-/// Set in `Pool::pending` once the pool accepts no more jobs.
-const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// Names a worker thread from its index.
 pub(crate) type ThreadName = Arc<dyn Fn(usize) -> String + Send + Sync>;
@@ -35,13 +33,10 @@ pub(crate) struct Pool {
     pub(crate) slots: Box<[Slot]>,
     high: AtomicUsize,
     pub(crate) sleep: Sleep,
-    /// Admissions ever (refused ones included), plus the CLOSED bit: one RMW both admits a job
-    /// and learns whether the pool still accepts jobs. Workers never write
-    /// it: each counts its finished jobs in its own slot, and `pending` is
-    /// the difference, so finishing a job touches no shared cache line.
-    spawned: CachePadded<AtomicUsize>,
-    /// Admissions taken back (refused after all); rare.
-    refused: AtomicUsize,
+    /// Admissions (with the CLOSED bit) and refusals; see `admission.rs`.
+    /// Workers never write it: each counts its finished jobs in its own
+    /// slot, so finishing a job touches no shared cache line.
+    admission: Admission,
     /// Jobs accepted and not yet started, counted only when bounded.
     queued: CachePadded<AtomicUsize>,
     /// Spawners blocked on a full queue.
@@ -61,8 +56,7 @@ impl Pool {
             slots: (0..config.max_workers).map(|_| Slot::new()).collect(),
             high: AtomicUsize::new(0),
             sleep: Sleep::new(config.max_workers),
-            spawned: CachePadded::new(AtomicUsize::new(0)),
-            refused: AtomicUsize::new(0),
+            admission: Admission::new(),
             queued: CachePadded::new(AtomicUsize::new(0)),
             space: Signal::default(),
             idle: Signal::default(),
@@ -82,10 +76,27 @@ impl Pool {
     }
 
     /// Starts a worker thread in `index`, which the caller has claimed.
+    /// A `thread_name` closure that panics or names a thread with a NUL
+    /// byte (which `std::thread::Builder` would panic on) is an error like
+    /// a refused thread, and the slot is given back.
     pub(crate) fn start_worker(self: &Arc<Self>, index: usize, previous: usize) -> io::Result<()> {
         let slot = &self.slots[index];
+        let name = match crate::unwind::catch(|| (self.config.thread_name)(index)) {
+            Ok(name) if !name.contains('\0') => name,
+            Ok(_) => {
+                slot.unclaim(previous);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "thread_name gave a name with a NUL byte",
+                ));
+            }
+            Err(_) => {
+                slot.unclaim(previous);
+                return Err(io::Error::other("thread_name panicked"));
+            }
+        };
         slot.join_thread();
-        let mut builder = std::thread::Builder::new().name((self.config.thread_name)(index));
+        let mut builder = std::thread::Builder::new().name(name);
         if let Some(size) = self.config.stack_size {
             builder = builder.stack_size(size);
         }
@@ -104,15 +115,27 @@ impl Pool {
     }
 
     /// Starts workers until `n` are running, in the lowest free slots.
+    ///
+    /// A slot whose worker is halting becomes free when that thread exits.
+    /// If the free slots are not enough, a second pass waits for those
+    /// threads (each finishes its current job first) and reuses their
+    /// slots, rather than starting fewer workers than asked; except on one
+    /// of the pool's own workers, where waiting could deadlock.
     pub(crate) fn grow_to(self: &Arc<Self>, n: usize) -> io::Result<()> {
         let mut running = self.running_workers();
-        for (index, slot) in self.slots.iter().enumerate() {
-            if running >= n {
-                break;
-            }
-            if let Some(previous) = slot.try_claim() {
-                self.start_worker(index, previous)?;
-                running += 1;
+        let may_wait = !crate::dispatcher::on_worker_of(self);
+        for wait_for_halting in [false, true] {
+            for (index, slot) in self.slots.iter().enumerate() {
+                if running >= n {
+                    return Ok(());
+                }
+                if wait_for_halting && may_wait && slot.life() == slot::HALTING {
+                    slot.join_thread();
+                }
+                if let Some(previous) = slot.try_claim() {
+                    self.start_worker(index, previous)?;
+                    running += 1;
+                }
             }
         }
         Ok(())
@@ -126,24 +149,25 @@ impl Pool {
             .count()
     }
 
-    /// Counts a job in, unless the pool is closed; returns its id. The id
-    /// comes from the admission count itself, which saves a second
-    /// read-modify-write per spawn (a refused spawn leaves a gap in ids).
+    /// Counts a job in, unless the pool is closed; returns its id (a
+    /// refused spawn leaves a gap in ids). A refusal can bring `pending` to
+    /// 0 without any worker noticing, so it signals like `unadmit`.
     pub(crate) fn admit(&self) -> Option<u64> {
-        // SeqCst pairs with `close`: a spawner either sees CLOSED or is
-        // counted before `shutdown` computes `pending`.
-        let prev = self.spawned.fetch_add(1, SeqCst);
-        if prev & CLOSED != 0 {
-            self.unadmit();
-            return None;
+        let id = self.admission.admit();
+        if id.is_none() {
+            self.signal_refusal();
         }
-        Some(prev as u64 + 1)
+        id
     }
 
     /// Takes back an admission (the job was refused after all). This can
     /// bring `pending` to 0 without any worker noticing, so it signals.
     pub(crate) fn unadmit(&self) {
-        self.refused.fetch_add(1, SeqCst);
+        self.admission.take_back();
+        self.signal_refusal();
+    }
+
+    fn signal_refusal(&self) {
         self.idle.notify_all();
         if self.is_closed() {
             self.wake_all();
@@ -156,14 +180,17 @@ impl Pool {
     /// spawned earlier): 0 means the pool really was idle at the moment
     /// `spawned` was read.
     pub(crate) fn pending(&self) -> usize {
+        // Pairs with the fence a worker issues in `on_idle` after its last
+        // finished-count store, and with `close`/`Signal` on the other side:
+        // fence against fence, one side sees the other's writes (stated
+        // with fences because loom checks fences, not SeqCst loads).
+        fence(SeqCst);
         let finished: usize = self
             .used_slots()
             .iter()
             .map(|s| s.counters.finished())
             .sum();
-        let refused = self.refused.load(SeqCst);
-        let spawned = self.spawned.load(SeqCst) & !CLOSED;
-        spawned.saturating_sub(finished + refused)
+        self.admission.pending(finished)
     }
 
     /// Called by a worker that found no job: if the pool just became idle,
@@ -172,6 +199,7 @@ impl Pool {
     /// waiter's increment; the worker's SeqCst finished-count store comes
     /// before it, so either the waiter sees the count or we see the waiter.
     pub(crate) fn on_idle(&self) {
+        fence(SeqCst);
         let closed = self.is_closed();
         if (closed || self.idle.has_waiters()) && self.pending() == 0 {
             self.idle.notify_all();
@@ -182,18 +210,21 @@ impl Pool {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.spawned.load(SeqCst) & CLOSED != 0
+        self.admission.is_closed()
     }
 
     /// Stops accepting jobs.
     pub(crate) fn close(&self) {
-        self.spawned.fetch_or(CLOSED, SeqCst);
+        self.admission.close();
         self.wake_all();
         // Spawners blocked on a full queue give up once closed.
         self.space.notify_all();
     }
 
-    /// A worker may exit: closed and nothing left to run.
+    /// A worker may exit: closed and nothing left to run. `CLOSED` is read
+    /// first: a job admitted before the close is then counted by `pending`
+    /// (the other order misses one admitted in between; the loom model in
+    /// `admission_loom.rs` finds that as a lost job).
     pub(crate) fn is_done(&self) -> bool {
         self.is_closed() && self.pending() == 0
     }
@@ -219,15 +250,28 @@ impl Pool {
     }
 
     pub(crate) fn is_paused(&self) -> bool {
-        // ORDERING: Acquire pairs with the Release in `set_paused`; a worker
+        // ORDERING: Acquire pairs with the store in `set_paused`; a worker
         // that misses the change by a moment is woken by `wake_all`.
         self.paused.load(Acquire)
     }
 
     pub(crate) fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Release);
+        // SeqCst (not just Release): `pause` stores, then reads `CLOSED`,
+        // while shutdown sets `CLOSED`, then stores `false`; with both in
+        // the single SeqCst order, one of them sees the other (Dekker), so
+        // a closed pool never stays paused.
+        self.paused.store(paused, SeqCst);
         if !paused {
             self.wake_all();
+        }
+    }
+
+    /// Pauses, unless the pool is closed: shutdown and halt wait for every
+    /// accepted job to run or be discarded, which a paused pool never does.
+    pub(crate) fn pause(&self) {
+        self.set_paused(true);
+        if self.is_closed() {
+            self.set_paused(false);
         }
     }
 

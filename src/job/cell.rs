@@ -162,10 +162,20 @@ impl<J: Job> JobCell<J> {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// The status record of the job running on this thread, for
     /// `workyard::is_cancelled()`.
     static CURRENT: Cell<*const Header> = const { Cell::new(std::ptr::null()) };
+}
+
+// Loom runs its threads as coroutines on one OS thread: a std thread-local
+// would be shared by every modelled thread, so a preempted job could see
+// (or restore) another job's header. Loom's thread-local is per modelled
+// thread; its macro has no `const` initialiser.
+#[cfg(loom)]
+loom::thread_local! {
+    static CURRENT: Cell<*const Header> = Cell::new(std::ptr::null());
 }
 
 /// `true` if the job running on this thread has been asked to stop.
@@ -192,6 +202,12 @@ pub(crate) fn current_id() -> Option<JobId> {
 #[inline]
 pub(crate) fn current_header() -> *const Header {
     CURRENT.with(Cell::get)
+}
+
+/// Is `header` the record of the job running on this thread? (By address:
+/// ids are only unique within one dispatcher.)
+pub(crate) fn is_current(header: &Header) -> bool {
+    CURRENT.with(|c| std::ptr::eq(c.get(), header))
 }
 
 /// Restores the previous CURRENT, also when a nested job unwinds.
@@ -354,4 +370,259 @@ pub(crate) fn claim(job: &JobRef, worker: usize, now: u64) -> bool {
     header.worker.store(worker, Relaxed);
     header.started_at.store(now.max(header.queued_at), Relaxed);
     header.state.start() == Start::Run
+}
+
+#[cfg(all(test, loom))]
+#[path = "handoff_loom.rs"]
+mod loom_tests;
+
+/// Every worker outcome against every handle action, in one thread, with
+/// counted drops: the deterministic half of the hand-off (loom models the
+/// concurrent half). Small enough for Miri, which checks the raw accesses
+/// to the closure, result and waiter slots and the two views of one
+/// allocation.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::job::JobHandle;
+    use std::sync::atomic::AtomicUsize as Count;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    /// Counts its drops.
+    struct Probe(Arc<Count>);
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Worker {
+        Succeed,
+        Fail,
+        Panic,
+        CancelQueued,
+        CancelRunning,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Handle {
+        /// Joins after the job finished.
+        JoinAfter,
+        /// Registers as the waiter before the run, joins after.
+        WaitThenJoin,
+        /// Dropped before the worker runs the job.
+        DropBefore,
+        /// Dropped after the job finished, while the queue still holds it.
+        DropAfter,
+    }
+
+    struct TestJob {
+        captured: Probe,
+        outcome: Worker,
+        out: Arc<Count>,
+    }
+
+    impl Job for TestJob {
+        type Output = Probe;
+        type Error = Probe;
+        fn run(self) -> Result<Probe, Probe> {
+            let _captured = self.captured;
+            assert!(crate::current_job().is_some());
+            match self.outcome {
+                Worker::Fail => Err(Probe(self.out)),
+                Worker::Panic => std::panic::resume_unwind(Box::new("planned")),
+                _ => Ok(Probe(self.out)),
+            }
+        }
+    }
+
+    fn case(w: Worker, h: Handle, drop_handle_last: bool) {
+        let captured = Arc::new(Count::new(0));
+        let output = Arc::new(Count::new(0));
+        let job = TestJob {
+            captured: Probe(captured.clone()),
+            outcome: w,
+            out: output.clone(),
+        };
+        let cell = JobCell::new(JobId(7), job, 0);
+        let mut handle = Some(JobHandle::new(cell.clone()));
+        let job: JobRef = cell;
+        let produces = matches!(w, Worker::Succeed | Worker::Fail | Worker::CancelRunning);
+
+        match h {
+            Handle::DropBefore => drop(handle.take()),
+            Handle::WaitThenJoin => {
+                let header = job.header();
+                assert!(crate::job::handle::with_thread_waker(
+                    |w| header.register_waker(w)
+                ));
+                assert!(
+                    crate::job::handle::with_thread_waker(|w| header.register_waker(w)),
+                    "again"
+                );
+            }
+            _ => {}
+        }
+        if w == Worker::CancelQueued {
+            assert!(matches!(job.cancel(0, true), Cancel::WasQueued(_)));
+            assert_eq!(captured.load(SeqCst), 1, "the canceller drops the closure");
+            assert!(
+                !claim(&job, 0, crate::time::now()),
+                "a cancelled job is not claimed"
+            );
+        } else {
+            assert!(claim(&job, 0, crate::time::now()));
+            if w == Worker::CancelRunning {
+                assert_eq!(job.cancel(0, true), Cancel::Requested);
+            }
+            let state = job.run(0);
+            assert_eq!(captured.load(SeqCst), 1, "the worker drops the closure");
+            let expected = match w {
+                Worker::Succeed => state::SUCCEEDED,
+                Worker::Fail => state::FAILED,
+                Worker::Panic => state::PANICKED,
+                _ => state::CANCELLED,
+            };
+            assert_eq!(state, expected);
+        }
+        assert_eq!(crate::current_job(), None, "CURRENT restored");
+        assert!(job.header().state.load().is_terminal());
+        assert_eq!(job.cancel(0, true), Cancel::TooLate);
+
+        let kept = h != Handle::DropBefore && matches!(w, Worker::Succeed | Worker::Fail);
+        assert_eq!(
+            output.load(SeqCst),
+            usize::from(produces && !kept),
+            "an output nobody can take is dropped at once"
+        );
+        match h {
+            Handle::DropBefore => {}
+            Handle::DropAfter => {
+                drop(handle.take());
+                assert_eq!(
+                    output.load(SeqCst),
+                    usize::from(produces),
+                    "dropped by release"
+                );
+            }
+            Handle::JoinAfter | Handle::WaitThenJoin => {
+                let result = handle.take().unwrap().join();
+                match (w, result) {
+                    (Worker::Succeed, Ok(_)) => {}
+                    (Worker::Fail, Err(JobError::Failed(_))) => {}
+                    (Worker::Panic, Err(JobError::Panicked(p))) => {
+                        assert_eq!(p.message(), Some("planned"));
+                    }
+                    (Worker::CancelQueued | Worker::CancelRunning, Err(e)) => {
+                        assert!(e.is_cancelled());
+                    }
+                    (w, r) => panic!("{w:?} gave {:?}", r.map(|_| ()).map_err(|_| ())),
+                }
+                assert_eq!(
+                    output.load(SeqCst),
+                    usize::from(produces),
+                    "joined value dropped"
+                );
+            }
+        }
+        if drop_handle_last {
+            // Keep a clone of the typed view alive past the erased one.
+            let typed: Arc<dyn ErasedJob> = job.clone();
+            drop(job);
+            drop(typed);
+        } else {
+            drop(job);
+        }
+        assert_eq!(captured.load(SeqCst), 1, "closure dropped exactly once");
+        assert_eq!(
+            output.load(SeqCst),
+            usize::from(produces),
+            "output dropped exactly once"
+        );
+    }
+
+    #[test]
+    fn every_worker_outcome_against_every_handle_action() {
+        let workers = [
+            Worker::Succeed,
+            Worker::Fail,
+            Worker::Panic,
+            Worker::CancelQueued,
+            Worker::CancelRunning,
+        ];
+        let handles = [
+            Handle::JoinAfter,
+            Handle::WaitThenJoin,
+            Handle::DropBefore,
+            Handle::DropAfter,
+        ];
+        for w in workers {
+            for h in handles {
+                for last in [false, true] {
+                    case(w, h, last);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nested_runs_restore_the_current_job() {
+        let inner = JobCell::new(JobId(2), crate::current_job, 0);
+        let inner_handle = JobHandle::new(inner.clone());
+        let inner: JobRef = inner;
+        let outer = JobCell::new(
+            JobId(1),
+            move || {
+                let me = crate::current_job();
+                assert!(claim(&inner, 0, crate::time::now()));
+                inner.run(0);
+                (me, crate::current_job())
+            },
+            0,
+        );
+        let outer_handle = JobHandle::new(outer.clone());
+        let outer: JobRef = outer;
+        assert!(claim(&outer, 0, crate::time::now()));
+        assert_eq!(outer.run(0), state::SUCCEEDED);
+        assert_eq!(
+            outer_handle.join().unwrap(),
+            (Some(JobId(1)), Some(JobId(1)))
+        );
+        assert_eq!(inner_handle.join().unwrap(), Some(JobId(2)));
+        assert_eq!(crate::current_job(), None);
+    }
+
+    #[test]
+    fn a_joiner_on_another_thread_is_woken() {
+        let count = if cfg!(miri) { 5 } else { 200 };
+        for i in 0..count {
+            let cell = JobCell::new(JobId(i), move || i * 2, 0);
+            let handle = JobHandle::new(cell.clone());
+            let job: JobRef = cell;
+            let joiner = std::thread::spawn(move || handle.join().unwrap());
+            assert!(claim(&job, 0, crate::time::now()));
+            job.run(0);
+            assert_eq!(joiner.join().unwrap(), i * 2);
+        }
+    }
+
+    #[test]
+    fn a_handle_dropped_on_another_thread_drops_the_output_once() {
+        let count = if cfg!(miri) { 5 } else { 200 };
+        let drops = Arc::new(Count::new(0));
+        for i in 0..count {
+            let out = drops.clone();
+            let cell = JobCell::new(JobId(i), move || Probe(out), 0);
+            let handle = JobHandle::new(cell.clone());
+            let job: JobRef = cell;
+            let dropper = std::thread::spawn(move || drop(handle));
+            assert!(claim(&job, 0, crate::time::now()));
+            job.run(0);
+            dropper.join().unwrap();
+            drop(job);
+            assert_eq!(drops.load(SeqCst), i as usize + 1);
+        }
+    }
 }

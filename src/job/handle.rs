@@ -13,7 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// The handle of a spawned job: its id, live status and, once it finishes,
@@ -87,7 +86,18 @@ impl<T, E> JobHandle<T, E> {
     /// Waits for the job and returns its result. On a worker thread it runs
     /// other queued jobs while it waits, so joining from inside a job never
     /// deadlocks a pool, even one with a single worker.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside the job itself (its handle smuggled into it),
+    /// which would wait for itself forever; like a thread joining itself.
+    /// The panic ends that job `Panicked`.
     pub fn join(self) -> Result<T, JobError<E>> {
+        assert!(
+            !self.is_running_here(),
+            "workyard: {} cannot join itself (it would wait forever)",
+            self.id()
+        );
         let finished = self.wait(None);
         debug_assert!(finished);
         self.cell.take_result()
@@ -95,6 +105,9 @@ impl<T, E> JobHandle<T, E> {
 
     /// Like [`join`](Self::join), but gives up after `timeout`, returning the
     /// handle so the caller can wait again, cancel it or drop it.
+    ///
+    /// Called from inside the job itself, it returns the handle at once:
+    /// the job cannot finish while it waits for itself.
     ///
     /// ```
     /// use std::time::Duration;
@@ -108,6 +121,9 @@ impl<T, E> JobHandle<T, E> {
     /// ```
     #[allow(clippy::type_complexity)]
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JobError<E>>, Self> {
+        if self.is_running_here() {
+            return Err(self);
+        }
         let deadline = Instant::now().checked_add(timeout);
         if self.wait(deadline) {
             Ok(self.cell.take_result())
@@ -116,13 +132,18 @@ impl<T, E> JobHandle<T, E> {
         }
     }
 
+    /// Is the calling thread running this very job?
+    fn is_running_here(&self) -> bool {
+        super::cell::is_current(self.cell.header())
+    }
+
     /// Blocks until the job is terminal or `deadline` passes; `true` if done.
     fn wait(&self, deadline: Option<Instant>) -> bool {
         let header = self.cell.header();
         if header.state.load().is_terminal() {
             return true;
         }
-        let registered = THREAD_WAKER.with(|waker| header.register_waker(waker));
+        let registered = with_thread_waker(|waker| header.register_waker(waker));
         if !registered {
             return true;
         }
@@ -131,7 +152,7 @@ impl<T, E> JobHandle<T, E> {
 }
 
 /// Unparks a thread: the waker a blocking `join` registers.
-struct ThreadWaker(Thread);
+struct ThreadWaker(crate::loom::thread::Thread);
 
 impl Wake for ThreadWaker {
     fn wake(self: StdArc<Self>) {
@@ -143,9 +164,22 @@ impl Wake for ThreadWaker {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// One waker per thread, made once, so a blocking join allocates nothing.
-    static THREAD_WAKER: Waker = Waker::from(StdArc::new(ThreadWaker(std::thread::current())));
+    static THREAD_WAKER: Waker = Waker::from(StdArc::new(ThreadWaker(crate::loom::thread::current())));
+}
+
+/// Runs `f` with a waker that unparks the calling thread.
+pub(crate) fn with_thread_waker<R>(f: impl FnOnce(&Waker) -> R) -> R {
+    #[cfg(not(loom))]
+    return THREAD_WAKER.with(f);
+    // Loom runs its threads on one OS thread, so a thread-local cache would
+    // be shared between them: make one per wait instead.
+    #[cfg(loom)]
+    return f(&Waker::from(StdArc::new(ThreadWaker(
+        crate::loom::thread::current(),
+    ))));
 }
 
 /// Awaiting a handle waits for the job without blocking the executor's

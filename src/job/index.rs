@@ -24,6 +24,8 @@ const TRIM_BUDGET: usize = 4;
 pub(crate) struct Index {
     ring: Box<[Mutex<Option<JobRef>>]>,
     mask: u64,
+    /// `false` for `history(0)`: finished records are not answered for.
+    keep_finished: bool,
     overflow: Mutex<Overflow>,
 }
 
@@ -88,6 +90,7 @@ impl Index {
         Index {
             ring: (0..slots).map(|_| Mutex::new(None)).collect(),
             mask: slots as u64 - 1,
+            keep_finished: history > 0,
             overflow: Mutex::new(Overflow::default()),
         }
     }
@@ -113,7 +116,8 @@ impl Index {
             .as_ref()
             .filter(|job| job.header().id == id)
             .cloned();
-        found.or_else(|| lock(&self.overflow).get(id.0).cloned())
+        let found = found.or_else(|| lock(&self.overflow).get(id.0).cloned());
+        found.filter(|job| self.keep_finished || is_live(job))
     }
 
     /// Every queued or running job, in id order (for halt; slow).

@@ -277,3 +277,7 @@ mod tests {
         assert!(!s.take_output());
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "state_loom.rs"]
+mod loom_tests;

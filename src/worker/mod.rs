@@ -253,9 +253,13 @@ pub(crate) fn wait_until(mut done: impl FnMut() -> bool, deadline: Option<Instan
             None => false,
         });
         if !helped {
+            // Not a worker: a joiner, parked through the loom switch so
+            // that the hand-off models see this park.
             match deadline {
-                None => std::thread::park(),
-                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+                None => crate::loom::thread::park(),
+                Some(d) => {
+                    crate::loom::thread::park_timeout(d.saturating_duration_since(Instant::now()))
+                }
             }
         }
     }

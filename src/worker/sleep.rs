@@ -166,3 +166,7 @@ mod tests {
         assert_eq!(sleep.claim_one(), None);
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "sleep_loom.rs"]
+mod loom_tests;
