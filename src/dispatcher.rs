@@ -300,6 +300,9 @@ impl Dispatcher {
 
     /// Stops workers from starting new jobs; running jobs finish, queued
     /// ones stay queued, and spawning still works (within the queue bound).
+    /// No job spawned after `pause` returns starts before
+    /// [`resume`](Self::resume); a job a worker was already taking at the
+    /// moment of the call may still start.
     ///
     /// Once a [`shutdown`](Self::shutdown) or [`halt`](Self::halt) has
     /// begun, `pause` does nothing (and [`is_paused`](Self::is_paused) stays

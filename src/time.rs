@@ -1,6 +1,8 @@
 //! Timestamps for status records: raw clock ticks from `quanta` (the TSC
 //! where it is reliable, else the OS clock), one `u64` each, converted to
 //! `std::time::Instant` only when someone reads a record. 0 means "not yet".
+//! Under Miri, which cannot run `quanta`'s inline assembly, ticks are
+//! nanoseconds from `Instant`.
 //!
 //! Deadlines are kept in nanoseconds since the clock's anchor instead,
 //! because they are set from an `Instant` and ticks cannot be computed from
@@ -9,8 +11,30 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[cfg(not(miri))]
+type Clock = quanta::Clock;
+
+/// `quanta::Clock`'s interface over `Instant`, for Miri.
+#[cfg(miri)]
+struct Clock(Instant);
+
+#[cfg(miri)]
+impl Clock {
+    fn new() -> Clock {
+        Clock(Instant::now())
+    }
+
+    fn raw(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+
+    fn delta_as_nanos(&self, start: u64, end: u64) -> u64 {
+        end.saturating_sub(start)
+    }
+}
+
 struct Anchor {
-    clock: quanta::Clock,
+    clock: Clock,
     raw: u64,
     at: Instant,
 }
@@ -18,7 +42,7 @@ struct Anchor {
 fn anchor() -> &'static Anchor {
     static ANCHOR: OnceLock<Anchor> = OnceLock::new();
     ANCHOR.get_or_init(|| {
-        let clock = quanta::Clock::new();
+        let clock = Clock::new();
         let (raw, at) = (clock.raw(), Instant::now());
         Anchor { clock, raw, at }
     })

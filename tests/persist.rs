@@ -796,3 +796,69 @@ fn small_and_large_payloads_round_trip() {
     }
     queue.stop().unwrap();
 }
+
+#[test]
+fn halting_the_dispatcher_puts_unstarted_runs_back_and_loses_nothing() {
+    let path = file("halt");
+    let register = |queue: &Queue, ran: &Arc<AtomicUsize>| {
+        let ran = ran.clone();
+        queue
+            .register("job", move |_| -> Result<(), String> {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap();
+    };
+    let ran = Arc::new(AtomicUsize::new(0));
+    let ids: Vec<JobId> = {
+        let queue = fast().open(&path).unwrap();
+        register(&queue, &ran);
+        let ids: Vec<_> = (0..20u8)
+            .map(|i| queue.enqueue("job", &[i]).unwrap())
+            .collect();
+        let pool = pool(1);
+        pool.pause();
+        queue.start(&pool).unwrap();
+        eventually("attempts to reach the dispatcher", || {
+            ids.iter()
+                .any(|&id| queue.status(id).unwrap().unwrap().run_id().is_some())
+        });
+        let report = pool.halt();
+        assert!(
+            !report.never_started.is_empty(),
+            "the queued attempts were halted"
+        );
+        assert!(
+            report.interrupted.is_empty(),
+            "nothing ran: the pool was paused"
+        );
+        // Each halted attempt goes back to pending, and is not counted.
+        eventually("halted attempts to be released", || {
+            ids.iter().all(|&id| state(&queue, id) == JobState::Pending)
+        });
+        for &id in &ids {
+            assert_eq!(queue.status(id).unwrap().unwrap().attempts(), 0, "{id:?}");
+        }
+        queue.stop().unwrap();
+        ids
+    };
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+
+    // Nothing was lost: a new process (here, a new queue and pool) runs
+    // every job exactly once.
+    let queue = fast().open(&path).unwrap();
+    register(&queue, &ran);
+    let pool = pool(2);
+    queue.start(&pool).unwrap();
+    queue.wait_idle().unwrap();
+    for &id in &ids {
+        let record = queue.status(id).unwrap().unwrap();
+        assert_eq!(
+            (record.state(), record.attempts()),
+            (JobState::Succeeded, 1),
+            "{id:?}"
+        );
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 20);
+    queue.stop().unwrap();
+}

@@ -93,6 +93,15 @@ impl WorkerCtx {
             // and `self` is this thread's context.
             Task::Stack(stack) => return unsafe { stack.execute(self) },
         };
+        if self.pool.is_paused() {
+            // Checked after taking the job: a job spawned after `pause`
+            // returned was pushed after the pause flag was set, and taking
+            // it synchronised with that push, so this check cannot miss the
+            // pause (one checked before the pop could). Put it back; it
+            // runs after `resume`.
+            self.local.push(Task::Job(job));
+            return;
+        }
         self.pool.release_place();
         let header = job.header();
         if header.deadline != 0 && time::now_nanos() >= header.deadline {
