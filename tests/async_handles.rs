@@ -13,6 +13,16 @@ use workyard::{Dispatcher, JobError};
 /// The smallest executor: polls one future, parks between polls, and
 /// counts how often it was woken.
 fn block_on<F: Future>(future: F) -> (F::Output, usize) {
+    run(future, None::<fn()>)
+}
+
+/// Like `block_on`, but runs `between` after the first poll, which must
+/// return `Pending` (so the future has registered its waker by then).
+fn block_on_after_first_poll<F: Future>(future: F, between: impl FnOnce()) -> (F::Output, usize) {
+    run(future, Some(between))
+}
+
+fn run<F: Future>(future: F, between: Option<impl FnOnce()>) -> (F::Output, usize) {
     struct Unpark(std::thread::Thread, AtomicUsize);
     impl Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -26,6 +36,14 @@ fn block_on<F: Future>(future: F) -> (F::Output, usize) {
     let unpark = Arc::new(Unpark(std::thread::current(), AtomicUsize::new(0)));
     let waker = Waker::from(unpark.clone());
     let mut future = pin!(future);
+    if let Some(between) = between {
+        let first = future.as_mut().poll(&mut Context::from_waker(&waker));
+        assert!(
+            first.is_pending(),
+            "the first poll must find the job unfinished"
+        );
+        between();
+    }
     loop {
         if let Poll::Ready(v) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
             return (v, unpark.1.load(Ordering::SeqCst));
@@ -141,12 +159,12 @@ fn cancelling_wakes_the_awaiter() {
         let handle = pool.spawn(|| 1).unwrap();
         let id = handle.id();
         let p = pool.clone();
-        let canceller = std::thread::spawn(move || {
-            while p.status(id) != Some(workyard::JobStatus::Queued) {}
-            p.cancel(id)
+        // The waker is registered by the first poll (the pool is paused, so
+        // the job is still queued); only then does another thread cancel.
+        let (result, wakes) = block_on_after_first_poll(handle, move || {
+            std::thread::spawn(move || assert!(p.cancel(id)));
         });
-        let (result, _) = block_on(handle);
-        assert!(canceller.join().unwrap());
         assert!(result.unwrap_err().is_cancelled());
+        assert_eq!(wakes, 1, "the cancellation woke the awaiting task once");
     });
 }
