@@ -23,8 +23,18 @@ use redb::{Database, ReadableTable, Table};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+/// How long a batch waits for the callers that the previous commit
+/// answered, while fewer of them have sent their next op. A caller woken
+/// by its answer needs some microseconds to send again; without the wait,
+/// eight threads calling `enqueue` in a loop split into a group that makes
+/// it into the next commit and stragglers that wait a whole commit for the
+/// one after: 6.7 jobs per commit instead of 8 (measured with
+/// `examples/persist_bench`: 8-thread enqueue 16.3k → 20.7k jobs/s,
+/// medians of 5; 15 µs and 50 µs measured the same as 30 µs). A lone
+/// caller never waits: it is the whole batch.
+const STRAGGLER_WAIT: Duration = Duration::from_micros(30);
 /// The most jobs one transaction carries (enqueued, claimed or finished):
 /// bounds a commit's latency and memory under a flood.
 const MAX_BATCH: usize = 16 * 1024;
@@ -83,6 +93,11 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// Whether someone blocks until this op is answered.
+    fn has_caller(&self) -> bool {
+        !matches!(self, Op::Finish { .. })
+    }
+
     fn weight(&self) -> usize {
         match self {
             Op::Enqueue { jobs, .. } => jobs.len(),
@@ -218,6 +233,8 @@ impl Committer {
         // Prune at least every quarter retention (between 50 ms and a
         // minute) even when no op comes.
         let tick = (retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
+        // How many callers the last batch answered.
+        let mut answered = 0;
         loop {
             let mut batch = Vec::new();
             match ops.recv_timeout(tick) {
@@ -225,19 +242,26 @@ impl Committer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            // Everything already waiting joins this commit. (Yielding once
-            // here to let just-answered callers send again was measured:
-            // same jobs per commit, slower commits on a loaded machine.)
+            // Everything already waiting joins this commit, and so do the
+            // callers the last commit answered if they come back at once:
+            // see `STRAGGLER_WAIT`.
             let mut weight = batch.first().map_or(0, Op::weight);
+            let mut callers = batch.iter().filter(|op| op.has_caller()).count();
+            let deadline = Instant::now() + STRAGGLER_WAIT;
             while weight < MAX_BATCH {
                 match ops.try_recv() {
                     Ok(op) => {
                         weight += op.weight();
+                        callers += usize::from(op.has_caller());
                         batch.push(op);
+                    }
+                    Err(_) if callers < answered && Instant::now() < deadline => {
+                        std::thread::yield_now();
                     }
                     Err(_) => break,
                 }
             }
+            answered = callers;
             if let Some(shutdown) = self.process(batch) {
                 // Close the file before answering, so that the caller of
                 // `stop` can reopen it at once.
@@ -265,7 +289,7 @@ impl Committer {
             }
             return shutdown;
         }
-        let began = std::time::Instant::now();
+        let began = Instant::now();
         let result = store::guard(
             || self.write(batch, &mut effects, &mut answers, &mut shutdown),
             |panic| store::storage(format!("the storage engine panicked: {panic}")),
