@@ -11,9 +11,9 @@
 //! switch below so that loom sees every park and unpark of a joiner.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
 
 // `Arc` stays std's even under loom: jobs are `Arc<dyn ...>`, and loom's
 // `Arc` cannot be unsized. Locks are only on slow paths and stay std's too.

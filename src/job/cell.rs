@@ -9,16 +9,13 @@ use super::info::{CancelReason, JobInfo};
 use super::state::{self, Cancel, Snapshot, Start, State};
 use super::{Job, JobId};
 use crate::error::JobError;
-use crate::loom::{AtomicU64, AtomicUsize, UnsafeCell};
+use crate::loom::{AtomicPtr, AtomicU64, UnsafeCell};
 use crate::unwind::{self, PanicPayload};
 use crate::{time, trace, Arc};
 use atomic_waker::AtomicWaker;
 use std::cell::Cell;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::task::Waker;
-
-/// Marks "no worker" in `Header::worker`.
-const NO_WORKER: usize = usize::MAX;
 
 /// What a typed job leaves in its result slot.
 pub(crate) type Outcome<J> = Result<<J as Job>::Output, JobError<<J as Job>::Error>>;
@@ -27,20 +24,51 @@ pub(crate) type Outcome<J> = Result<<J as Job>::Output, JobError<<J as Job>::Err
 pub(crate) struct Header {
     pub(crate) state: State,
     pub(crate) id: JobId,
-    /// When the job is cancelled if still unfinished (nanoseconds, see
-    /// `time::deadline_nanos`; 0 for none).
-    pub(crate) deadline: u64,
     queued_at: u64,
-    // ORDERING (for the three fields below): Relaxed. They are written
+    // ORDERING (for the two fields below): Relaxed. They are written
     // before a state transition with Release semantics and read after an
-    // Acquire load of the state, which orders them.
+    // Acquire load of the state, which orders them. (The worker that
+    // started the job is in the status word itself.)
     pub(crate) started_at: AtomicU64,
     pub(crate) finished_at: AtomicU64,
-    pub(crate) worker: AtomicUsize,
+    /// What only some jobs need, allocated when one does (a deadline at
+    /// spawn, a joiner that has to wait): 24 bytes less per queued job.
+    /// Null until then; once set it stays until the record drops.
+    extras: AtomicPtr<Extras>,
+}
+
+/// The parts of a status record that most jobs never use.
+struct Extras {
+    /// When the job is cancelled if still unfinished (nanoseconds, see
+    /// `time::deadline_nanos`; 0 for none).
+    deadline: u64,
     /// The joiner's waker (a blocked thread's, or an async task's). The
     /// `WAITER` bit in the status word says whether anyone registered, so
     /// finishing a job nobody waits for costs no extra atomic operation.
     waker: AtomicWaker,
+}
+
+impl Extras {
+    fn boxed(deadline: u64) -> *mut Extras {
+        Box::into_raw(Box::new(Extras {
+            deadline,
+            waker: AtomicWaker::new(),
+        }))
+    }
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        // ORDERING: Acquire, for a box another thread installed (the last
+        // `Arc` drop has synchronised with every user already; this says so
+        // locally, and costs nothing on x86).
+        let extras = self.extras.load(Acquire);
+        if !extras.is_null() {
+            // SAFETY: a non-null `extras` came from `Extras::boxed` and is
+            // freed only here, once, when the record goes away.
+            drop(unsafe { Box::from_raw(extras) });
+        }
+    }
 }
 
 impl Header {
@@ -48,13 +76,54 @@ impl Header {
         Header {
             state: State::new(),
             id,
-            deadline,
             queued_at: time::now(),
             started_at: AtomicU64::new(0),
             finished_at: AtomicU64::new(0),
-            worker: AtomicUsize::new(NO_WORKER),
-            waker: AtomicWaker::new(),
+            extras: AtomicPtr::new(if deadline == 0 {
+                std::ptr::null_mut()
+            } else {
+                Extras::boxed(deadline)
+            }),
         }
+    }
+
+    /// The extras, if allocated.
+    fn extras(&self) -> Option<&Extras> {
+        // ORDERING: Acquire pairs with the AcqRel of the CAS that installed
+        // them (or with the record's publication, for those made in `new`).
+        let p = self.extras.load(Acquire);
+        // SAFETY: non-null means a live box that is freed only when the
+        // record drops, which outlives `&self`.
+        unsafe { p.as_ref() }
+    }
+
+    /// The extras, allocated now if they were not yet.
+    fn extras_or_alloc(&self) -> &Extras {
+        if let Some(extras) = self.extras() {
+            return extras;
+        }
+        let new = Extras::boxed(0);
+        // ORDERING: AcqRel: Release publishes the new box's contents;
+        // Acquire, on failure, reads another thread's box.
+        let p = match self
+            .extras
+            .compare_exchange(std::ptr::null_mut(), new, AcqRel, Acquire)
+        {
+            Ok(_) => new,
+            Err(theirs) => {
+                // SAFETY: ours was never shared.
+                drop(unsafe { Box::from_raw(new) });
+                theirs
+            }
+        };
+        // SAFETY: as in `extras`.
+        unsafe { &*p }
+    }
+
+    /// When the job is cancelled if still unfinished (nanoseconds, see
+    /// `time::deadline_nanos`; 0 for none).
+    pub(crate) fn deadline(&self) -> u64 {
+        self.extras().map_or(0, |e| e.deadline)
     }
 
     /// When the job finished, for a finished job that this thread ran.
@@ -74,11 +143,10 @@ impl Header {
     pub(crate) fn info(&self) -> JobInfo {
         let word = self.state.load();
         let started = word.was_started();
-        let worker = self.worker.load(Relaxed);
         JobInfo {
             id: self.id,
             word,
-            worker: (started && worker != NO_WORKER).then_some(worker),
+            worker: word.worker(),
             queued_at: time::to_instant(self.queued_at).expect("queued_at is always set"),
             started_at: started
                 .then(|| time::to_instant(self.started_at.load(Relaxed)))
@@ -94,7 +162,7 @@ impl Header {
     /// Returns `false` if it already has (then nobody will wake it).
     /// Registering again (each poll of a future) replaces the waker.
     pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
-        self.waker.register(waker);
+        self.extras_or_alloc().waker.register(waker);
         // Set after the registration: a finisher that sees WAITER finds the
         // waker; if the job finished first, we see that here and do not wait.
         !self.state.set_waiter().is_terminal()
@@ -104,7 +172,12 @@ impl Header {
     /// transition made by the caller, had one registered.
     pub(crate) fn wake_waiter(&self, prev: Snapshot) {
         if prev.has(state::WAITER) {
-            self.waker.wake();
+            // A registrant installed the extras before it set WAITER, and
+            // the terminal transition that returned `prev` read WAITER
+            // with Acquire: they are visible.
+            if let Some(extras) = self.extras() {
+                extras.waker.wake();
+            }
         }
     }
 }
@@ -139,25 +212,99 @@ pub(crate) trait ResultCell<T, E>: Send + Sync {
 
 pub(crate) struct JobCell<J: Job> {
     header: Header,
-    /// `Some` until a worker takes it to run it or a canceller drops it;
-    /// whoever wins the QUEUED → RUNNING/CANCELLED transition owns it.
-    job: UnsafeCell<Option<J>>,
-    /// Written once by the worker before `finish`; read once by whoever
-    /// clears `OUTPUT`.
-    output: UnsafeCell<Option<Outcome<J>>>,
+    /// The job, then its outcome: one slot, because a job never holds
+    /// both (16 bytes less per queued job than two `Option`s). Accessed by
+    /// one thread at a time, as the status word arbitrates: the job by
+    /// whoever wins QUEUED → RUNNING/CANCELLED; the outcome by the running
+    /// worker before `finish`, then by whoever clears `OUTPUT`.
+    stage: UnsafeCell<Stage<J>>,
 }
 
-// SAFETY: `job` and `output` are each accessed by one thread at a time, as
-// arbitrated by the status word (see the comments on the fields), and
-// `J`, `J::Output` and `J::Error` are `Send`.
+/// What a [`JobCell`]'s slot holds.
+pub(crate) enum Stage<J: Job> {
+    /// Queued: the job itself.
+    Queued(J),
+    /// Finished, with an outcome a handle may still take.
+    Done(Outcome<J>),
+    /// Running, cancelled while queued, or the outcome was taken or dropped.
+    Empty,
+}
+
+// SAFETY: `stage` is accessed by one thread at a time, as arbitrated by the
+// status word (see the comment on the field), and `J`, `J::Output` and
+// `J::Error` are `Send`.
 unsafe impl<J: Job> Sync for JobCell<J> {}
 
 impl<J: Job> JobCell<J> {
     pub(crate) fn new(id: JobId, job: J, deadline: u64) -> Arc<Self> {
         Arc::new(JobCell {
             header: Header::new(id, deadline),
-            job: UnsafeCell::new(Some(job)),
-            output: UnsafeCell::new(None),
+            stage: UnsafeCell::new(Stage::Queued(job)),
+        })
+    }
+
+    /// Takes the job out of the slot.
+    ///
+    /// # Safety
+    /// The caller won QUEUED → RUNNING or QUEUED → CANCELLED.
+    unsafe fn take_job(&self) -> Option<J> {
+        // SAFETY: winning that transition (which happens once) makes the
+        // caller the slot's only user until it publishes a terminal state.
+        self.stage
+            .with_mut(|p| match unsafe { std::ptr::replace(p, Stage::Empty) } {
+                Stage::Queued(job) => Some(job),
+                other => {
+                    // SAFETY: as above.
+                    unsafe { std::ptr::write(p, other) };
+                    None
+                }
+            })
+    }
+}
+
+/// Where [`complete`] keeps an outcome for the handle to take.
+pub(crate) trait OutcomeSlot<T> {
+    /// Stores `outcome`.
+    ///
+    /// # Safety
+    /// The caller has the slot to itself (see `complete`).
+    unsafe fn put(&self, outcome: T);
+
+    /// Takes the stored outcome, if any.
+    ///
+    /// # Safety
+    /// As for `put`.
+    unsafe fn take(&self) -> Option<T>;
+}
+
+impl<T> OutcomeSlot<T> for UnsafeCell<Option<T>> {
+    unsafe fn put(&self, outcome: T) {
+        // SAFETY: the caller has the slot to itself.
+        self.with_mut(|p| unsafe { *p = Some(outcome) });
+    }
+
+    unsafe fn take(&self) -> Option<T> {
+        // SAFETY: the caller has the slot to itself.
+        self.with_mut(|p| unsafe { (*p).take() })
+    }
+}
+
+impl<J: Job> OutcomeSlot<Outcome<J>> for UnsafeCell<Stage<J>> {
+    unsafe fn put(&self, outcome: Outcome<J>) {
+        // SAFETY: the caller has the slot to itself; the job was taken
+        // before it ran, so this overwrites `Empty` and drops nothing.
+        self.with_mut(|p| unsafe { *p = Stage::Done(outcome) });
+    }
+
+    unsafe fn take(&self) -> Option<Outcome<J>> {
+        // SAFETY: the caller has the slot to itself.
+        self.with_mut(|p| match unsafe { std::ptr::replace(p, Stage::Empty) } {
+            Stage::Done(outcome) => Some(outcome),
+            other => {
+                // SAFETY: as above.
+                unsafe { std::ptr::write(p, other) };
+                None
+            }
         })
     }
 }
@@ -238,10 +385,10 @@ impl<J: Job> ErasedJob for JobCell<J> {
 
     #[cfg_attr(not(feature = "tracing"), allow(clippy::let_unit_value))]
     fn run(&self, worker: usize) -> usize {
-        debug_assert_eq!(self.header.worker.load(Relaxed), worker);
+        debug_assert_eq!(self.header.state.load().worker(), Some(worker));
         // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
-        // canceller touches `job` only after winning QUEUED → CANCELLED.
-        let job = self.job.with_mut(|p| unsafe { (*p).take() });
+        // canceller touches the slot only after winning QUEUED → CANCELLED.
+        let job = unsafe { self.take_job() };
         let job = job.expect("a started job still holds its closure");
 
         let result = {
@@ -263,7 +410,7 @@ impl<J: Job> ErasedJob for JobCell<J> {
 
         complete(
             &self.header,
-            &self.output,
+            &self.stage,
             outcome_state,
             outcome,
             unwind::drop_quietly,
@@ -276,7 +423,7 @@ impl<J: Job> ErasedJob for JobCell<J> {
         if let Cancel::WasQueued(prev) = result {
             // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
             // the closure (`start` fails): it is ours to drop.
-            let job = self.job.with_mut(|p| unsafe { (*p).take() });
+            let job = unsafe { self.take_job() };
             unwind::drop_quietly(job);
             self.header.finished_at.store(time::now(), Relaxed);
             self.header.wake_waiter(prev);
@@ -306,7 +453,7 @@ impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
         );
         // SAFETY: we cleared OUTPUT, which the worker set after writing the
         // slot (Release) and we read with Acquire: the slot is ours now.
-        let outcome = self.output.with_mut(|p| unsafe { (*p).take() });
+        let outcome = unsafe { self.stage.take() };
         outcome.expect("OUTPUT was set, so the slot is full")
     }
 
@@ -314,7 +461,7 @@ impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
         let prev = self.header.state.drop_handle();
         if prev.is_terminal() && prev.has(state::OUTPUT) && self.header.state.take_output() {
             // SAFETY: we cleared OUTPUT (see take_result).
-            let outcome = self.output.with_mut(|p| unsafe { (*p).take() });
+            let outcome = unsafe { self.stage.take() };
             unwind::drop_quietly(outcome);
         }
     }
@@ -326,7 +473,7 @@ impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
 /// terminal state and wakes the joiner. Returns the terminal state.
 pub(crate) fn complete<T>(
     header: &Header,
-    slot: &UnsafeCell<Option<T>>,
+    slot: &impl OutcomeSlot<T>,
     outcome_state: usize,
     outcome: T,
     dispose: impl Fn(Option<T>),
@@ -336,7 +483,7 @@ pub(crate) fn complete<T>(
     if keep {
         // SAFETY: only the running worker writes the slot, before `finish`
         // publishes OUTPUT; nobody reads it until OUTPUT is set.
-        slot.with_mut(|p| unsafe { *p = Some(outcome) });
+        unsafe { slot.put(outcome) };
     } else {
         dispose(Some(outcome));
     }
@@ -347,7 +494,7 @@ pub(crate) fn complete<T>(
         // The handle left (or a stop request came) between our check and
         // `finish`: OUTPUT was not set, so the slot is still ours alone.
         // SAFETY: as above; no reader can see OUTPUT.
-        dispose(slot.with_mut(|p| unsafe { (*p).take() }));
+        dispose(unsafe { slot.take() });
     }
     header.wake_waiter(prev);
     if prev.has(state::CANCEL_REQUESTED) {
@@ -365,16 +512,31 @@ pub(crate) fn complete<T>(
 pub(crate) fn claim(job: &JobRef, worker: usize, now: u64) -> bool {
     let header = job.header();
     // Written before the QUEUED → RUNNING transition, whose Release makes
-    // them visible to whoever sees the job Running. If the job was
-    // cancelled instead, `info` ignores them (`was_started` is false).
-    header.worker.store(worker, Relaxed);
+    // it visible to whoever sees the job Running (the transition itself
+    // carries the worker). If the job was cancelled instead, `info`
+    // ignores it (`was_started` is false).
     header.started_at.store(now.max(header.queued_at), Relaxed);
-    header.state.start() == Start::Run
+    header.state.start(worker) == Start::Run
 }
 
 #[cfg(all(test, loom))]
 #[path = "handoff_loom.rs"]
 mod loom_tests;
+
+#[cfg(all(test, not(loom), target_pointer_width = "64"))]
+#[test]
+fn a_queued_job_costs_72_bytes_plus_its_closure() {
+    // The memory target (issue #5): ≤ 128 bytes per queued job beyond the
+    // closure. The cell with an 8-byte closure is 72, the `Arc` counts 16,
+    // the queue slot 24 and the index overflow 16: 121 measured.
+    let x = 7u64;
+    let job = move || x;
+    fn cell_size<J: Job>(_: &J) -> usize {
+        std::mem::size_of::<JobCell<J>>()
+    }
+    assert_eq!(std::mem::size_of::<Header>(), 48);
+    assert_eq!(cell_size(&job), 72);
+}
 
 /// Every worker outcome against every handle action, in one thread, with
 /// counted drops: the deterministic half of the hand-off (loom models the

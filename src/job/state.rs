@@ -46,6 +46,14 @@ pub(crate) const BY_DEADLINE: usize = 1 << 7;
 /// The cancellation came from `Dispatcher::halt` or a shutdown timeout.
 pub(crate) const BY_HALT: usize = 1 << 8;
 
+/// Where the index of the worker that started the job sits: set by the
+/// QUEUED → RUNNING transition itself, so a reader that sees a job started
+/// sees its worker in the same load (and the record needs no field for it).
+const WORKER_SHIFT: u32 = 16;
+const WORKER_MASK: usize = 0xFFFF << WORKER_SHIFT;
+// Every worker index fits, also where `usize` has 32 bits.
+const _: () = assert!(crate::MAX_WORKERS <= 1 << 16);
+
 /// The word a job starts with: queued, with a live handle.
 pub(crate) const INITIAL: usize = QUEUED | HANDLE;
 
@@ -75,15 +83,22 @@ impl Snapshot {
     pub(crate) fn has(self, flag: usize) -> bool {
         self.0 & flag != 0
     }
+
+    /// The worker that started the job, if one did.
+    pub(crate) fn worker(self) -> Option<usize> {
+        self.was_started()
+            .then_some((self.0 & WORKER_MASK) >> WORKER_SHIFT)
+    }
 }
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Snapshot(state={}, flags={:#x})",
+            "Snapshot(state={}, flags={:#x}, worker={})",
             self.state(),
-            self.0 & !STATE_MASK
+            self.0 & !STATE_MASK & !WORKER_MASK,
+            (self.0 & WORKER_MASK) >> WORKER_SHIFT
         )
     }
 }
@@ -138,9 +153,13 @@ impl State {
             .map_err(Snapshot)
     }
 
-    /// QUEUED → RUNNING, by the worker that popped the job.
-    pub(crate) fn start(&self) -> Start {
-        match self.update(|s| (s.state() == QUEUED).then_some((s.0 & !STATE_MASK) | RUNNING)) {
+    /// QUEUED → RUNNING, by worker `worker`, which popped the job.
+    pub(crate) fn start(&self, worker: usize) -> Start {
+        debug_assert!(worker < crate::MAX_WORKERS);
+        let worker = (worker << WORKER_SHIFT) & WORKER_MASK;
+        match self.update(|s| {
+            (s.state() == QUEUED).then_some((s.0 & !STATE_MASK & !WORKER_MASK) | RUNNING | worker)
+        }) {
             Ok(_) => Start::Run,
             Err(s) => {
                 debug_assert_eq!(s.state(), CANCELLED, "a job was popped twice");
@@ -217,7 +236,7 @@ mod tests {
     #[test]
     fn start_then_finish() {
         let s = State::new();
-        assert_eq!(s.start(), Start::Run);
+        assert_eq!(s.start(3), Start::Run);
         assert_eq!(s.load().state(), RUNNING);
         s.finish(SUCCEEDED, true);
         let w = s.load();
@@ -229,7 +248,7 @@ mod tests {
     fn cancel_queued_prevents_start() {
         let s = State::new();
         assert!(matches!(s.cancel(0, true), Cancel::WasQueued(_)));
-        assert_eq!(s.start(), Start::WasCancelled);
+        assert_eq!(s.start(3), Start::WasCancelled);
         assert_eq!(s.load().state(), CANCELLED);
         assert_eq!(s.cancel(0, true), Cancel::TooLate);
     }
@@ -237,7 +256,7 @@ mod tests {
     #[test]
     fn cancel_running_makes_outcome_cancelled() {
         let s = State::new();
-        assert_eq!(s.start(), Start::Run);
+        assert_eq!(s.start(3), Start::Run);
         assert_eq!(s.cancel(BY_DEADLINE, true), Cancel::Requested);
         assert_eq!(
             s.cancel(0, true),
@@ -253,7 +272,7 @@ mod tests {
     #[test]
     fn queued_only_cancel_leaves_running_jobs_alone() {
         let s = State::new();
-        assert_eq!(s.start(), Start::Run);
+        assert_eq!(s.start(3), Start::Run);
         assert_eq!(s.cancel(0, false), Cancel::TooLate);
         assert!(!s.load().has(CANCEL_REQUESTED));
     }
@@ -261,7 +280,7 @@ mod tests {
     #[test]
     fn terminal_is_final() {
         let s = State::new();
-        assert_eq!(s.start(), Start::Run);
+        assert_eq!(s.start(3), Start::Run);
         s.finish(FAILED, true);
         assert_eq!(s.cancel(0, true), Cancel::TooLate);
         assert!(s.set_waiter().is_terminal());
@@ -271,7 +290,7 @@ mod tests {
     #[test]
     fn output_is_taken_once() {
         let s = State::new();
-        assert_eq!(s.start(), Start::Run);
+        assert_eq!(s.start(3), Start::Run);
         s.finish(SUCCEEDED, true);
         assert!(s.take_output());
         assert!(!s.take_output());

@@ -104,7 +104,8 @@ impl WorkerCtx {
         }
         self.pool.release_place();
         let header = job.header();
-        if header.deadline != 0 && time::now_nanos() >= header.deadline {
+        let deadline = header.deadline();
+        if deadline != 0 && time::now_nanos() >= deadline {
             // Past its deadline before it started: it never runs.
             let _ = job.cancel(state::BY_DEADLINE, true);
         }
