@@ -1,5 +1,7 @@
-//! The one heap allocation of a job: its status record ([`Header`]), the
-//! job itself and its result slot, behind an `Arc`.
+//! The heap allocation of a job: its status record ([`Header`]) and one
+//! slot that holds the job, then its result, behind an `Arc`. (A job with
+//! a deadline, or whose joiner has to wait, gets a second, small one: the
+//! header's extras.)
 //!
 //! The queues and the id index see it as a [`JobRef`] (`Arc<dyn ErasedJob>`),
 //! the typed [`JobHandle`](super::JobHandle) as `Arc<dyn ResultCell<T, E>>`:
