@@ -252,16 +252,21 @@ impl<J: Job> JobCell<J> {
     unsafe fn take_job(&self) -> Option<J> {
         // SAFETY: winning that transition (which happens once) makes the
         // caller the slot's only user until it publishes a terminal state.
-        self.stage
-            .with_mut(|p| match unsafe { std::ptr::replace(p, Stage::Empty) } {
-                Stage::Queued(job) => Some(job),
-                other => {
-                    // SAFETY: as above.
-                    unsafe { std::ptr::write(p, other) };
-                    None
-                }
-            })
+        match unsafe { empty(&self.stage) } {
+            Stage::Queued(job) => Some(job),
+            _ => None,
+        }
     }
+}
+
+/// Empties a job's slot and returns what it held. The status word decides
+/// who may call it and what the slot then holds (the callers `expect` it).
+///
+/// # Safety
+/// The caller has the slot to itself.
+unsafe fn empty<J: Job>(slot: &UnsafeCell<Stage<J>>) -> Stage<J> {
+    // SAFETY: the caller has the slot to itself.
+    slot.with_mut(|p| unsafe { std::ptr::replace(p, Stage::Empty) })
 }
 
 /// Where [`complete`] keeps an outcome for the handle to take.
@@ -300,14 +305,10 @@ impl<J: Job> OutcomeSlot<Outcome<J>> for UnsafeCell<Stage<J>> {
 
     unsafe fn take(&self) -> Option<Outcome<J>> {
         // SAFETY: the caller has the slot to itself.
-        self.with_mut(|p| match unsafe { std::ptr::replace(p, Stage::Empty) } {
+        match unsafe { empty(self) } {
             Stage::Done(outcome) => Some(outcome),
-            other => {
-                // SAFETY: as above.
-                unsafe { std::ptr::write(p, other) };
-                None
-            }
-        })
+            _ => None,
+        }
     }
 }
 

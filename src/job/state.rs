@@ -238,8 +238,10 @@ mod tests {
         let s = State::new();
         assert_eq!(s.start(3), Start::Run);
         assert_eq!(s.load().state(), RUNNING);
+        assert_eq!(s.load().worker(), Some(3));
         s.finish(SUCCEEDED, true);
         let w = s.load();
+        assert_eq!(w.worker(), Some(3), "the worker outlives the run");
         assert_eq!(w.state(), SUCCEEDED);
         assert!(w.has(OUTPUT) && w.has(HANDLE));
     }
@@ -250,14 +252,20 @@ mod tests {
         assert!(matches!(s.cancel(0, true), Cancel::WasQueued(_)));
         assert_eq!(s.start(3), Start::WasCancelled);
         assert_eq!(s.load().state(), CANCELLED);
+        assert_eq!(s.load().worker(), None, "a refused start leaves no worker");
         assert_eq!(s.cancel(0, true), Cancel::TooLate);
     }
 
     #[test]
     fn cancel_running_makes_outcome_cancelled() {
         let s = State::new();
-        assert_eq!(s.start(3), Start::Run);
+        assert_eq!(s.start(4095), Start::Run);
         assert_eq!(s.cancel(BY_DEADLINE, true), Cancel::Requested);
+        assert_eq!(
+            s.load().worker(),
+            Some(4095),
+            "flags leave the worker alone"
+        );
         assert_eq!(
             s.cancel(0, true),
             Cancel::TooLate,
