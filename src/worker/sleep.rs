@@ -70,14 +70,18 @@ impl Sleep {
     /// the caller to unpark.
     pub(crate) fn claim_one(&self) -> Option<usize> {
         fence(SeqCst);
-        // SeqCst pairs with `stop_searching` and the fence in `prepare`: if
-        // we still see a searcher, its later re-check sees our job.
-        if self.searching.load(SeqCst) > 0 {
-            return None;
-        }
+        // `sleepers` first: it changes only when a worker parks or wakes,
+        // so it stays in this core's cache, while `searching` is written
+        // each time a busy worker runs dry; reading it on every spawn cost
+        // a cache miss per job.
         // ORDERING: Relaxed is enough after the SeqCst fence above, which
         // pairs with the fence in `prepare`.
         if self.sleepers.load(Relaxed) == 0 {
+            return None;
+        }
+        // SeqCst pairs with `stop_searching` and the fence in `prepare`: if
+        // we still see a searcher, its later re-check sees our job.
+        if self.searching.load(SeqCst) > 0 {
             return None;
         }
         for (w, word) in self.mask.iter().enumerate() {
