@@ -59,19 +59,26 @@ fn record_address(job: &JobRef) -> usize {
     (crate::Arc::as_ptr(job) as *const u8 as usize).wrapping_sub(16)
 }
 
-/// Asks the CPU to start loading the two cache lines at `address` (0: none).
-/// Prefetching never faults, whatever the address.
+/// Asks the CPU to start loading the two cache lines at `address` (0: none)
+/// for writing (`prefetchw`): the record's counts and status are written when
+/// it is pushed out, and its memory is rewritten by the next spawn that
+/// reuses it. Prefetching never faults, whatever the address; a CPU without
+/// `prefetchw` runs it as a no-op. (`_mm_prefetch` with `_MM_HINT_ET0`
+/// compiles to a plain read prefetch unless the `prfchw` target feature is
+/// enabled at build time.)
 #[inline]
 fn prefetch(address: usize) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if address != 0 {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = address as *const i8;
         // SAFETY: a prefetch is only a hint: it reads nothing into the
         // program and never faults, even for a freed or unmapped address.
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p);
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            std::arch::asm!(
+                "prefetchw [{0}]",
+                "prefetchw [{0} + 64]",
+                in(reg) address,
+                options(nostack, preserves_flags, readonly)
+            );
         }
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
