@@ -15,8 +15,15 @@
 //! *before* `pending` reads `refused` and `spawned`, so the result can only
 //! overestimate: a job counted as finished or refused was counted as
 //! spawned earlier. The model in `admission_loom.rs` checks this.
+//!
+//! Idle workers ask "closed yet?" in every turn of their spin loop. Read
+//! from the admission word, each look pulled the spawner's hottest cache
+//! line away from it, and its next `fetch_add` missed. So `close` also
+//! sets a flag in a line of its own, after the bit, and `is_closed` reads
+//! that: seeing the flag implies seeing the bit, and a worker that reads
+//! it a moment late is woken by the `wake_all` that follows every close.
 
-use crate::loom::AtomicUsize;
+use crate::loom::{AtomicBool, AtomicUsize};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::Ordering::SeqCst;
 
@@ -32,6 +39,9 @@ pub(crate) struct Admission {
     spawned: CachePadded<AtomicUsize>,
     /// Admissions taken back: refused after all (closed, or full). Rare.
     refused: AtomicUsize,
+    /// Set by `close` after `CLOSED`: what `is_closed` reads, so that its
+    /// readers leave `spawned` to the spawners.
+    closed: CachePadded<AtomicBool>,
 }
 
 impl Admission {
@@ -39,6 +49,7 @@ impl Admission {
         Admission {
             spawned: CachePadded::new(AtomicUsize::new(0)),
             refused: AtomicUsize::new(0),
+            closed: CachePadded::new(AtomicBool::new(false)),
         }
     }
 
@@ -62,10 +73,13 @@ impl Admission {
     /// Stops accepting jobs.
     pub(crate) fn close(&self) {
         self.spawned.fetch_or(CLOSED, SeqCst);
+        self.closed.store(true, SeqCst);
     }
 
+    /// Whether `close` has run: `true` means every admission before the
+    /// close is visible to a later `pending`.
     pub(crate) fn is_closed(&self) -> bool {
-        self.spawned.load(SeqCst) & CLOSED != 0
+        self.closed.load(SeqCst)
     }
 
     /// Jobs accepted and not yet finished, given `finished`, the sum of the
