@@ -29,8 +29,10 @@ pub(crate) struct Header {
     queued_at: u64,
     // ORDERING (for the two fields below): Relaxed. They are written
     // before a state transition with Release semantics and read after an
-    // Acquire load of the state, which orders them. (The worker that
-    // started the job is in the status word itself.)
+    // Acquire load of the state, which orders them; the one exception is
+    // the finish time of a job cancelled while queued, stored just after
+    // its transition (see `cancel`). (The worker that started the job is
+    // in the status word itself.)
     pub(crate) started_at: AtomicU64,
     pub(crate) finished_at: AtomicU64,
     /// What only some jobs need, allocated when one does (a deadline at
@@ -428,6 +430,9 @@ impl<J: Job> ErasedJob for JobCell<J> {
             // the closure (`start` fails): it is ours to drop.
             let job = unsafe { self.take_job() };
             unwind::drop_quietly(job);
+            // ORDERING: Relaxed, unlike the field's usual write-before-
+            // transition: the CAS to CANCELLED is already done, so a racing
+            // `info()` may briefly show no finish time, never a wrong one.
             self.header.finished_at.store(time::now(), Relaxed);
             self.header.wake_waiter(prev);
         }
