@@ -106,6 +106,7 @@ mod tests {
     #[test]
     fn ids_count_and_refusals_are_taken_back() {
         let a = Admission::new();
+        assert!(!a.is_closed());
         assert_eq!(a.admit(), Some(1));
         assert_eq!(a.admit(), Some(2));
         a.take_back(); // the second was refused (full)
