@@ -100,6 +100,8 @@ impl Pool {
         if let Some(size) = self.config.stack_size {
             builder = builder.stack_size(size);
         }
+        // ORDERING: Release pairs with the Acquire in `used_slots`: a thief
+        // that sees this slot counted sees its deque's stealer set up.
         self.high.fetch_max(index + 1, Release);
         let pool = Arc::clone(self);
         match builder.spawn(move || worker::main_loop(pool, index)) {
