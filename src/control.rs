@@ -3,7 +3,7 @@
 
 use crate::dispatcher::{join_workers, on_worker_of, shutdown_pool, Dispatcher, Shutdown};
 use crate::error::{SpawnError, WorkerError};
-use crate::job::cell::ErasedJob;
+use crate::job::cell::JobRef;
 use crate::job::state::{self, Cancel};
 use crate::job::{Job, JobHandle, JobId};
 use crate::worker::slot;
@@ -34,7 +34,7 @@ pub(crate) enum Halted {
 }
 
 /// Cancels one job for a halt.
-pub(crate) fn halt_job(job: &dyn ErasedJob) -> Halted {
+pub(crate) fn halt_job(job: &JobRef) -> Halted {
     match job.cancel(state::BY_HALT, true) {
         Cancel::WasQueued(_) => Halted::NeverStarted,
         Cancel::Requested => Halted::Interrupted,
@@ -82,7 +82,7 @@ impl Dispatcher {
         pool.set_paused(true);
         let mut report = HaltReport::default();
         for job in pool.index.live() {
-            match halt_job(&*job) {
+            match halt_job(&job) {
                 Halted::NeverStarted => report.never_started.push(job.header().id),
                 Halted::Interrupted => report.interrupted.push(job.header().id),
                 Halted::AlreadyOver => {}

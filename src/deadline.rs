@@ -1,10 +1,15 @@
 //! Job deadlines: one timer thread per pool, started by the first job that
 //! has a deadline, cancels each such job when its deadline passes. Jobs
 //! without a deadline never touch it.
+//!
+//! An entry names its job by id and finds it through the pool's index when
+//! it comes due: a live job is always in the index, and a job that
+//! finished early is freed at once rather than kept until its deadline.
+//! The thread holds the pool weakly, so that it never keeps it alive.
 
-use crate::job::cell::{ErasedJob, JobRef};
-use crate::job::state;
+use crate::job::{state, JobId};
 use crate::loom::{Condvar, Mutex};
+use crate::pool::Pool;
 use crate::signal::lock;
 use crate::time;
 use std::cmp::{Ordering, Reverse};
@@ -31,12 +36,10 @@ struct State {
     stopped: bool,
 }
 
-/// A pending deadline. Holds the job weakly: a job that finishes early is
-/// freed at once, and its entry is skipped when it comes due.
+/// A pending deadline.
 struct Entry {
     at: u64,
     id: u64,
-    job: Weak<dyn ErasedJob>,
 }
 
 impl PartialEq for Entry {
@@ -57,13 +60,10 @@ impl Ord for Entry {
 }
 
 impl Deadlines {
-    /// Arranges for `job` to be cancelled at `at` (a `time::deadline_nanos` value).
-    pub(crate) fn watch(&self, job: &JobRef, at: u64) {
-        let entry = Entry {
-            at,
-            id: job.header().id.0,
-            job: Arc::downgrade(job),
-        };
+    /// Arranges for job `id`, already in `pool`'s index, to be cancelled
+    /// at `at` (a `time::deadline_nanos` value).
+    pub(crate) fn watch(&self, pool: &Arc<Pool>, id: JobId, at: u64) {
+        let entry = Entry { at, id: id.0 };
         let mut state = lock(&self.shared.state);
         if state.stopped {
             return;
@@ -77,11 +77,12 @@ impl Deadlines {
         let mut thread = lock(&self.thread);
         if thread.is_none() {
             let shared = Arc::clone(&self.shared);
+            let pool = Arc::downgrade(pool);
             // If the OS refuses a thread, deadlines still apply to queued
             // jobs when a worker pops them (see `worker::execute`).
             *thread = std::thread::Builder::new()
                 .name("workyard-deadlines".into())
-                .spawn(move || shared.run())
+                .spawn(move || shared.run(&pool))
                 .ok();
         }
     }
@@ -99,7 +100,7 @@ impl Deadlines {
 }
 
 impl Shared {
-    fn run(&self) {
+    fn run(&self, pool: &Weak<Pool>) {
         let mut state = lock(&self.state);
         while !state.stopped {
             let now = time::now_nanos();
@@ -108,7 +109,8 @@ impl Shared {
                 Some(Reverse(top)) if top.at <= now => {
                     let Reverse(due) = state.heap.pop().expect("peeked");
                     drop(state);
-                    if let Some(job) = due.job.upgrade() {
+                    // The pool is only gone while it stops this thread.
+                    if let Some(job) = pool.upgrade().and_then(|p| p.index.get(JobId(due.id))) {
                         let _ = job.cancel(state::BY_DEADLINE, true);
                     }
                     state = lock(&self.state);

@@ -91,20 +91,21 @@ pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<u64, Refused> {
 /// arms its deadline (`at`, 0 for none), queues it (on the current worker's
 /// own deque when called from inside one of this pool's jobs) and wakes a
 /// parked worker.
-pub(crate) fn publish(pool: &Arc<Pool>, job: JobRef, at: u64) {
-    pool.index.insert(job.clone());
+pub(crate) fn publish(pool: &Arc<Pool>, [job, indexed]: [JobRef; 2], at: u64) {
+    pool.index.insert(indexed);
     if at != 0 {
-        pool.deadlines.watch(&job, at);
+        // After the insert: the timer finds the job through the index.
+        pool.deadlines.watch(pool, job.header().id, at);
     }
     let job = worker::with_current(|ctx| match ctx {
         Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => {
-            ctx.local.push(Task::Job(job));
+            ctx.local.push(Task::job(job));
             None
         }
         _ => Some(job),
     });
     if let Some(job) = job {
-        pool.injector.push(Task::Job(job));
+        pool.injector.push(Task::job(job));
     }
     pool.wake_one();
 }
@@ -233,9 +234,8 @@ impl Dispatcher {
             Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
         };
         let at = deadline.map_or(0, time::deadline_nanos);
-        let cell = JobCell::new(JobId(id), job, at);
-        let handle = JobHandle::new(cell.clone());
-        publish(pool, cell, at);
+        let (handle, refs) = JobCell::spawn(JobId(id), job, at);
+        publish(pool, refs, at);
         Ok(handle)
     }
 

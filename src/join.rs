@@ -295,7 +295,7 @@ where
     // is either popped back or waited for; `guard` rules out unwinding.
     let b_ref = unsafe { job_b.as_task() };
     let b_id = b_ref.id();
-    ctx.local.push(Task::Stack(b_ref));
+    ctx.local.push(Task::stack(b_ref));
     // Wake a parked peer to steal `b`. Only a hint, so no fence while
     // nobody sleeps: if a peer is missed, we run `b` ourselves below.
     if ctx.pool.sleep.may_have_sleepers() {
@@ -335,7 +335,7 @@ fn pop_back(ctx: &WorkerCtx, latch: &Latch, b_id: *const StackHead) -> bool {
         }
         match ctx.local.pop() {
             None => break false,
-            Some(Task::Stack(stack)) if ptr::eq(stack.id(), b_id) => break true,
+            Some(task) if task.is_stack(b_id) => break true,
             Some(task) if ctx.pool.is_paused() => set_aside.push(task),
             Some(task) => ctx.execute(task),
         }
@@ -373,7 +373,7 @@ where
     // SAFETY: `job` stays in this frame until its latch is set (a worker
     // always runs a queued stack task; `guard` rules out unwinding).
     let task = unsafe { job.as_task() };
-    pool.injector.push(Task::Stack(task));
+    pool.injector.push(Task::stack(task));
     pool.wake_one();
     job.latch.wait();
     mem::forget(guard);

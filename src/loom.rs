@@ -50,9 +50,9 @@ impl<T> UnsafeCell<T> {
 /// `--cfg loom`, so that a lost wake-up shows up as a loom deadlock.
 pub(crate) mod thread {
     #[cfg(loom)]
-    pub(crate) use loom::thread::{current, park, Thread};
+    pub(crate) use loom::thread::{current, park, yield_now, Thread};
     #[cfg(not(loom))]
-    pub(crate) use std::thread::{current, park, park_timeout, Thread};
+    pub(crate) use std::thread::{current, park, park_timeout, yield_now, Thread};
 
     /// Loom has no clock. A timed park may return early anyway (spuriously
     /// or because the time is up), so returning at once after a yield is one

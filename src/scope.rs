@@ -23,7 +23,8 @@
 
 use crate::dispatcher;
 use crate::error::{JobError, SpawnError};
-use crate::job::cell::{self, CurrentGuard, ErasedJob, Header, JobRef, ResultCell};
+use crate::job::cell::{self, CurrentGuard, Header, JobRef};
+use crate::job::raw::{self, Record};
 use crate::job::state::{self, Cancel};
 use crate::job::{JobHandle, JobId, JobInfo, JobStatus};
 use crate::join::{AbortOnUnwind, Latch};
@@ -51,10 +52,10 @@ struct ScopeState {
     done: Latch,
     /// The first panic of a scoped job that nobody joined.
     panic: Mutex<Option<Panic>>,
-    /// Every cell spawned in the scope, drained at the end. Their `'scope`
-    /// is erased (see `Scope::spawn`): a `Scope` holding `'scope` types
-    /// with drop glue could not be lent out for `'scope`.
-    members: Injector<Arc<dyn ScopeMember>>,
+    /// Every cell spawned in the scope, drained at the end. A `JobRef`
+    /// erases their `'scope` (see `Scope::spawn`): a `Scope` holding
+    /// `'scope` types with drop glue could not be lent out for `'scope`.
+    members: Injector<JobRef>,
 }
 
 impl ScopeState {
@@ -93,15 +94,10 @@ impl ScopeState {
     }
 }
 
-/// What the scope does with each of its cells once all are done.
-trait ScopeMember: Send + Sync {
-    /// Drops a result that is still stored because its handle was leaked
-    /// (an unjoined panic goes to the scope instead).
-    fn drain(&self);
-}
-
 /// The single allocation of a scoped job, like `JobCell` but generic over
-/// a closure that may borrow for `'scope`.
+/// a closure that may borrow for `'scope`. `#[repr(C)]` with the header
+/// first, as `JobCell` (see `raw.rs`).
+#[repr(C)]
 struct ScopedCell<'scope, F, T> {
     header: Header,
     /// `Some` until a worker takes it to run it or a canceller drops it;
@@ -153,14 +149,14 @@ where
     }
 }
 
-impl<'scope, F, T> ErasedJob for ScopedCell<'scope, F, T>
+// SAFETY: `repr(C)`, header first.
+unsafe impl<'scope, F, T> Record for ScopedCell<'scope, F, T>
 where
     F: FnOnce() -> T + Send + 'scope,
     T: Send + 'scope,
 {
-    fn header(&self) -> &Header {
-        &self.header
-    }
+    type Output = T;
+    type Error = Infallible;
 
     fn run(&self, _worker: usize) -> usize {
         // `claim` stored the worker and start time before RUNNING.
@@ -211,20 +207,6 @@ where
         }
         result
     }
-}
-
-impl<'scope, F, T> ResultCell<T, Infallible> for ScopedCell<'scope, F, T>
-where
-    F: FnOnce() -> T + Send + 'scope,
-    T: Send + 'scope,
-{
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
-    fn cancel(&self, reason: usize) -> Cancel {
-        ErasedJob::cancel(self, reason, true)
-    }
 
     fn take_result(&self) -> Result<T, JobError> {
         let word = self.header.state.load();
@@ -249,13 +231,9 @@ where
             self.dispose(self.take_output());
         }
     }
-}
 
-impl<'scope, F, T> ScopeMember for ScopedCell<'scope, F, T>
-where
-    F: FnOnce() -> T + Send + 'scope,
-    T: Send + 'scope,
-{
+    /// Drops a result that is still stored because its handle was leaked
+    /// (an unjoined panic goes to the scope instead).
     fn drain(&self) {
         if self.header.state.take_output() {
             self.dispose(self.take_output());
@@ -338,48 +316,29 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             Ok(id) => id,
             Err(_) => return Err(SpawnError(f)),
         };
-        let cell = Arc::new(ScopedCell {
-            header: Header::new(JobId(id), 0),
+        // ORDERING: Relaxed: the caller holds a unit of the count (the
+        // body's, or that of the scoped job it runs in), so it cannot reach
+        // zero meanwhile; the queue push below publishes the job itself.
+        self.state.pending.fetch_add(1, Relaxed);
+        // Four references: the handle, the scope, the queue and the index.
+        //
+        // A `JobRef` erases `'scope`: the queues, the index and the
+        // scope's list are `'static`. The queues and the index only start,
+        // cancel or inspect the cell: it is started or cancelled before
+        // the scope's count reaches zero, and after that (scope drained)
+        // its `'scope` fields are empty, so later calls and the final drop
+        // touch only the status record. The handle keeps `T` and is
+        // wrapped in a `ScopedHandle<'scope, _>`, which cannot leave the
+        // scope.
+        let (handle, [member, job, indexed]) = raw::publish(ScopedCell::<'scope, F, T> {
+            header: Header::new(JobId(id), 0, &ScopedCell::<F, T>::VTABLE),
             job: UnsafeCell::new(Some(f)),
             output: UnsafeCell::new(None),
             scope: &self.state,
             _scope: PhantomData,
         });
-        // ORDERING: Relaxed: the caller holds a unit of the count (the
-        // body's, or that of the scoped job it runs in), so it cannot reach
-        // zero meanwhile; the queue push below publishes the job itself.
-        self.state.pending.fetch_add(1, Relaxed);
-        let member: Arc<dyn ScopeMember + 'scope> = cell.clone();
-        // SAFETY: lifetime erasure, as below: the scope drains and drops
-        // every member before it returns.
-        let member = unsafe {
-            std::mem::transmute::<Arc<dyn ScopeMember + 'scope>, Arc<dyn ScopeMember + 'static>>(
-                member,
-            )
-        };
         self.state.members.push(member);
-
-        let result_cell: Arc<dyn ResultCell<T, Infallible> + 'scope> = cell.clone();
-        // SAFETY: lifetime erasure. The `'static` types only hide `'scope`
-        // from the queues, the index and the handle. The handle is wrapped
-        // in a `ScopedHandle<'scope, _>`, which cannot leave the scope. The
-        // queues and the index only start, cancel or inspect the cell: it
-        // is started or cancelled before the scope's count reaches zero,
-        // and after that (scope drained) its `'scope` fields are empty, so
-        // later calls and the final drop touch only the status record.
-        let result_cell = unsafe {
-            std::mem::transmute::<
-                Arc<dyn ResultCell<T, Infallible> + 'scope>,
-                Arc<dyn ResultCell<T, Infallible> + 'static>,
-            >(result_cell)
-        };
-        let handle = JobHandle::new(result_cell);
-        let job: Arc<dyn ErasedJob + 'scope> = cell;
-        // SAFETY: as above.
-        let job: JobRef = unsafe {
-            std::mem::transmute::<Arc<dyn ErasedJob + 'scope>, Arc<dyn ErasedJob + 'static>>(job)
-        };
-        dispatcher::publish(pool, job, 0);
+        dispatcher::publish(pool, [job, indexed], 0);
         Ok(ScopedHandle {
             inner: handle,
             scope: PhantomData,

@@ -1,19 +1,20 @@
 //! The heap allocation of a job: its status record ([`Header`]) and one
-//! slot that holds the job, then its result, behind an `Arc`. (A job with
-//! a deadline, or whose joiner has to wait, gets a second, small one: the
-//! header's extras.)
+//! slot that holds the job, then its result. (A job with a deadline, or
+//! whose joiner has to wait, gets a second, small one: the header's extras.)
 //!
-//! The queues and the id index see it as a [`JobRef`] (`Arc<dyn ErasedJob>`),
-//! the typed [`JobHandle`](super::JobHandle) as `Arc<dyn ResultCell<T, E>>`:
-//! two views of the same allocation.
+//! The queues and the id index hold it as a [`JobRef`], a counted pointer
+//! to the header (see `raw.rs`); the typed [`JobHandle`] holds a `JobRef`
+//! and the function that takes the result out as the job's own type.
 
 use super::info::{CancelReason, JobInfo};
+pub(crate) use super::raw::JobRef;
+use super::raw::{self, Record, VTable};
 use super::state::{self, Cancel, Snapshot, Start, State};
-use super::{Job, JobId};
+use super::{Job, JobHandle, JobId};
 use crate::error::JobError;
-use crate::loom::{AtomicPtr, AtomicU64, UnsafeCell};
+use crate::loom::{AtomicPtr, AtomicU64, AtomicUsize, UnsafeCell};
 use crate::unwind::{self, PanicPayload};
-use crate::{time, trace, Arc};
+use crate::{time, trace};
 use atomic_waker::AtomicWaker;
 use std::cell::Cell;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
@@ -25,6 +26,11 @@ pub(crate) type Outcome<J> = Result<<J as Job>::Output, JobError<<J as Job>::Err
 /// The status record: everything about a job that does not depend on its type.
 pub(crate) struct Header {
     pub(crate) state: State,
+    /// References to the record (see `raw.rs`); it is freed when the last
+    /// one goes.
+    pub(crate) refs: AtomicUsize,
+    /// The functions of the record's concrete type.
+    pub(crate) vtable: &'static VTable,
     pub(crate) id: JobId,
     queued_at: u64,
     // ORDERING (for the two fields below): Relaxed. They are written
@@ -76,9 +82,12 @@ impl Drop for Header {
 }
 
 impl Header {
-    pub(crate) fn new(id: JobId, deadline: u64) -> Header {
+    /// A queued job's record, for `raw::publish` (which sets its count).
+    pub(crate) fn new(id: JobId, deadline: u64, vtable: &'static VTable) -> Header {
         Header {
             state: State::new(),
+            refs: AtomicUsize::new(0),
+            vtable,
             id,
             queued_at: time::now(),
             started_at: AtomicU64::new(0),
@@ -186,34 +195,9 @@ impl Header {
     }
 }
 
-/// The type-erased view used by the queues, the index and the workers.
-pub(crate) trait ErasedJob: Send + Sync {
-    fn header(&self) -> &Header;
-
-    /// Runs the job on worker `worker` and returns its terminal state.
-    /// Only the caller that won [`claim`] may call it.
-    fn run(&self, worker: usize) -> usize;
-
-    /// Cancels the job (see [`State::cancel`]; `running == false` leaves a
-    /// running job alone). A job cancelled while queued has its closure
-    /// dropped and its joiner woken here; the worker that later pops it
-    /// only counts it.
-    fn cancel(&self, reason: usize, running: bool) -> Cancel;
-}
-
-/// A job in a queue or in the index.
-pub(crate) type JobRef = Arc<dyn ErasedJob>;
-
-/// The typed view used by a [`JobHandle`](super::JobHandle).
-pub(crate) trait ResultCell<T, E>: Send + Sync {
-    fn header(&self) -> &Header;
-    fn cancel(&self, reason: usize) -> Cancel;
-    /// Takes the result of a terminal job. Call at most once, by the handle.
-    fn take_result(&self) -> Result<T, JobError<E>>;
-    /// The handle is going away: drop an untaken result.
-    fn release(&self);
-}
-
+/// A plain job's record. `#[repr(C)]` with the header first: a pointer to
+/// the header is a pointer to the record (see `raw.rs`).
+#[repr(C)]
 pub(crate) struct JobCell<J: Job> {
     header: Header,
     /// The job, then its outcome: one slot, because a job never holds
@@ -240,9 +224,15 @@ pub(crate) enum Stage<J: Job> {
 unsafe impl<J: Job> Sync for JobCell<J> {}
 
 impl<J: Job> JobCell<J> {
-    pub(crate) fn new(id: JobId, job: J, deadline: u64) -> Arc<Self> {
-        Arc::new(JobCell {
-            header: Header::new(id, deadline),
+    /// A queued job's record, its handle and `N` more references to it
+    /// (for the queue and the index).
+    pub(crate) fn spawn<const N: usize>(
+        id: JobId,
+        job: J,
+        deadline: u64,
+    ) -> (JobHandle<J::Output, J::Error>, [JobRef; N]) {
+        raw::publish(JobCell {
+            header: Header::new(id, deadline, &Self::VTABLE),
             stage: UnsafeCell::new(Stage::Queued(job)),
         })
     }
@@ -383,10 +373,10 @@ impl Drop for CurrentGuard {
     }
 }
 
-impl<J: Job> ErasedJob for JobCell<J> {
-    fn header(&self) -> &Header {
-        &self.header
-    }
+// SAFETY: `repr(C)`, header first.
+unsafe impl<J: Job> Record for JobCell<J> {
+    type Output = J::Output;
+    type Error = J::Error;
 
     #[cfg_attr(not(feature = "tracing"), allow(clippy::let_unit_value))]
     fn run(&self, worker: usize) -> usize {
@@ -437,16 +427,6 @@ impl<J: Job> ErasedJob for JobCell<J> {
             self.header.wake_waiter(prev);
         }
         result
-    }
-}
-
-impl<J: Job> ResultCell<J::Output, J::Error> for JobCell<J> {
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
-    fn cancel(&self, reason: usize) -> Cancel {
-        ErasedJob::cancel(self, reason, true)
     }
 
     fn take_result(&self) -> Outcome<J> {
@@ -533,17 +513,17 @@ mod loom_tests;
 
 #[cfg(all(test, not(loom), target_pointer_width = "64"))]
 #[test]
-fn a_queued_job_costs_72_bytes_plus_its_closure() {
+fn a_queued_job_costs_88_bytes_plus_its_closure() {
     // The memory target (issue #5): ≤ 128 bytes per queued job beyond the
-    // closure. The cell with an 8-byte closure is 72, the `Arc` counts 16,
-    // the queue slot 24 and the index overflow 16: 121 measured.
+    // closure. The record with an 8-byte closure is 88 (its count and
+    // vtable included), the injector slot 16 and the index overflow 8.
     let x = 7u64;
     let job = move || x;
     fn cell_size<J: Job>(_: &J) -> usize {
         std::mem::size_of::<JobCell<J>>()
     }
-    assert_eq!(std::mem::size_of::<Header>(), 48);
-    assert_eq!(cell_size(&job), 72);
+    assert_eq!(std::mem::size_of::<Header>(), 64);
+    assert_eq!(cell_size(&job), 88);
 }
 
 /// Every worker outcome against every handle action, in one thread, with
@@ -554,7 +534,7 @@ fn a_queued_job_costs_72_bytes_plus_its_closure() {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::job::JobHandle;
+    use crate::Arc;
     use std::sync::atomic::AtomicUsize as Count;
     use std::sync::atomic::Ordering::SeqCst;
 
@@ -616,9 +596,8 @@ mod tests {
             outcome: w,
             out: output.clone(),
         };
-        let cell = JobCell::new(JobId(7), job, 0);
-        let mut handle = Some(JobHandle::new(cell.clone()));
-        let job: JobRef = cell;
+        let (handle, [job]) = JobCell::spawn(JobId(7), job, 0);
+        let mut handle = Some(handle);
         let produces = matches!(w, Worker::Succeed | Worker::Fail | Worker::CancelRunning);
 
         match h {
@@ -698,10 +677,10 @@ mod tests {
             }
         }
         if drop_handle_last {
-            // Keep a clone of the typed view alive past the erased one.
-            let typed: Arc<dyn ErasedJob> = job.clone();
+            // A second reference outlives the first: the last one frees it.
+            let other = job.clone();
             drop(job);
-            drop(typed);
+            drop(other);
         } else {
             drop(job);
         }
@@ -739,10 +718,8 @@ mod tests {
 
     #[test]
     fn nested_runs_restore_the_current_job() {
-        let inner = JobCell::new(JobId(2), crate::current_job, 0);
-        let inner_handle = JobHandle::new(inner.clone());
-        let inner: JobRef = inner;
-        let outer = JobCell::new(
+        let (inner_handle, [inner]) = JobCell::spawn(JobId(2), crate::current_job, 0);
+        let (outer_handle, [outer]) = JobCell::spawn(
             JobId(1),
             move || {
                 let me = crate::current_job();
@@ -752,8 +729,6 @@ mod tests {
             },
             0,
         );
-        let outer_handle = JobHandle::new(outer.clone());
-        let outer: JobRef = outer;
         assert!(claim(&outer, 0, crate::time::now()));
         assert_eq!(outer.run(0), state::SUCCEEDED);
         assert_eq!(
@@ -768,9 +743,7 @@ mod tests {
     fn a_joiner_on_another_thread_is_woken() {
         let count = if cfg!(miri) { 5 } else { 200 };
         for i in 0..count {
-            let cell = JobCell::new(JobId(i), move || i * 2, 0);
-            let handle = JobHandle::new(cell.clone());
-            let job: JobRef = cell;
+            let (handle, [job]) = JobCell::spawn(JobId(i), move || i * 2, 0);
             let joiner = std::thread::spawn(move || handle.join().unwrap());
             assert!(claim(&job, 0, crate::time::now()));
             job.run(0);
@@ -784,9 +757,7 @@ mod tests {
         let drops = Arc::new(Count::new(0));
         for i in 0..count {
             let out = drops.clone();
-            let cell = JobCell::new(JobId(i), move || Probe(out), 0);
-            let handle = JobHandle::new(cell.clone());
-            let job: JobRef = cell;
+            let (handle, [job]) = JobCell::spawn(JobId(i), move || Probe(out), 0);
             let dropper = std::thread::spawn(move || drop(handle));
             assert!(claim(&job, 0, crate::time::now()));
             job.run(0);

@@ -1,16 +1,16 @@
 //! [`JobHandle`]: the typed, owning view of one job.
 
-use super::cell::ResultCell;
+use super::cell::{Header, JobRef};
 use super::info::{JobInfo, JobStatus};
 use super::state::Cancel;
 use super::JobId;
 use crate::error::JobError;
 use crate::worker;
-use crate::Arc;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -31,33 +31,57 @@ use std::time::{Duration, Instant};
 /// assert_eq!(handle.join().unwrap(), 3_628_800);
 /// ```
 pub struct JobHandle<T, E = Infallible> {
-    cell: Arc<dyn ResultCell<T, E>>,
+    job: JobRef,
+    /// Takes the result out of the record, as the record's own type.
+    take: TakeFn<T, E>,
 }
 
+/// See [`JobHandle::from_raw`].
+pub(crate) type TakeFn<T, E> = unsafe fn(NonNull<Header>) -> Result<T, JobError<E>>;
+
 impl<T, E> JobHandle<T, E> {
-    pub(crate) fn new(cell: Arc<dyn ResultCell<T, E>>) -> Self {
-        JobHandle { cell }
+    /// The handle of the job that `job` refers to.
+    ///
+    /// # Safety
+    ///
+    /// `take` takes the result of a terminal job out of a record of
+    /// `job`'s type, once, and yields this handle's `T` and `E`.
+    pub(crate) unsafe fn from_raw(job: JobRef, take: TakeFn<T, E>) -> Self {
+        JobHandle { job, take }
+    }
+
+    fn header(&self) -> &Header {
+        self.job.header()
+    }
+
+    /// Takes the result; once, after the job reached a terminal state.
+    fn take_result(&self) -> Result<T, JobError<E>> {
+        debug_assert!(self.header().state.load().is_terminal());
+        // SAFETY: `from_raw`'s contract; our callers consume or finish the
+        // handle (`join`, `poll` returning `Ready`), and `take` panics
+        // rather than take twice.
+        unsafe { (self.take)(self.job.as_ptr()) }
     }
 
     /// The job's id.
     pub fn id(&self) -> JobId {
-        self.cell.header().id
+        self.header().id
     }
 
     /// The job's status now.
     pub fn status(&self) -> JobStatus {
-        JobStatus::from_snapshot(self.cell.header().state.load())
+        JobStatus::from_snapshot(self.header().state.load())
     }
 
     /// A snapshot of the job's status record.
     pub fn info(&self) -> JobInfo {
-        self.cell.header().info()
+        self.header().info()
     }
 
     /// `true` once the job reached a terminal status; `join` then returns
     /// without blocking.
     pub fn is_finished(&self) -> bool {
-        self.cell.header().state.load().is_terminal()
+        self.header().state.load().is_terminal()
     }
 
     /// Cancels the job. A queued job never runs and ends
@@ -80,7 +104,7 @@ impl<T, E> JobHandle<T, E> {
     /// pool.resume();
     /// ```
     pub fn cancel(&self) -> bool {
-        self.cell.cancel(0) != Cancel::TooLate
+        self.job.cancel(0, true) != Cancel::TooLate
     }
 
     /// Waits for the job and returns its result. On a worker thread it runs
@@ -100,7 +124,7 @@ impl<T, E> JobHandle<T, E> {
         );
         let finished = self.wait(None);
         debug_assert!(finished);
-        self.cell.take_result()
+        self.take_result()
     }
 
     /// Like [`join`](Self::join), but gives up after `timeout`, returning the
@@ -126,7 +150,7 @@ impl<T, E> JobHandle<T, E> {
         }
         let deadline = Instant::now().checked_add(timeout);
         if self.wait(deadline) {
-            Ok(self.cell.take_result())
+            Ok(self.take_result())
         } else {
             Err(self)
         }
@@ -134,12 +158,12 @@ impl<T, E> JobHandle<T, E> {
 
     /// Is the calling thread running this very job?
     fn is_running_here(&self) -> bool {
-        super::cell::is_current(self.cell.header())
+        super::cell::is_current(self.header())
     }
 
     /// Blocks until the job is terminal or `deadline` passes; `true` if done.
     fn wait(&self, deadline: Option<Instant>) -> bool {
-        let header = self.cell.header();
+        let header = self.header();
         if header.state.load().is_terminal() {
             return true;
         }
@@ -211,9 +235,9 @@ impl<T, E> Future for JobHandle<T, E> {
     type Output = Result<T, JobError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let header = self.cell.header();
+        let header = self.header();
         if header.state.load().is_terminal() || !header.register_waker(cx.waker()) {
-            return Poll::Ready(self.cell.take_result());
+            return Poll::Ready(self.take_result());
         }
         Poll::Pending
     }
@@ -221,7 +245,7 @@ impl<T, E> Future for JobHandle<T, E> {
 
 impl<T, E> Drop for JobHandle<T, E> {
     fn drop(&mut self) {
-        self.cell.release();
+        self.job.release();
     }
 }
 

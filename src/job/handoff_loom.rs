@@ -32,9 +32,8 @@ impl Drop for Tracked {
 fn spawn() -> (JobRef, JobHandle<(u32, Tracked)>, Arc<AtomicUsize>) {
     let drops = Arc::new(AtomicUsize::new(0));
     let out = drops.clone();
-    let cell = JobCell::new(JobId(1), move || (7u32, Tracked(out)), 0);
-    let handle = JobHandle::new(cell.clone());
-    (cell, handle, drops)
+    let (handle, [job]) = JobCell::spawn(JobId(1), move || (7u32, Tracked(out)), 0);
+    (job, handle, drops)
 }
 
 fn worker(job: JobRef) -> thread::JoinHandle<()> {

@@ -2,29 +2,32 @@
 //! `Dispatcher::status`/`info`/`cancel` and for `halt`.
 //!
 //! Ids are handed out sequentially, so the index is a ring of `R` slots (a
-//! power of two) addressed by `id % R`: inserting is one uncontended lock of
-//! one slot and a pointer swap, with no hashing. The ring keeps the records
-//! of the last `R` jobs spawned, finished or not: that is the history. A
-//! job pushed out of the ring while still queued or running (only when more
-//! than `R` jobs are live, a deep queue) moves to an overflow map, so every
-//! live job stays findable; finished jobs leave the overflow lazily.
+//! power of two) addressed by `id % R`: inserting is one compare-and-swap
+//! of one slot, with no hashing. The ring keeps the records of the last `R`
+//! jobs spawned, finished or not: that is the history. A job pushed out of
+//! the ring while still queued or running (only when more than `R` jobs are
+//! live, a deep queue) moves to an overflow map, so every live job stays
+//! findable; finished jobs leave the overflow lazily.
 //!
-//! The slot locks are `std::sync::Mutex`es that only a lookup of that same
-//! slot contends for; workers never touch the index.
+//! A slot is a [`JobRef`]'s pointer with a lock bit, which only a reader
+//! sets, for the moment it takes a reference of its own: the record cannot
+//! be pushed out and freed meanwhile. An insert waits while the bit is set
+//! (a reader holds it for one increment) and never sets it, so a spawn
+//! costs one compare-and-swap; workers never touch the index.
 //!
 //! The record pushed out of the ring was last written by the worker that
 //! ran it, on another core: reading its status and dropping it was a cache
 //! miss per spawn, the largest single cost of a spawn. So each insert also
 //! prefetches the record that the insert [`PREFETCH_AHEAD`] ids later will
-//! push out, from a copy of its address kept beside the slot.
+//! push out.
 
-use super::cell::JobRef;
+use super::cell::{Header, JobRef};
 use super::JobId;
-use crate::loom::Mutex;
+use crate::loom::{AtomicPtr, Mutex};
 use crate::signal::lock;
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::Relaxed;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Most finished overflow records dropped by one overflow insert.
 const TRIM_BUDGET: usize = 4;
@@ -33,16 +36,20 @@ const TRIM_BUDGET: usize = 4;
 /// spawns' time covers a miss to another core's cache.
 const PREFETCH_AHEAD: u64 = 8;
 
+/// The lock bit of a slot (a header is 8-byte aligned, so bit 0 is free).
+const LOCKED: usize = 1;
+
 pub(crate) struct Index {
-    ring: Box<[Mutex<Option<JobRef>>]>,
-    /// The address of the record in each ring slot, only ever used as a
-    /// prefetch hint (a stale one costs a useless prefetch, nothing more).
-    addresses: Box<[AtomicUsize]>,
+    /// Each slot owns one count of the record it points at (or is null).
+    ring: Box<[Slot]>,
     mask: u64,
     /// `false` for `history(0)`: finished records are not answered for.
     keep_finished: bool,
     overflow: Mutex<Overflow>,
 }
+
+/// One ring slot: a [`JobRef`] as a pointer, with the [`LOCKED`] bit.
+struct Slot(AtomicPtr<Header>);
 
 /// Live jobs pushed out of the ring, sorted by id. They leave in id order
 /// (mostly), so the overflow is appended at the back, trimmed at the front,
@@ -52,20 +59,13 @@ struct Overflow {
     jobs: VecDeque<JobRef>,
 }
 
-/// Where a record's memory starts: the `Arc`'s counts, 16 bytes before its
-/// data. Pushing a record out touches the counts, the status word and the
-/// job slot, all within the record's first 128 bytes.
-fn record_address(job: &JobRef) -> usize {
-    (crate::Arc::as_ptr(job) as *const u8 as usize).wrapping_sub(16)
-}
-
 /// Asks the CPU to start loading the two cache lines at `address` (0: none)
-/// for writing (`prefetchw`): the record's counts and status are written when
-/// it is pushed out, and its memory is rewritten by the next spawn that
-/// reuses it. Prefetching never faults, whatever the address; a CPU without
-/// `prefetchw` runs it as a no-op. (`_mm_prefetch` with `_MM_HINT_ET0`
-/// compiles to a plain read prefetch unless the `prfchw` target feature is
-/// enabled at build time.)
+/// for writing (`prefetchw`): the record's status and count are written
+/// when it is pushed out, and its memory is rewritten by the next spawn
+/// that reuses it. Prefetching never faults, whatever the address; a CPU
+/// without `prefetchw` runs it as a no-op. (`_mm_prefetch` with
+/// `_MM_HINT_ET0` compiles to a plain read prefetch unless the `prfchw`
+/// target feature is enabled at build time.)
 #[inline]
 fn prefetch(address: usize) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
@@ -83,6 +83,103 @@ fn prefetch(address: usize) {
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     let _ = address;
+}
+
+/// Waits a moment for a reader to clear a slot's lock bit.
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 64 && !cfg!(loom) {
+        std::hint::spin_loop();
+    } else {
+        // The reader was descheduled inside its few instructions. (Under
+        // loom, every wait yields, so that the model runs the reader.)
+        crate::loom::thread::yield_now();
+    }
+}
+
+impl Slot {
+    fn empty() -> Slot {
+        Slot(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// Puts `job` in the slot and returns what it held.
+    fn replace(&self, job: JobRef) -> Option<JobRef> {
+        let new = job.into_raw().as_ptr();
+        let mut spins = 0;
+        let mut current = self.0.load(Relaxed);
+        loop {
+            if current as usize & LOCKED != 0 {
+                backoff(&mut spins);
+                current = self.0.load(Relaxed);
+                continue;
+            }
+            // ORDERING: AcqRel. Release publishes the new record to the
+            // readers that Acquire the slot. Acquire takes over the old
+            // record: it reads the Release of its inserter, and of the
+            // last reader's unlock, so that reader's increment of the count
+            // happens before our decrement.
+            match self.0.compare_exchange_weak(current, new, AcqRel, Relaxed) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        // SAFETY: the slot owned one count of `current` (when non-null),
+        // which it hands to us with the pointer.
+        NonNull::new(current).map(|old| unsafe { JobRef::adopt(old) })
+    }
+
+    /// The address of the record in the slot, as a prefetch hint only.
+    fn address(&self) -> usize {
+        // ORDERING: Relaxed: nothing is read through it.
+        self.0.load(Relaxed) as usize & !LOCKED
+    }
+
+    /// A reference of our own to the record in the slot, if `keep` it.
+    fn get(&self, keep: impl FnOnce(&JobRef) -> bool) -> Option<JobRef> {
+        let mut spins = 0;
+        let mut current = self.0.load(Acquire);
+        loop {
+            if current.is_null() {
+                return None;
+            }
+            if current as usize & LOCKED != 0 {
+                backoff(&mut spins);
+                current = self.0.load(Acquire);
+                continue;
+            }
+            // The lock bit set by pointer arithmetic, which keeps the
+            // pointer's provenance (unlike a round trip through usize).
+            let locked = current.cast::<u8>().wrapping_add(LOCKED).cast::<Header>();
+            // ORDERING: Acquire, to read the record its inserter published.
+            match self
+                .0
+                .compare_exchange_weak(current, locked, Acquire, Acquire)
+            {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        // SAFETY: the lock bit keeps the slot's count in place (an insert
+        // waits for us), so the record is alive; `ManuallyDrop` borrows
+        // the slot's count without giving it up.
+        let slot_ref =
+            std::mem::ManuallyDrop::new(unsafe { JobRef::adopt(NonNull::new_unchecked(current)) });
+        let found = keep(&slot_ref).then(|| JobRef::clone(&slot_ref));
+        // ORDERING: Release: an insert that Acquires the unlocked slot sees
+        // our increment done before it drops the slot's count.
+        self.0.store(current, Release);
+        found
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // ORDERING: Acquire, for the record's last inserter (the index is
+        // being dropped, so no reader holds the lock bit).
+        let current = self.0.load(Acquire);
+        // SAFETY: the slot owned one count of its record.
+        drop(NonNull::new(current).map(|p| unsafe { JobRef::adopt(p) }));
+    }
 }
 
 fn is_live(job: &JobRef) -> bool {
@@ -136,40 +233,31 @@ impl Index {
     pub(crate) fn new(history: usize) -> Index {
         let slots = history.max(1).next_power_of_two();
         Index {
-            ring: (0..slots).map(|_| Mutex::new(None)).collect(),
-            addresses: (0..slots).map(|_| AtomicUsize::new(0)).collect(),
+            ring: (0..slots).map(|_| Slot::empty()).collect(),
             mask: slots as u64 - 1,
             keep_finished: history > 0,
             overflow: Mutex::new(Overflow::default()),
         }
     }
 
-    fn slot(&self, id: JobId) -> &Mutex<Option<JobRef>> {
-        &self.ring[(id.0 & self.mask) as usize]
+    fn slot(&self, id: u64) -> &Slot {
+        &self.ring[(id & self.mask) as usize]
     }
 
     /// Adds a new job, pushing out the record `R` ids older.
     pub(crate) fn insert(&self, job: JobRef) {
         let id = job.header().id.0;
-        let at = (id & self.mask) as usize;
-        // ORDERING (both): Relaxed, a hint: nothing is read through it.
-        self.addresses[at].store(record_address(&job), Relaxed);
-        let ahead = (id.wrapping_add(PREFETCH_AHEAD) & self.mask) as usize;
-        prefetch(self.addresses[ahead].load(Relaxed));
-        let old = lock(&self.ring[at]).replace(job);
-        if let Some(old) = old {
+        prefetch(self.slot(id.wrapping_add(PREFETCH_AHEAD)).address());
+        if let Some(old) = self.slot(id).replace(job) {
             if is_live(&old) {
                 lock(&self.overflow).insert(old);
             }
-            // A finished record is dropped here, outside the slot lock.
+            // A finished record is dropped here.
         }
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<JobRef> {
-        let found = lock(self.slot(id))
-            .as_ref()
-            .filter(|job| job.header().id == id)
-            .cloned();
+        let found = self.slot(id.0).get(|job| job.header().id == id);
         let found = found.or_else(|| lock(&self.overflow).get(id.0).cloned());
         found.filter(|job| self.keep_finished || is_live(job))
     }
@@ -179,8 +267,7 @@ impl Index {
         let mut live: Vec<JobRef> = self
             .ring
             .iter()
-            .filter_map(|slot| lock(slot).clone())
-            .filter(is_live)
+            .filter_map(|slot| slot.get(is_live))
             .collect();
         live.extend(
             lock(&self.overflow)
@@ -200,20 +287,23 @@ impl Index {
 
     /// Number of records held (ring slots in use plus overflow).
     pub(crate) fn len(&self) -> usize {
-        let in_ring = self.ring.iter().filter(|slot| lock(slot).is_some()).count();
+        let in_ring = self.ring.iter().filter(|slot| slot.address() != 0).count();
         in_ring + lock(&self.overflow).jobs.len()
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "index_loom.rs"]
+mod loom_tests;
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::job::cell::JobCell;
-    use crate::Arc;
 
     fn job(id: u64) -> JobRef {
-        let cell: Arc<JobCell<fn()>> = JobCell::new(JobId(id), (|| ()) as fn(), 0);
-        cell
+        let (_handle, [job]) = JobCell::spawn(JobId(id), || (), 0);
+        job
     }
 
     fn finish(job: &JobRef) {

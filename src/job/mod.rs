@@ -4,6 +4,7 @@ pub(crate) mod cell;
 mod handle;
 pub(crate) mod index;
 mod info;
+pub(crate) mod raw;
 pub(crate) mod state;
 pub(crate) mod task;
 

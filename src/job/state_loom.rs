@@ -41,10 +41,7 @@ struct Counters {
 
 /// A job that counts its runs, captures a `Tracked` and returns one with 42.
 #[allow(clippy::type_complexity)]
-fn job() -> (
-    Arc<JobCell<impl crate::Job<Output = (u32, Tracked), Error = std::convert::Infallible>>>,
-    Counters,
-) {
+fn job() -> (JobHandle<(u32, Tracked)>, JobRef, Counters) {
     let c = Counters {
         runs: Arc::new(AtomicUsize::new(0)),
         captured_drops: Arc::new(AtomicUsize::new(0)),
@@ -58,7 +55,8 @@ fn job() -> (
         runs.fetch_add(1, SeqCst);
         (42u32, Tracked(out))
     };
-    (JobCell::new(JobId(1), job, 0), c)
+    let (handle, [job]) = JobCell::spawn(JobId(1), job, 0);
+    (handle, job, c)
 }
 
 /// What the worker thread does with a popped job: `Some(outcome)` if it
@@ -70,9 +68,7 @@ fn work(job: JobRef) -> Option<usize> {
 #[test]
 fn cancel_races_start_and_finish() {
     model("state: cancel vs start vs finish, joined", || {
-        let (cell, c) = job();
-        let handle = JobHandle::new(cell.clone());
-        let job: JobRef = cell;
+        let (handle, job, c) = job();
         let worker = {
             let job = job.clone();
             thread::spawn(move || work(job))
@@ -122,9 +118,7 @@ fn cancel_races_start_and_finish() {
 #[test]
 fn two_cancellers_race_the_worker() {
     model("state: caller cancel vs halt cancel vs worker", || {
-        let (cell, c) = job();
-        let handle = JobHandle::new(cell.clone());
-        let job: JobRef = cell;
+        let (handle, job, c) = job();
         let worker = {
             let job = job.clone();
             thread::spawn(move || work(job))
@@ -176,9 +170,7 @@ fn halt_races_the_workers_pop_and_claim() {
     model(
         "state: halt (pause, walk) vs worker (pause check, claim)",
         || {
-            let (cell, c) = job();
-            let handle = JobHandle::new(cell.clone());
-            let job: JobRef = cell;
+            let (handle, job, c) = job();
             let paused = Arc::new(AtomicBool::new(false));
             let worker = {
                 let (job, paused) = (job.clone(), paused.clone());
@@ -188,7 +180,7 @@ fn halt_races_the_workers_pop_and_claim() {
             };
             // `Dispatcher::halt`: pause, then cancel.
             paused.store(true, SeqCst);
-            let reported = halt_job(&*job);
+            let reported = halt_job(&job);
             let ran = worker.join().unwrap();
             // What the report says is what happened to the job.
             match reported {

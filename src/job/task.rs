@@ -1,24 +1,36 @@
 //! [`Task`]: what the injector and the workers' deques hold.
 //!
-//! Most entries are spawned jobs: one `Arc` each, with a status record.
+//! Most entries are spawned jobs: a [`JobRef`] each, with a status record.
 //! The forked half of a `join` is not: it lives in its caller's stack
 //! frame (a [`StackJob`](crate::join)), and the deque holds a thin,
 //! type-erased pointer to it, a [`StackRef`], as rayon's `JobRef` does.
-//! Both variants are two words at most and the enum uses the `Arc`'s
-//! non-null niche, so a `Task` is as big as the `JobRef` it replaced
-//! (checked by a test below): plain spawns pay nothing for it.
+//! Both are one aligned pointer, so a `Task` is one word with the kind in
+//! its low bit (checked by a test below): a queue slot is as small as it
+//! can be, and plain spawns pay one bit test for sharing it with `join`.
 
-use super::cell::JobRef;
+use super::cell::{Header, JobRef};
 use crate::worker::WorkerCtx;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
-/// One entry of a work queue.
+/// One entry of a work queue: a [`JobRef`] or a [`StackRef`], as one
+/// pointer whose low bit is set for a `StackRef`.
 ///
-/// **Invariant:** a `Task::Stack` is always executed, by a thief through
+/// **Invariant:** a stack task is always executed, by a thief through
 /// [`WorkerCtx::execute`] or by its owner popping it back; it is never
 /// dropped unrun or cancelled. Its owner's stack frame is blocked until
 /// then, so dropping one would hang that caller (not corrupt memory).
-pub(crate) enum Task {
+pub(crate) struct Task(NonNull<u8>);
+
+/// The low bit of a [`Task`]: set for a stack job.
+const STACK: usize = 1;
+
+// Both kinds of pointer leave the low bit free.
+const _: () = assert!(std::mem::align_of::<Header>() > STACK);
+const _: () = assert!(std::mem::align_of::<StackHead>() > STACK);
+
+/// What a [`Task`] holds, unpacked.
+pub(crate) enum Kind {
     /// A spawned (or scoped) job: counted in `Pool::pending`, listed in
     /// the index, with a status record.
     Job(JobRef),
@@ -27,9 +39,59 @@ pub(crate) enum Task {
     Stack(StackRef),
 }
 
+// SAFETY: a `Task` is a `JobRef` or a `StackRef`, and both are `Send`.
+unsafe impl Send for Task {}
+
+impl Task {
+    #[inline]
+    pub(crate) fn job(job: JobRef) -> Task {
+        Task(job.into_raw().cast())
+    }
+
+    #[inline]
+    pub(crate) fn stack(stack: StackRef) -> Task {
+        // The tag by pointer arithmetic, which keeps the provenance.
+        Task(NonNull::new(stack.0.as_ptr().cast::<u8>().wrapping_add(STACK)).expect("aligned"))
+    }
+
+    #[inline]
+    fn is_stack_task(&self) -> bool {
+        self.0.as_ptr() as usize & STACK != 0
+    }
+
+    /// Is this the stack job `id`? (How a `join` recognises its own half.)
+    #[inline]
+    pub(crate) fn is_stack(&self, id: *const StackHead) -> bool {
+        self.is_stack_task() && self.0.as_ptr().wrapping_sub(STACK).cast_const().cast() == id
+    }
+
+    /// Unpacks the task.
+    #[inline]
+    pub(crate) fn into_kind(self) -> Kind {
+        let this = ManuallyDrop::new(self);
+        if this.is_stack_task() {
+            let head = this.0.as_ptr().wrapping_sub(STACK).cast::<StackHead>();
+            // SAFETY: made by `Task::stack` from a non-null `StackRef`.
+            Kind::Stack(StackRef(unsafe { NonNull::new_unchecked(head) }))
+        } else {
+            // SAFETY: made by `Task::job`, whose count we take over.
+            Kind::Job(unsafe { JobRef::adopt(this.0.cast()) })
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if !self.is_stack_task() {
+            // SAFETY: made by `Task::job`; we give its count up.
+            drop(unsafe { JobRef::adopt(self.0.cast()) });
+        }
+    }
+}
+
 impl From<JobRef> for Task {
     fn from(job: JobRef) -> Task {
-        Task::Job(job)
+        Task::job(job)
     }
 }
 
@@ -88,8 +150,34 @@ impl StackRef {
 mod tests {
     use super::*;
 
+    use crate::job::cell::JobCell;
+    use crate::job::JobId;
+
     #[test]
-    fn a_task_is_no_bigger_than_a_job_ref() {
-        assert_eq!(std::mem::size_of::<Task>(), std::mem::size_of::<JobRef>());
+    fn a_task_is_one_word() {
+        assert_eq!(std::mem::size_of::<Task>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn a_task_gives_back_what_it_was_made_of() {
+        let (handle, [job]) = JobCell::spawn(JobId(3), || 5, 0);
+        let address = job.as_ptr();
+        match Task::job(job).into_kind() {
+            Kind::Job(job) => assert_eq!(job.as_ptr(), address),
+            Kind::Stack(_) => panic!("a job came back as a stack task"),
+        }
+        let head = StackHead {
+            execute: |_, _| unreachable!(),
+        };
+        let id: *const StackHead = &head;
+        // SAFETY: never executed; `head` outlives the task.
+        let task = Task::stack(unsafe { StackRef::new(NonNull::from(&head)) });
+        assert!(task.is_stack(id));
+        assert!(!Task::job(JobCell::spawn::<1>(JobId(4), || (), 0).1[0].clone()).is_stack(id));
+        match task.into_kind() {
+            Kind::Stack(stack) => assert_eq!(stack.id(), id),
+            Kind::Job(_) => panic!("a stack task came back as a job"),
+        }
+        drop(handle);
     }
 }

@@ -7,7 +7,7 @@ pub(crate) mod slot;
 
 use crate::job::cell;
 use crate::job::state;
-use crate::job::task::Task;
+use crate::job::task::{Kind, Task};
 use crate::pool::Pool;
 use crate::signal::lock;
 use crate::stats::{WorkerCounters, WorkerState};
@@ -87,11 +87,11 @@ impl WorkerCtx {
 
     /// Runs (or, if it was cancelled while queued, discards) a popped job.
     pub(crate) fn execute(&self, task: Task) {
-        let job = match task {
-            Task::Job(job) => job,
+        let job = match task.into_kind() {
+            Kind::Job(job) => job,
             // SAFETY: we popped or stole it, so this run is its only one,
             // and `self` is this thread's context.
-            Task::Stack(stack) => return unsafe { stack.execute(self) },
+            Kind::Stack(stack) => return unsafe { stack.execute(self) },
         };
         if self.pool.is_paused() {
             // Checked after taking the job: a job spawned after `pause`
@@ -99,7 +99,7 @@ impl WorkerCtx {
             // it synchronised with that push, so this check cannot miss the
             // pause (one checked before the pop could). Put it back; it
             // runs after `resume`.
-            self.local.push(Task::Job(job));
+            self.local.push(Task::job(job));
             return;
         }
         self.pool.release_place();

@@ -1,0 +1,279 @@
+//! [`JobRef`]: a thin, counted pointer to a job's record, with the
+//! reference count and a table of the record's functions in its [`Header`].
+//!
+//! It replaces `Arc<dyn ...>` for the same reasons tokio's `RawTask` does:
+//!
+//! - a spawn needs three references at once (the handle, the queue, the
+//!   index); a record is made with its count already at three, where three
+//!   `Arc` clones would be two locked increments on the spawning thread;
+//! - one word, not two: a queue slot and an index slot hold a plain
+//!   pointer, which the index can swap with one compare-and-swap;
+//! - no weak count: nothing holds a record weakly.
+//!
+//! The record types ([`JobCell`](super::cell::JobCell) and the scoped
+//! cell) are `#[repr(C)]` with the header first and are allocated with
+//! `Box`: a pointer to the header is a pointer to the whole record, with
+//! the provenance of the whole allocation, and the header's
+//! [`VTable`] casts it back to the concrete type.
+
+use super::cell::Header;
+use super::state::Cancel;
+use super::JobHandle;
+use crate::error::JobError;
+use crate::loom::fence;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+/// A record type: `#[repr(C)]` with its [`Header`] as first field (which
+/// the implementor promises by implementing this unsafe trait).
+///
+/// # Safety
+///
+/// The type is `#[repr(C)]` and its first field is the `Header`, so that a
+/// pointer to the header is a pointer to the record.
+pub(crate) unsafe trait Record: Sized {
+    /// What a successful run gives the handle.
+    type Output;
+    /// What a failed run gives the handle.
+    type Error;
+
+    /// Runs the job on worker `worker`; returns its terminal state.
+    fn run(&self, worker: usize) -> usize;
+    /// Cancels the job (see `State::cancel`).
+    fn cancel(&self, reason: usize, running: bool) -> Cancel;
+    /// The handle is going away: drop an untaken result.
+    fn release(&self);
+    /// The scope is ending: drop a result whose handle leaked.
+    fn drain(&self) {}
+    /// Takes the result of a terminal job. Called at most once, by the handle.
+    fn take_result(&self) -> Result<Self::Output, JobError<Self::Error>>;
+
+    /// The record's table of functions. Each entry is called, through a
+    /// `JobRef`, with the header of a live record of this type (`JobRef`'s
+    /// invariant) and under the contract of the `JobRef` method that
+    /// calls it.
+    const VTABLE: VTable = VTable {
+        run: |header, worker| {
+            // SAFETY: see above.
+            unsafe { record::<Self>(header) }.run(worker)
+        },
+        cancel: |header, reason, running| {
+            // SAFETY: see above.
+            unsafe { record::<Self>(header) }.cancel(reason, running)
+        },
+        release: |header| {
+            // SAFETY: see above.
+            unsafe { record::<Self>(header) }.release()
+        },
+        drain: |header| {
+            // SAFETY: see above.
+            unsafe { record::<Self>(header) }.drain()
+        },
+        dealloc: |header| {
+            // SAFETY: called by the last reference, so nobody else uses the
+            // record; `publish` made it with `Box::new`.
+            drop(unsafe { Box::from_raw(header.cast::<Self>().as_ptr()) })
+        },
+    };
+}
+
+/// The record of type `R` at `header`.
+///
+/// # Safety
+///
+/// `header` is the header of a live `R` (see the module docs).
+unsafe fn record<'a, R: Record>(header: NonNull<Header>) -> &'a R {
+    // SAFETY: the caller's contract; the pointer has the provenance of the
+    // whole box.
+    unsafe { header.cast::<R>().as_ref() }
+}
+
+/// The handle's way to take the result out of an `R`.
+///
+/// # Safety
+///
+/// As for [`record`], and the job is terminal.
+unsafe fn take<R: Record>(header: NonNull<Header>) -> Result<R::Output, JobError<R::Error>> {
+    // SAFETY: the caller's contract.
+    unsafe { record::<R>(header) }.take_result()
+}
+
+/// Boxes a new record, whose header was made with `R::VTABLE`, and
+/// returns its handle and `N` more references: all counted at once, so the
+/// spawning thread makes them with no atomic read-modify-write.
+pub(crate) fn publish<R: Record, const N: usize>(
+    record: R,
+) -> (JobHandle<R::Output, R::Error>, [JobRef; N]) {
+    let record = Box::new(record);
+    // `repr(C)`, header first (`Record`'s contract): the record's pointer
+    // is the header's.
+    let header = NonNull::from(Box::leak(record)).cast::<Header>();
+    // SAFETY: just made, and not shared yet.
+    let fresh = unsafe { header.as_ref() };
+    // ORDERING: Relaxed: the record is not shared yet; whatever shares it
+    // (a queue push, the index's CAS) publishes it.
+    fresh.refs.store(N + 1, Relaxed);
+    // SAFETY: a live, boxed `R` whose vtable is `R`'s, with `N + 1`
+    // counts: one for each `JobRef` made here.
+    let refs = std::array::from_fn(|_| unsafe { JobRef::adopt(header) });
+    // SAFETY: as above, the last count; `take::<R>` is `R`'s.
+    let handle = unsafe { JobHandle::from_raw(JobRef::adopt(header), take::<R>) };
+    (handle, refs)
+}
+
+/// The functions of one record type, each taking a pointer to the header
+/// of a live record of that type.
+pub(crate) struct VTable {
+    /// Runs the job on worker `worker`; returns its terminal state.
+    pub(crate) run: unsafe fn(NonNull<Header>, usize) -> usize,
+    /// Cancels the job (see `State::cancel`).
+    pub(crate) cancel: unsafe fn(NonNull<Header>, usize, bool) -> Cancel,
+    /// The handle is going away: drop an untaken result.
+    pub(crate) release: unsafe fn(NonNull<Header>),
+    /// The scope is ending: drop a result whose handle leaked. A no-op for
+    /// jobs outside a scope.
+    pub(crate) drain: unsafe fn(NonNull<Header>),
+    /// Drops and frees the record; called once, by the last reference.
+    pub(crate) dealloc: unsafe fn(NonNull<Header>),
+}
+
+/// One counted reference to a job's record: what the queues, the index,
+/// the scope and (inside) a `JobHandle` hold.
+pub(crate) struct JobRef(NonNull<Header>);
+
+// SAFETY: a record is shared between threads by design: its job, result and
+// outcome are `Send` (checked where the record is made), and every access to
+// them is arbitrated by the status word; the rest of the header is atomics
+// and fields written once before the record is shared.
+unsafe impl Send for JobRef {}
+// SAFETY: as for `Send`; `&JobRef` gives only `&Header` and the vtable
+// functions, which are safe to call from several threads at once.
+unsafe impl Sync for JobRef {}
+
+impl JobRef {
+    /// Takes over one of the counts of the record at `header`.
+    ///
+    /// # Safety
+    ///
+    /// `header` points at the header of a live record made by a `Box` of
+    /// the type its vtable was made for, with full provenance, and the
+    /// caller owns one of its counts, which it gives to the new `JobRef`.
+    #[inline]
+    pub(crate) unsafe fn adopt(header: NonNull<Header>) -> JobRef {
+        JobRef(header)
+    }
+
+    /// Gives up the reference without dropping its count (see `adopt`).
+    #[inline]
+    pub(crate) fn into_raw(self) -> NonNull<Header> {
+        let header = self.0;
+        std::mem::forget(self);
+        header
+    }
+
+    /// The record's address, for identity checks and prefetching.
+    #[inline]
+    pub(crate) fn as_ptr(&self) -> NonNull<Header> {
+        self.0
+    }
+
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: our count keeps the record alive for as long as `self`.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Runs the job on worker `worker` and returns its terminal state.
+    /// Only the caller that won [`claim`](super::cell::claim) may call it.
+    #[inline]
+    pub(crate) fn run(&self, worker: usize) -> usize {
+        // SAFETY: a live record of the type its vtable was made for.
+        unsafe { (self.header().vtable.run)(self.0, worker) }
+    }
+
+    /// Cancels the job (see [`State::cancel`](super::state::State::cancel);
+    /// `running == false` leaves a running job alone). A job cancelled
+    /// while queued has its closure dropped and its joiner woken here; the
+    /// worker that later pops it only counts it.
+    #[inline]
+    pub(crate) fn cancel(&self, reason: usize, running: bool) -> Cancel {
+        // SAFETY: as in `run`.
+        unsafe { (self.header().vtable.cancel)(self.0, reason, running) }
+    }
+
+    /// The job's handle is going away. Called once, by the handle.
+    #[inline]
+    pub(crate) fn release(&self) {
+        // SAFETY: as in `run`.
+        unsafe { (self.header().vtable.release)(self.0) }
+    }
+
+    /// Drops a result nobody will take (the end of a scope).
+    #[inline]
+    pub(crate) fn drain(&self) {
+        // SAFETY: as in `run`.
+        unsafe { (self.header().vtable.drain)(self.0) }
+    }
+}
+
+impl Clone for JobRef {
+    #[inline]
+    fn clone(&self) -> JobRef {
+        // ORDERING: Relaxed, as in `Arc::clone`: a new reference is made from
+        // an existing one, which already keeps the record alive and visible.
+        let old = self.header().refs.fetch_add(1, Relaxed);
+        // As `Arc` does: a count near overflow means references are being
+        // leaked in a loop; wrapping would free a record still in use.
+        if old > isize::MAX as usize {
+            std::process::abort();
+        }
+        JobRef(self.0)
+    }
+}
+
+impl Drop for JobRef {
+    #[inline]
+    fn drop(&mut self) {
+        // ORDERING: Release, as in `Arc::drop`: this reference's uses of the
+        // record happen before whoever frees it.
+        if self.header().refs.fetch_sub(1, Release) != 1 {
+            return;
+        }
+        // ORDERING: Acquire pairs with every other reference's Release
+        // decrement: their uses happen before the free below.
+        fence(Acquire);
+        // SAFETY: we dropped the last count: nobody else can reach the
+        // record, and its vtable frees it as the type it was made as.
+        unsafe { (self.header().vtable.dealloc)(self.0) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::job::cell::JobCell;
+    use crate::job::JobId;
+
+    #[test]
+    fn a_job_ref_is_one_word() {
+        assert_eq!(std::mem::size_of::<JobRef>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Option<JobRef>>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn the_last_reference_frees_the_record_once() {
+        let drops = std::sync::Arc::new(());
+        let captured = drops.clone();
+        let (handle, [a]) = JobCell::spawn::<1>(JobId(1), move || drop(captured), 0);
+        let b = a.clone();
+        assert_eq!(a.header().refs.load(Relaxed), 3);
+        drop(a);
+        drop(handle);
+        assert_eq!(std::sync::Arc::strong_count(&drops), 2, "b keeps it");
+        drop(b);
+        assert_eq!(std::sync::Arc::strong_count(&drops), 1, "freed");
+    }
+}
