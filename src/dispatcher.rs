@@ -2,6 +2,7 @@
 
 use crate::builder::DispatcherBuilder;
 use crate::error::{SpawnError, TrySpawnError};
+use crate::feed;
 use crate::job::cell::{JobCell, JobRef};
 use crate::job::state::Cancel;
 use crate::job::task::Task;
@@ -105,7 +106,9 @@ pub(crate) fn publish(pool: &Arc<Pool>, [job, indexed]: [JobRef; 2], at: u64) {
         _ => Some(job),
     });
     if let Some(job) = job {
-        pool.injector.push(Task::job(job));
+        if let Err(task) = feed::push(pool, Task::job(job)) {
+            pool.injector.push(task);
+        }
     }
     pool.wake_one();
 }

@@ -25,10 +25,12 @@
 //! ## How it runs
 //!
 //! Each worker thread owns a `crossbeam_deque::Worker`. Jobs spawned from
-//! outside go to a global `Injector`; jobs spawned from inside a job go to
-//! the running worker's own deque. An idle worker takes from its own deque,
-//! then the injector, then steals from a random peer, spins briefly and
-//! parks; a new job wakes at most one parked worker. See `ARCHITECTURE.md`
+//! outside go to a deque of the spawning thread's own (a *feed*, one for
+//! each of up to four spawning threads) or else to a global `Injector`;
+//! jobs spawned from inside a job go to the running worker's own deque. An
+//! idle worker takes from its own deque, then the injector, then the feeds,
+//! then steals from a random peer, spins briefly and parks; a new job
+//! wakes at most one parked worker. See `ARCHITECTURE.md`
 //! for the protocols and the reasoning behind every memory ordering.
 //!
 //! ## Features
@@ -80,6 +82,7 @@ mod control;
 mod deadline;
 mod dispatcher;
 mod error;
+mod feed;
 mod job;
 mod join;
 mod loom;

@@ -2,6 +2,7 @@
 
 use crate::admission::Admission;
 use crate::deadline::Deadlines;
+use crate::feed::{Feed, FEEDS};
 use crate::job::index::Index;
 use crate::job::task::Task;
 use crate::loom::{fence, AtomicBool, AtomicUsize};
@@ -29,6 +30,8 @@ pub(crate) struct Config {
 
 pub(crate) struct Pool {
     pub(crate) injector: Injector<Task>,
+    /// One deque per outside spawning thread (up to `FEEDS`); see `feed.rs`.
+    pub(crate) feeds: Box<[Feed]>,
     /// `max_workers` slots; only `slots[..high]` have ever run a thread.
     pub(crate) slots: Box<[Slot]>,
     high: AtomicUsize,
@@ -53,6 +56,7 @@ impl Pool {
     pub(crate) fn new(config: Config) -> Pool {
         Pool {
             injector: Injector::new(),
+            feeds: (0..FEEDS).map(|_| Feed::new()).collect(),
             slots: (0..config.max_workers).map(|_| Slot::new()).collect(),
             high: AtomicUsize::new(0),
             sleep: Sleep::new(config.max_workers),
@@ -281,6 +285,7 @@ impl Pool {
     pub(crate) fn has_work(&self) -> bool {
         !self.is_paused()
             && (!self.injector.is_empty()
+                || self.feeds.iter().any(|f| !f.stealer.is_empty())
                 || self.used_slots().iter().any(|s| !s.stealer.is_empty()))
     }
 

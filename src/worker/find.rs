@@ -1,5 +1,6 @@
 //! Where an idle worker looks for a job: its own deque, then the injector,
-//! then its peers' deques from a random victim on.
+//! then the spawning threads' feeds, then its peers' deques from a random
+//! victim on.
 
 use super::WorkerCtx;
 use crate::job::task::Task;
@@ -21,6 +22,18 @@ impl WorkerCtx {
                 Steal::Success(job) => return Some(job),
                 Steal::Retry => retry = true,
                 Steal::Empty => {}
+            }
+            for feed in self.pool.feeds.iter() {
+                // `is_empty` first: two loads, where a steal from an empty
+                // deque also pins the epoch.
+                if feed.stealer.is_empty() {
+                    continue;
+                }
+                match feed.stealer.steal_batch_and_pop(&self.local) {
+                    Steal::Success(job) => return Some(job),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
             }
             let n = slots.len();
             let start = (self.next_random() % n as u64) as usize;

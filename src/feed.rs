@@ -1,0 +1,220 @@
+//! Feeds: a deque of its own for each thread that spawns from outside the
+//! pool, so that an outside spawn is a plain push.
+//!
+//! Every outside spawn used to go through the injector, whose `push` is a
+//! compare-and-swap on its tail: a locked instruction per job, on a line
+//! that every worker looking for work reads. A feed is a
+//! `crossbeam_deque::Worker` (FIFO) owned by one spawning thread: its
+//! `push` is a store and a release store, with no locked instruction, and
+//! workers steal from it in batches as from the injector.
+//!
+//! The pool has [`FEEDS`] of them. A thread leases a free one the first
+//! time it spawns into the pool (a CAS on the feed's flag, and the feed's
+//! `Worker` moves into the thread's lease); when the thread exits, the
+//! lease's destructor gives the `Worker` back and frees the flag. The
+//! deque itself (and its stealer) belongs to the feed for the pool's whole
+//! life, so jobs still in it when its thread exits stay where every worker
+//! finds them, and the next lessee pushes behind them. A thread that finds
+//! no free feed, or that already leases one of another pool, uses the
+//! injector as before.
+
+use crate::job::task::Task;
+use crate::pool::Pool;
+use crate::signal::lock;
+use crossbeam_deque::{Stealer, Worker};
+use crossbeam_utils::CachePadded;
+use std::cell::RefCell;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::{Arc, Mutex, Weak};
+
+/// Feeds per pool: more spawning threads than this share the injector.
+pub(crate) const FEEDS: usize = 4;
+
+/// One feed: a deque that one spawning thread at a time pushes to.
+pub(crate) struct Feed {
+    /// Set while a thread leases the feed.
+    leased: CachePadded<AtomicBool>,
+    /// The pushing end, while no thread leases the feed.
+    idle_end: Mutex<Option<Worker<Task>>>,
+    /// What workers steal from.
+    pub(crate) stealer: Stealer<Task>,
+}
+
+impl Feed {
+    pub(crate) fn new() -> Feed {
+        let end = Worker::new_fifo();
+        Feed {
+            leased: CachePadded::new(AtomicBool::new(false)),
+            stealer: end.stealer(),
+            idle_end: Mutex::new(Some(end)),
+        }
+    }
+}
+
+/// A thread's lease of one feed of one pool.
+struct Lease {
+    /// The pool, held weakly: a lease must not keep a pool alive. The
+    /// `Weak` also keeps the pool's address from being reused, so the
+    /// address comparison in `push` cannot mistake a new pool for it.
+    pool: Weak<Pool>,
+    index: usize,
+    end: Worker<Task>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.upgrade() else {
+            // The pool is gone, and so is every job it accepted.
+            return;
+        };
+        let feed = &pool.feeds[self.index];
+        let end = std::mem::replace(&mut self.end, Worker::new_fifo());
+        *lock(&feed.idle_end) = Some(end);
+        // ORDERING: Release: the next lessee, which claims with Acquire,
+        // finds the end put back above.
+        feed.leased.store(false, Release);
+    }
+}
+
+thread_local! {
+    static LEASE: RefCell<Option<Lease>> = const { RefCell::new(None) };
+}
+
+/// Pushes `task` to the calling thread's feed of `pool`, leasing one if
+/// the thread has none yet. Gives the task back if the thread cannot have
+/// one (all leased, or the thread leases a feed of another, live pool).
+pub(crate) fn push(pool: &Arc<Pool>, task: Task) -> Result<(), Task> {
+    let mut task = Some(task);
+    let pushed = LEASE.try_with(|lease| {
+        // Busy only if reentered from a destructor run by a push below.
+        let Ok(mut lease) = lease.try_borrow_mut() else {
+            return false;
+        };
+        if let Some(held) = lease.as_ref() {
+            if std::ptr::eq(held.pool.as_ptr(), Arc::as_ptr(pool)) {
+                held.end.push(task.take().expect("not pushed yet"));
+                return true;
+            }
+            if held.pool.strong_count() > 0 {
+                return false;
+            }
+            // The leased pool is gone: lease one of this pool instead.
+        }
+        let Some(new) = take(pool) else {
+            return false;
+        };
+        new.end.push(task.take().expect("not pushed yet"));
+        // The old lease (of a dead pool) drops here.
+        *lease = Some(new);
+        true
+    });
+    // `try_with` fails while the thread's thread-locals are destroyed.
+    match (pushed, task) {
+        (Ok(true), None) => Ok(()),
+        (_, Some(task)) => Err(task),
+        (_, None) => unreachable!("a pushed task is reported as pushed"),
+    }
+}
+
+/// Leases a free feed of `pool`, if there is one.
+fn take(pool: &Arc<Pool>) -> Option<Lease> {
+    pool.feeds.iter().enumerate().find_map(|(index, feed)| {
+        // ORDERING: AcqRel: Acquire pairs with the Release of the last
+        // lease's drop (its end is back); Release is not needed by anyone
+        // but keeps the pairing symmetric for a failed claim's reader.
+        feed.leased
+            .compare_exchange(false, true, AcqRel, Acquire)
+            .ok()?;
+        let end = lock(&feed.idle_end)
+            .take()
+            .expect("a free feed holds its pushing end");
+        Some(Lease {
+            pool: Arc::downgrade(pool),
+            index,
+            end,
+        })
+    })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::Dispatcher;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Barrier;
+
+    fn leased(pool: &Pool) -> usize {
+        pool.feeds.iter().filter(|f| f.leased.load(SeqCst)).count()
+    }
+
+    // Whole pools: under Miri they run in `tests/feeds.rs` with Tree
+    // Borrows, which crossbeam-epoch needs (see `.ci/run`); the unit tests
+    // run under Stacked Borrows.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_feed_outlives_its_thread_and_goes_to_the_next_one() {
+        let dispatcher = Arc::new(Dispatcher::builder().workers(1).build().unwrap());
+        let ran = Arc::new(AtomicUsize::new(0));
+        dispatcher.pause();
+        // A plain thread, joined: `join` returns after its thread-locals
+        // (the lease) are destroyed, where a scoped thread's may not have.
+        let spawn_from_a_thread = |n: usize| {
+            let (dispatcher, ran) = (dispatcher.clone(), ran.clone());
+            std::thread::spawn(move || {
+                for _ in 0..n {
+                    let ran = ran.clone();
+                    drop(dispatcher.spawn(move || ran.fetch_add(1, SeqCst)).unwrap());
+                }
+                assert_eq!(leased(dispatcher.pool()), 1, "leased while it spawns");
+            })
+            .join()
+            .unwrap();
+        };
+        spawn_from_a_thread(3);
+        let pool = dispatcher.pool();
+        assert_eq!(leased(pool), 0, "given back when the thread exits");
+        assert_eq!(pool.feeds[0].stealer.len(), 3, "its jobs stay queued");
+        spawn_from_a_thread(2);
+        assert_eq!(
+            pool.feeds[0].stealer.len(),
+            5,
+            "the next lessee pushes behind them"
+        );
+        assert!(pool.injector.is_empty());
+        dispatcher.resume();
+        dispatcher.wait_idle();
+        assert_eq!(ran.load(SeqCst), 5);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn threads_beyond_the_feeds_use_the_injector() {
+        let dispatcher = Arc::new(Dispatcher::builder().workers(1).build().unwrap());
+        let ran = Arc::new(AtomicUsize::new(0));
+        dispatcher.pause();
+        let all_spawned = Arc::new(Barrier::new(FEEDS + 1));
+        let threads: Vec<_> = (0..=FEEDS)
+            .map(|_| {
+                let (dispatcher, ran) = (dispatcher.clone(), ran.clone());
+                let all_spawned = all_spawned.clone();
+                std::thread::spawn(move || {
+                    drop(dispatcher.spawn(move || ran.fetch_add(1, SeqCst)).unwrap());
+                    // Every thread keeps its lease until all have spawned.
+                    all_spawned.wait();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let pool = dispatcher.pool();
+        let in_feeds: usize = pool.feeds.iter().map(|f| f.stealer.len()).sum();
+        assert_eq!((in_feeds, pool.injector.len()), (FEEDS, 1));
+        assert_eq!(leased(pool), 0);
+        dispatcher.resume();
+        dispatcher.wait_idle();
+        assert_eq!(ran.load(SeqCst), FEEDS + 1);
+    }
+}
