@@ -24,12 +24,41 @@ use crate::signal::lock;
 use crossbeam_deque::{Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use std::cell::RefCell;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Feeds per pool: more spawning threads than this share the injector.
 pub(crate) const FEEDS: usize = 4;
+
+/// A pool's feeds.
+pub(crate) struct Feeds {
+    list: Box<[Feed]>,
+    /// Feeds ever leased: leases go to the lowest free feed, so these are
+    /// the first `used`. Workers look at no others: `Stealer::is_empty`
+    /// issues a SeqCst fence, four of them per search were measurable.
+    used: CachePadded<AtomicUsize>,
+}
+
+impl Feeds {
+    pub(crate) fn new() -> Feeds {
+        Feeds {
+            list: (0..FEEDS).map(|_| Feed::new()).collect(),
+            used: CachePadded::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The feeds that may hold jobs. A worker that reads a stale count
+    /// misses a feed for one search at most; the check before parking
+    /// reads it after its SeqCst fence, which orders it after the
+    /// spawner's `fetch_max` if the spawner's fence came first (the park
+    /// argument in ARCHITECTURE.md).
+    pub(crate) fn in_use(&self) -> &[Feed] {
+        // ORDERING: Acquire pairs with the Release of `fetch_max` in `take`
+        // (the stealers exist from the start; this orders nothing else).
+        &self.list[..self.used.load(Acquire)]
+    }
+}
 
 /// One feed: a deque that one spawning thread at a time pushes to.
 pub(crate) struct Feed {
@@ -68,7 +97,7 @@ impl Drop for Lease {
             // The pool is gone, and so is every job it accepted.
             return;
         };
-        let feed = &pool.feeds[self.index];
+        let feed = &pool.feeds.list[self.index];
         let end = std::mem::replace(&mut self.end, Worker::new_fifo());
         *lock(&feed.idle_end) = Some(end);
         // ORDERING: Release: the next lessee, which claims with Acquire,
@@ -119,22 +148,29 @@ pub(crate) fn push(pool: &Arc<Pool>, task: Task) -> Result<(), Task> {
 
 /// Leases a free feed of `pool`, if there is one.
 fn take(pool: &Arc<Pool>) -> Option<Lease> {
-    pool.feeds.iter().enumerate().find_map(|(index, feed)| {
-        // ORDERING: AcqRel: Acquire pairs with the Release of the last
-        // lease's drop (its end is back); Release is not needed by anyone
-        // but keeps the pairing symmetric for a failed claim's reader.
-        feed.leased
-            .compare_exchange(false, true, AcqRel, Acquire)
-            .ok()?;
-        let end = lock(&feed.idle_end)
-            .take()
-            .expect("a free feed holds its pushing end");
-        Some(Lease {
-            pool: Arc::downgrade(pool),
-            index,
-            end,
+    pool.feeds
+        .list
+        .iter()
+        .enumerate()
+        .find_map(|(index, feed)| {
+            // ORDERING: AcqRel: Acquire pairs with the Release of the last
+            // lease's drop (its end is back); Release is not needed by anyone
+            // but keeps the pairing symmetric for a failed claim's reader.
+            feed.leased
+                .compare_exchange(false, true, AcqRel, Acquire)
+                .ok()?;
+            let end = lock(&feed.idle_end)
+                .take()
+                .expect("a free feed holds its pushing end");
+            // ORDERING: Release, for `in_use`; before the caller's push, and so
+            // before the SeqCst fence of the wake-up check that follows it.
+            pool.feeds.used.fetch_max(index + 1, Release);
+            Some(Lease {
+                pool: Arc::downgrade(pool),
+                index,
+                end,
+            })
         })
-    })
 }
 
 #[cfg(all(test, not(loom)))]
@@ -146,7 +182,11 @@ mod tests {
     use std::sync::Barrier;
 
     fn leased(pool: &Pool) -> usize {
-        pool.feeds.iter().filter(|f| f.leased.load(SeqCst)).count()
+        pool.feeds
+            .list
+            .iter()
+            .filter(|f| f.leased.load(SeqCst))
+            .count()
     }
 
     // Whole pools: under Miri they run in `tests/feeds.rs` with Tree
@@ -175,10 +215,11 @@ mod tests {
         spawn_from_a_thread(3);
         let pool = dispatcher.pool();
         assert_eq!(leased(pool), 0, "given back when the thread exits");
-        assert_eq!(pool.feeds[0].stealer.len(), 3, "its jobs stay queued");
+        assert_eq!(pool.feeds.in_use().len(), 1);
+        assert_eq!(pool.feeds.list[0].stealer.len(), 3, "its jobs stay queued");
         spawn_from_a_thread(2);
         assert_eq!(
-            pool.feeds[0].stealer.len(),
+            pool.feeds.list[0].stealer.len(),
             5,
             "the next lessee pushes behind them"
         );
@@ -210,7 +251,8 @@ mod tests {
             t.join().unwrap();
         }
         let pool = dispatcher.pool();
-        let in_feeds: usize = pool.feeds.iter().map(|f| f.stealer.len()).sum();
+        assert_eq!(pool.feeds.in_use().len(), FEEDS);
+        let in_feeds: usize = pool.feeds.in_use().iter().map(|f| f.stealer.len()).sum();
         assert_eq!((in_feeds, pool.injector.len()), (FEEDS, 1));
         assert_eq!(leased(pool), 0);
         dispatcher.resume();

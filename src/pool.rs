@@ -2,7 +2,7 @@
 
 use crate::admission::Admission;
 use crate::deadline::Deadlines;
-use crate::feed::{Feed, FEEDS};
+use crate::feed::Feeds;
 use crate::job::index::Index;
 use crate::job::task::Task;
 use crate::loom::{fence, AtomicBool, AtomicUsize};
@@ -31,7 +31,7 @@ pub(crate) struct Config {
 pub(crate) struct Pool {
     pub(crate) injector: Injector<Task>,
     /// One deque per outside spawning thread (up to `FEEDS`); see `feed.rs`.
-    pub(crate) feeds: Box<[Feed]>,
+    pub(crate) feeds: Feeds,
     /// `max_workers` slots; only `slots[..high]` have ever run a thread.
     pub(crate) slots: Box<[Slot]>,
     high: AtomicUsize,
@@ -56,7 +56,7 @@ impl Pool {
     pub(crate) fn new(config: Config) -> Pool {
         Pool {
             injector: Injector::new(),
-            feeds: (0..FEEDS).map(|_| Feed::new()).collect(),
+            feeds: Feeds::new(),
             slots: (0..config.max_workers).map(|_| Slot::new()).collect(),
             high: AtomicUsize::new(0),
             sleep: Sleep::new(config.max_workers),
@@ -285,7 +285,7 @@ impl Pool {
     pub(crate) fn has_work(&self) -> bool {
         !self.is_paused()
             && (!self.injector.is_empty()
-                || self.feeds.iter().any(|f| !f.stealer.is_empty())
+                || self.feeds.in_use().iter().any(|f| !f.stealer.is_empty())
                 || self.used_slots().iter().any(|s| !s.stealer.is_empty()))
     }
 

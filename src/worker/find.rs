@@ -23,7 +23,7 @@ impl WorkerCtx {
                 Steal::Retry => retry = true,
                 Steal::Empty => {}
             }
-            for feed in self.pool.feeds.iter() {
+            for feed in self.pool.feeds.in_use() {
                 // `is_empty` first: two loads, where a steal from an empty
                 // deque also pins the epoch.
                 if feed.stealer.is_empty() {
