@@ -31,6 +31,14 @@ use std::sync::{Arc, Mutex, Weak};
 /// Feeds per pool: more spawning threads than this share the injector.
 pub(crate) const FEEDS: usize = 4;
 
+/// Most jobs a feed holds; more go to the injector. A feed's ring buffer
+/// grows to the deepest its queue has been and never shrinks (only an
+/// owner's pop shrinks it, and a feed's owner never pops): without a limit,
+/// one burst of a million queued jobs would leave an 8 MB ring for the
+/// pool's life. 16k slots are 128 KB, deeper than the bursts of the spawn
+/// benchmark's steady state (up to ~40k, the rest of which overflow).
+const FEED_LIMIT: usize = 16 * 1024;
+
 /// A pool's feeds.
 pub(crate) struct Feeds {
     list: Box<[Feed]>,
@@ -112,7 +120,8 @@ thread_local! {
 
 /// Pushes `task` to the calling thread's feed of `pool`, leasing one if
 /// the thread has none yet. Gives the task back if the thread cannot have
-/// one (all leased, or the thread leases a feed of another, live pool).
+/// one (all leased, or the thread leases a feed of another, live pool), or
+/// if its feed holds [`FEED_LIMIT`] jobs.
 pub(crate) fn push(pool: &Arc<Pool>, task: Task) -> Result<(), Task> {
     let mut task = Some(task);
     let pushed = LEASE.try_with(|lease| {
@@ -122,6 +131,9 @@ pub(crate) fn push(pool: &Arc<Pool>, task: Task) -> Result<(), Task> {
         };
         if let Some(held) = lease.as_ref() {
             if std::ptr::eq(held.pool.as_ptr(), Arc::as_ptr(pool)) {
+                if held.end.len() >= FEED_LIMIT {
+                    return false;
+                }
                 held.end.push(task.take().expect("not pushed yet"));
                 return true;
             }
@@ -227,6 +239,24 @@ mod tests {
         dispatcher.resume();
         dispatcher.wait_idle();
         assert_eq!(ran.load(SeqCst), 5);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_full_feed_overflows_into_the_injector() {
+        let dispatcher = Dispatcher::builder().workers(1).build().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        dispatcher.pause();
+        for _ in 0..FEED_LIMIT + 2 {
+            let ran = ran.clone();
+            drop(dispatcher.spawn(move || ran.fetch_add(1, SeqCst)).unwrap());
+        }
+        let pool = dispatcher.pool();
+        assert_eq!(pool.feeds.list[0].stealer.len(), FEED_LIMIT);
+        assert_eq!(pool.injector.len(), 2);
+        dispatcher.resume();
+        dispatcher.wait_idle();
+        assert_eq!(ran.load(SeqCst), FEED_LIMIT + 2);
     }
 
     #[test]
