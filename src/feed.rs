@@ -16,7 +16,7 @@
 //! life, so jobs still in it when its thread exits stay where every worker
 //! finds them, and the next lessee pushes behind them. A thread that finds
 //! no free feed, or that already leases one of another pool, uses the
-//! injector as before.
+//! injector as before, and so does a push to a full feed.
 
 use crate::job::task::Task;
 use crate::pool::Pool;
@@ -24,7 +24,7 @@ use crate::signal::lock;
 use crossbeam_deque::{Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use std::cell::RefCell;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -102,7 +102,8 @@ struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(pool) = self.pool.upgrade() else {
-            // The pool is gone, and so is every job it accepted.
+            // The pool is gone: its workers have exited, and whatever is
+            // left in the feed (jobs a halt cancelled) goes with `end`.
             return;
         };
         let feed = &pool.feeds.list[self.index];
@@ -125,7 +126,8 @@ thread_local! {
 pub(crate) fn push(pool: &Arc<Pool>, task: Task) -> Result<(), Task> {
     let mut task = Some(task);
     let pushed = LEASE.try_with(|lease| {
-        // Busy only if reentered from a destructor run by a push below.
+        // Never busy today (nothing below spawns); if it were, the
+        // injector would take the job.
         let Ok(mut lease) = lease.try_borrow_mut() else {
             return false;
         };
@@ -165,11 +167,10 @@ fn take(pool: &Arc<Pool>) -> Option<Lease> {
         .iter()
         .enumerate()
         .find_map(|(index, feed)| {
-            // ORDERING: AcqRel: Acquire pairs with the Release of the last
-            // lease's drop (its end is back); Release is not needed by anyone
-            // but keeps the pairing symmetric for a failed claim's reader.
+            // ORDERING: Acquire pairs with the Release of the last lease's
+            // drop (its end is back). Relaxed on failure: we only move on.
             feed.leased
-                .compare_exchange(false, true, AcqRel, Acquire)
+                .compare_exchange(false, true, Acquire, Relaxed)
                 .ok()?;
             let end = lock(&feed.idle_end)
                 .take()
