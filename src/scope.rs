@@ -320,23 +320,24 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         // body's, or that of the scoped job it runs in), so it cannot reach
         // zero meanwhile; the queue push below publishes the job itself.
         self.state.pending.fetch_add(1, Relaxed);
-        // Four references: the handle, the scope, the queue and the index.
-        //
-        // A `JobRef` erases `'scope`: the queues, the index and the
-        // scope's list are `'static`. The queues and the index only start,
-        // cancel or inspect the cell: it is started or cancelled before
-        // the scope's count reaches zero, and after that (scope drained)
-        // its `'scope` fields are empty, so later calls and the final drop
-        // touch only the status record. The handle keeps `T` and is
-        // wrapped in a `ScopedHandle<'scope, _>`, which cannot leave the
-        // scope.
-        let (handle, [member, job, indexed]) = raw::publish(ScopedCell::<'scope, F, T> {
-            header: Header::new(JobId(id), 0, &ScopedCell::<F, T>::VTABLE),
+        let cell = ScopedCell::<'scope, F, T> {
+            header: Header::new::<ScopedCell<'scope, F, T>>(JobId(id), 0),
             job: UnsafeCell::new(Some(f)),
             output: UnsafeCell::new(None),
             scope: &self.state,
             _scope: PhantomData,
-        });
+        };
+        // Four references: the handle, the scope, the queue and the index.
+        //
+        // SAFETY: each `JobRef` erases `'scope` (the queues, the index and
+        // the scope's list are `'static`). The queues and the index only
+        // start, cancel or inspect the cell: it is started or cancelled
+        // before the scope's count reaches zero, and after that (scope
+        // drained) its `'scope` fields are empty, so later calls and the
+        // final drop touch only the status record. The handle keeps `T`
+        // and is wrapped in a `ScopedHandle<'scope, _>`, which cannot leave
+        // the scope.
+        let (handle, [member, job, indexed]) = unsafe { raw::allocate(cell) };
         self.state.members.push(member);
         dispatcher::publish(pool, [job, indexed], 0);
         Ok(ScopedHandle {

@@ -82,12 +82,13 @@ impl Drop for Header {
 }
 
 impl Header {
-    /// A queued job's record, for `raw::publish` (which sets its count).
-    pub(crate) fn new(id: JobId, deadline: u64, vtable: &'static VTable) -> Header {
+    /// The header of a queued job's record of type `R`, for
+    /// `raw::allocate` (which sets its count).
+    pub(crate) fn new<R: Record>(id: JobId, deadline: u64) -> Header {
         Header {
             state: State::new(),
             refs: AtomicUsize::new(0),
-            vtable,
+            vtable: &R::VTABLE,
             id,
             queued_at: time::now(),
             started_at: AtomicU64::new(0),
@@ -231,10 +232,12 @@ impl<J: Job> JobCell<J> {
         job: J,
         deadline: u64,
     ) -> (JobHandle<J::Output, J::Error>, [JobRef; N]) {
-        raw::publish(JobCell {
-            header: Header::new(id, deadline, &Self::VTABLE),
+        let cell = JobCell {
+            header: Header::new::<Self>(id, deadline),
             stage: UnsafeCell::new(Stage::Queued(job)),
-        })
+        };
+        // SAFETY: `J: Job` is `'static`, and so is the cell.
+        unsafe { raw::allocate(cell) }
     }
 
     /// Takes the job out of the slot.

@@ -71,7 +71,7 @@ pub(crate) unsafe trait Record: Sized {
         },
         dealloc: |header| {
             // SAFETY: called by the last reference, so nobody else uses the
-            // record; `publish` made it with `Box::new`.
+            // record; `allocate` made it with `Box::new`.
             drop(unsafe { Box::from_raw(header.cast::<Self>().as_ptr()) })
         },
     };
@@ -98,10 +98,17 @@ unsafe fn take<R: Record>(header: NonNull<Header>) -> Result<R::Output, JobError
     unsafe { record::<R>(header) }.take_result()
 }
 
-/// Boxes a new record, whose header was made with `R::VTABLE`, and
+/// Boxes a new record, whose header was made by `Header::new::<R>`, and
 /// returns its handle and `N` more references: all counted at once, so the
 /// spawning thread makes them with no atomic read-modify-write.
-pub(crate) fn publish<R: Record, const N: usize>(
+///
+/// # Safety
+///
+/// A `JobRef` has no lifetime: the references outlive whatever `R`
+/// borrows. If `R` is not `'static`, the caller guarantees that nothing
+/// reached through a `JobRef` (a run, a cancel, the final drop) uses
+/// borrowed data after it ends, as `Scope::spawn` does.
+pub(crate) unsafe fn allocate<R: Record, const N: usize>(
     record: R,
 ) -> (JobHandle<R::Output, R::Error>, [JobRef; N]) {
     let record = Box::new(record);
