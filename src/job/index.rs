@@ -106,6 +106,7 @@ impl Slot {
     fn replace(&self, job: JobRef) -> Option<JobRef> {
         let new = job.into_raw().as_ptr();
         let mut spins = 0;
+        // ORDERING (both loads): Relaxed: the CAS below Acquires.
         let mut current = self.0.load(Relaxed);
         loop {
             if current as usize & LOCKED != 0 {
@@ -137,23 +138,26 @@ impl Slot {
     /// A reference of our own to the record in the slot, if `keep` it.
     fn get(&self, keep: impl FnOnce(&JobRef) -> bool) -> Option<JobRef> {
         let mut spins = 0;
-        let mut current = self.0.load(Acquire);
+        // ORDERING (both loads): Relaxed: nothing is read through the
+        // pointer before the CAS below, which Acquires it.
+        let mut current = self.0.load(Relaxed);
         loop {
             if current.is_null() {
                 return None;
             }
             if current as usize & LOCKED != 0 {
                 backoff(&mut spins);
-                current = self.0.load(Acquire);
+                current = self.0.load(Relaxed);
                 continue;
             }
             // The lock bit set by pointer arithmetic, which keeps the
             // pointer's provenance (unlike a round trip through usize).
             let locked = current.cast::<u8>().wrapping_add(LOCKED).cast::<Header>();
-            // ORDERING: Acquire, to read the record its inserter published.
+            // ORDERING: Acquire, to read the record its inserter published;
+            // Relaxed on failure, which only retries.
             match self
                 .0
-                .compare_exchange_weak(current, locked, Acquire, Acquire)
+                .compare_exchange_weak(current, locked, Acquire, Relaxed)
             {
                 Ok(_) => break,
                 Err(seen) => current = seen,

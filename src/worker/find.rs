@@ -24,8 +24,9 @@ impl WorkerCtx {
                 Steal::Empty => {}
             }
             for feed in self.pool.feeds.in_use() {
-                // `is_empty` first: two loads, where a steal from an empty
-                // deque also pins the epoch.
+                // `is_empty` first (two loads and a SeqCst fence): a steal
+                // from an empty deque also pins the epoch, a locked
+                // instruction.
                 if feed.stealer.is_empty() {
                     continue;
                 }
