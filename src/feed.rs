@@ -244,6 +244,32 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore)]
+    fn a_lease_of_a_dropped_pool_gives_way_to_one_of_the_next_pool() {
+        let first = Dispatcher::builder().workers(1).build().unwrap();
+        first.spawn(|| ()).unwrap().join().unwrap();
+        assert_eq!(
+            leased(first.pool()),
+            1,
+            "this thread leases a feed of the first"
+        );
+        drop(first);
+        let second = Dispatcher::builder().workers(1).build().unwrap();
+        second.pause();
+        let handle = second.spawn(|| 7).unwrap();
+        let pool = second.pool();
+        assert_eq!(leased(pool), 1);
+        assert_eq!(
+            pool.feeds.list[0].stealer.len(),
+            1,
+            "in the feed, not the injector"
+        );
+        assert!(pool.injector.is_empty());
+        second.resume();
+        assert_eq!(handle.join().unwrap(), 7);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
     fn a_full_feed_overflows_into_the_injector() {
         let dispatcher = Dispatcher::builder().workers(1).build().unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
