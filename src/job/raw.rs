@@ -108,6 +108,7 @@ unsafe fn take<R: Record>(header: NonNull<Header>) -> Result<R::Output, JobError
 /// borrows. If `R` is not `'static`, the caller guarantees that nothing
 /// reached through a `JobRef` (a run, a cancel, the final drop) uses
 /// borrowed data after it ends, as `Scope::spawn` does.
+#[inline]
 pub(crate) unsafe fn allocate<R: Record, const N: usize>(
     record: R,
 ) -> (JobHandle<R::Output, R::Error>, [JobRef; N]) {
