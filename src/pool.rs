@@ -46,6 +46,8 @@ pub(crate) struct Pool {
     pub(crate) space: Signal,
     /// `wait_idle` and `shutdown` callers, waiting for `pending` to reach 0.
     pub(crate) idle: Signal,
+    /// Signalled by each worker thread as it begins running.
+    pub(crate) started: Signal,
     paused: AtomicBool,
     pub(crate) index: Index,
     pub(crate) deadlines: Deadlines,
@@ -64,6 +66,7 @@ impl Pool {
             queued: CachePadded::new(AtomicUsize::new(0)),
             space: Signal::default(),
             idle: Signal::default(),
+            started: Signal::default(),
             paused: AtomicBool::new(false),
             index: Index::new(config.history),
             deadlines: Deadlines::default(),
@@ -120,16 +123,43 @@ impl Pool {
         }
     }
 
-    /// Starts workers until `n` are running, in the lowest free slots.
+    /// Starts workers until `n` are running, in the lowest free slots, and
+    /// waits until the threads it started are running: a pool fresh from
+    /// `build` has its workers up (as rayon's does), and a thread's start
+    /// (~1 ms of CPU in a VM) is not paid during the first jobs.
     ///
     /// A slot whose worker is halting becomes free when that thread exits.
     /// If the free slots are not enough, a second pass waits for those
     /// threads (each finishes its current job first) and reuses their
     /// slots, rather than starting fewer workers than asked; except on one
-    /// of the pool's own workers, where waiting could deadlock.
+    /// of the pool's own workers, where waiting could deadlock (nor does it
+    /// wait there for the new threads to run).
     pub(crate) fn grow_to(self: &Arc<Self>, n: usize) -> io::Result<()> {
-        let mut running = self.running_workers();
         let may_wait = !crate::dispatcher::on_worker_of(self);
+        let mut started = Vec::new();
+        let result = self.start_until(n, may_wait, &mut started);
+        if may_wait {
+            self.started.wait_until(
+                || {
+                    started
+                        .iter()
+                        .all(|&(i, before)| self.slots[i].starts() > before)
+                },
+                None,
+            );
+        }
+        result
+    }
+
+    /// `grow_to`'s starting half: records in `started` each slot it
+    /// started a thread in, with the slot's start count before.
+    fn start_until(
+        self: &Arc<Self>,
+        n: usize,
+        may_wait: bool,
+        started: &mut Vec<(usize, usize)>,
+    ) -> io::Result<()> {
+        let mut running = self.running_workers();
         for wait_for_halting in [false, true] {
             for (index, slot) in self.slots.iter().enumerate() {
                 if running >= n {
@@ -139,7 +169,9 @@ impl Pool {
                     slot.join_thread();
                 }
                 if let Some(previous) = slot.try_claim() {
+                    let before = slot.starts();
                     self.start_worker(index, previous)?;
+                    started.push((index, before));
                     running += 1;
                 }
             }

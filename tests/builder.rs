@@ -73,3 +73,29 @@ fn dispatcher_is_clone_send_sync() {
     fn assert_send<T: Send>() {}
     assert_send::<workyard::JobHandle<Vec<u8>, String>>();
 }
+
+/// `build` and `set_workers` return once the threads they start are
+/// running, so that no first job waits for (or pays for) a thread's start.
+#[cfg(target_os = "linux")]
+#[test]
+fn build_and_set_workers_return_with_their_threads_running() {
+    // A thread takes its name from inside itself as it starts; Linux shows
+    // it in `/proc/self/task/*/comm`, truncated to 15 bytes.
+    fn running(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .expect("procfs")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with(prefix))
+            .count()
+    }
+    let pool = Dispatcher::builder()
+        .workers(3)
+        .max_workers(5)
+        .thread_name(|i| format!("wy-started-{i}"))
+        .build()
+        .unwrap();
+    assert_eq!(running("wy-started-"), 3);
+    pool.set_workers(5).unwrap();
+    assert_eq!(running("wy-started-"), 5);
+    pool.shutdown();
+}

@@ -51,6 +51,8 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize) {
         .expect("one thread per worker slot");
     *lock(&slot.thread) = Some(std::thread::current());
     slot.counters.set_state(WorkerState::Idle);
+    slot.mark_started();
+    pool.started.notify_all();
     let ctx = WorkerCtx {
         pool: Arc::clone(&pool),
         index,
