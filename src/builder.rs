@@ -22,7 +22,7 @@ pub const MAX_WORKERS: usize = 4096;
 /// ```
 pub const MIN_STACK_SIZE: usize = 64 * 1024;
 /// The largest [`DispatcherBuilder::history`]: the index's ring is
-/// allocated up front, 24 bytes a slot (24 MiB at this size).
+/// allocated up front, 8 bytes a slot (8 MiB at this size).
 ///
 /// ```
 /// let err = workyard::Dispatcher::builder().history(workyard::MAX_HISTORY + 1).build();
