@@ -185,6 +185,11 @@ fn sigkill_at_random_moments_loses_nothing() {
     let mut rng = Rng(seed);
     let started = Instant::now();
     let (mut killed, mut finished_early) = (0, 0);
+    // The kill comes at a random moment of a child's life, which is as long
+    // as this disk makes it (~270 ms here, far less on a fast disk, where
+    // a fixed 0-300 ms range once let 2 runs in 3 finish before their
+    // kill). Each child that finishes first shortens the estimate.
+    let mut life = Duration::from_millis(300);
 
     let mut round = 0;
     while killed < KILLS {
@@ -194,6 +199,7 @@ fn sigkill_at_random_moments_loses_nothing() {
         );
         round += 1;
         let mut child = spawn_child(&dir, JOBS_PER_RUN);
+        let born = Instant::now();
         if round == 1 {
             // While the child has the file open, nobody else may open it.
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -209,9 +215,13 @@ fn sigkill_at_random_moments_loses_nothing() {
             }
             assert!(matches!(open(&dir), Err(PersistError::AlreadyOpen { .. })));
         }
-        let delay = Duration::from_millis(rng.below(300));
-        match wait_until(&mut child, Instant::now() + delay) {
-            Some(status) if status.success() => finished_early += 1,
+        let delay = life.mul_f64(rng.below(1000) as f64 / 1000.0);
+        // (In round 1 the wait above may already have taken longer.)
+        match wait_until(&mut child, born + delay) {
+            Some(status) if status.success() => {
+                finished_early += 1;
+                life = life.min(born.elapsed());
+            }
             Some(status) => panic!("{}", child_failure(&dir, status)),
             None => {
                 child.kill().unwrap(); // SIGKILL
