@@ -186,9 +186,9 @@ fn sigkill_at_random_moments_loses_nothing() {
     let started = Instant::now();
     let (mut killed, mut finished_early) = (0, 0);
     // The kill comes at a random moment of a child's life, which is as long
-    // as this disk makes it (~270 ms here, far less on a fast disk, where
-    // a fixed 0-300 ms range once let 2 runs in 3 finish before their
-    // kill). Each child that finishes first shortens the estimate.
+    // as the disk makes it (100-250 ms on the machines here; with a fixed
+    // 0-300 ms range, once 2 runs in 3 finished before their kill). Each
+    // child that finishes first shortens the estimate to its own life.
     let mut life = Duration::from_millis(300);
 
     let mut round = 0;
