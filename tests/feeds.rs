@@ -14,10 +14,6 @@ use std::sync::Arc;
 use workyard::Dispatcher;
 
 #[test]
-#[cfg_attr(
-    miri,
-    ignore = "dozens of threads and two spinning pools: minutes under Miri"
-)]
 fn jobs_from_many_short_lived_threads_all_run_once() {
     within(LIMIT, || {
         let pool = Arc::new(Dispatcher::builder().workers(2).build().unwrap());
@@ -52,7 +48,6 @@ fn jobs_from_many_short_lived_threads_all_run_once() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "two pools' idle workers spin for minutes under Miri")]
 fn one_thread_spawns_into_two_pools() {
     within(LIMIT, || {
         let first = Dispatcher::builder().workers(1).build().unwrap();
