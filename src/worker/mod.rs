@@ -227,6 +227,10 @@ impl WorkerCtx {
         for _ in 0..moved.max(1) {
             pool.wake_one();
         }
+        // A halted worker leaves without the idle check of the main loop:
+        // if the job it just finished was the pool's last, nobody else
+        // would wake the `wait_idle` and `shutdown` callers.
+        pool.on_idle();
         *lock(&slot.thread) = None;
         *lock(&slot.deque) = Some(self.local);
         slot.mark_halted();
