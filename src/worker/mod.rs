@@ -24,6 +24,11 @@ use std::time::Instant;
 /// a millisecond of CPU (the hypervisor's pause-loop exits, most likely),
 /// which made the idle benchmark's 2 s window cost 0.5 ms/s in a third of
 /// the runs (`crossbeam_utils::Backoff`'s 127 pauses before its 4 yields).
+/// Since Linux forfeits a yielder's slice (2025), a worker that yielded
+/// next to a runnable thread may not preempt its waker when next woken:
+/// a spawner that keeps its CPU busy waits for the load balancer. Parking
+/// at once, or a busy loop, avoids that but cost detached-spawn throughput
+/// or idle CPU here; see BENCHMARKS.md, "Why idle workers yield".
 const SEARCH_ROUNDS: u32 = 8;
 
 /// What a worker thread knows about itself; lives on its stack.
