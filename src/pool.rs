@@ -15,6 +15,7 @@ use crossbeam_deque::Injector;
 use crossbeam_utils::CachePadded;
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
+use std::sync::mpsc;
 
 /// Names a worker thread from its index.
 pub(crate) type ThreadName = Arc<dyn Fn(usize) -> String + Send + Sync>;
@@ -46,8 +47,6 @@ pub(crate) struct Pool {
     pub(crate) space: Signal,
     /// `wait_idle` and `shutdown` callers, waiting for `pending` to reach 0.
     pub(crate) idle: Signal,
-    /// Signalled by each worker thread as it begins running.
-    pub(crate) started: Signal,
     paused: AtomicBool,
     pub(crate) index: Index,
     pub(crate) deadlines: Deadlines,
@@ -66,7 +65,6 @@ impl Pool {
             queued: CachePadded::new(AtomicUsize::new(0)),
             space: Signal::default(),
             idle: Signal::default(),
-            started: Signal::default(),
             paused: AtomicBool::new(false),
             index: Index::new(config.history),
             deadlines: Deadlines::default(),
@@ -86,7 +84,13 @@ impl Pool {
     /// A `thread_name` closure that panics or names a thread with a NUL
     /// byte (which `std::thread::Builder` would panic on) is an error like
     /// a refused thread, and the slot is given back.
-    pub(crate) fn start_worker(self: &Arc<Self>, index: usize, previous: usize) -> io::Result<()> {
+    /// The new thread drops `running` once it runs (or as it unwinds).
+    pub(crate) fn start_worker(
+        self: &Arc<Self>,
+        index: usize,
+        previous: usize,
+        running: mpsc::Sender<()>,
+    ) -> io::Result<()> {
         let slot = &self.slots[index];
         let name = match crate::unwind::catch(|| (self.config.thread_name)(index)) {
             Ok(name) if !name.contains('\0') => name,
@@ -111,7 +115,7 @@ impl Pool {
         // that sees this slot counted sees its deque's stealer set up.
         self.high.fetch_max(index + 1, Release);
         let pool = Arc::clone(self);
-        match builder.spawn(move || worker::main_loop(pool, index)) {
+        match builder.spawn(move || worker::main_loop(pool, index, running)) {
             Ok(handle) => {
                 *crate::signal::lock(&slot.join) = Some(handle);
                 Ok(())
@@ -136,43 +140,38 @@ impl Pool {
     /// wait there for the new threads to run).
     pub(crate) fn grow_to(self: &Arc<Self>, n: usize) -> io::Result<()> {
         let may_wait = !crate::dispatcher::on_worker_of(self);
-        let mut started = Vec::new();
-        let result = self.start_until(n, may_wait, &mut started);
+        // Each thread started holds a sender and drops it once running, so
+        // the channel disconnects when all of them run (or have unwound).
+        let (running, all_running) = mpsc::channel();
+        let result = self.start_until(n, may_wait, &running);
+        drop(running);
         if may_wait {
-            self.started.wait_until(
-                || {
-                    started
-                        .iter()
-                        .all(|&(i, before)| self.slots[i].starts() > before)
-                },
-                None,
-            );
+            // Nothing is ever sent: this returns at the disconnect.
+            let _ = all_running.recv();
         }
         result
     }
 
-    /// `grow_to`'s starting half: records in `started` each slot it
-    /// started a thread in, with the slot's start count before.
+    /// `grow_to`'s starting half: hands each thread it starts a clone of
+    /// `running`.
     fn start_until(
         self: &Arc<Self>,
         n: usize,
         may_wait: bool,
-        started: &mut Vec<(usize, usize)>,
+        running: &mpsc::Sender<()>,
     ) -> io::Result<()> {
-        let mut running = self.running_workers();
+        let mut workers = self.running_workers();
         for wait_for_halting in [false, true] {
             for (index, slot) in self.slots.iter().enumerate() {
-                if running >= n {
+                if workers >= n {
                     return Ok(());
                 }
                 if wait_for_halting && may_wait && slot.life() == slot::HALTING {
                     slot.join_thread();
                 }
                 if let Some(previous) = slot.try_claim() {
-                    let before = slot.starts();
-                    self.start_worker(index, previous)?;
-                    started.push((index, before));
-                    running += 1;
+                    self.start_worker(index, previous, running.clone())?;
+                    workers += 1;
                 }
             }
         }

@@ -56,16 +56,16 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
     })
 }
 
-/// The body of the worker thread of slot `index`.
-pub(crate) fn main_loop(pool: Arc<Pool>, index: usize) {
+/// The body of the worker thread of slot `index`. Drops `running` once
+/// set up: `Pool::grow_to` waits for that.
+pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc::Sender<()>) {
     let slot = &pool.slots[index];
     let local = lock(&slot.deque)
         .take()
         .expect("one thread per worker slot");
     *lock(&slot.thread) = Some(std::thread::current());
     slot.counters.set_state(WorkerState::Idle);
-    slot.mark_started();
-    pool.started.notify_all();
+    drop(running);
     let ctx = WorkerCtx {
         pool: Arc::clone(&pool),
         index,

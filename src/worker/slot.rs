@@ -30,9 +30,6 @@ pub(crate) struct Slot {
     pub(crate) join: Mutex<Option<JoinHandle<()>>>,
     /// VACANT, ACTIVE, HALTING or HALTED.
     life: AtomicUsize,
-    /// Threads that have begun running in this slot, for `grow_to`, which
-    /// waits for the ones it starts.
-    starts: AtomicUsize,
     pub(crate) counters: CachePadded<WorkerCounters>,
 }
 
@@ -45,7 +42,6 @@ impl Slot {
             thread: Mutex::new(None),
             join: Mutex::new(None),
             life: AtomicUsize::new(VACANT),
-            starts: AtomicUsize::new(0),
             counters: CachePadded::new(WorkerCounters::default()),
         }
     }
@@ -55,18 +51,6 @@ impl Slot {
     // on SeqCst ordering against the unpark that follows it.
     pub(crate) fn life(&self) -> usize {
         self.life.load(SeqCst)
-    }
-
-    /// How many threads have begun running in this slot.
-    pub(crate) fn starts(&self) -> usize {
-        // ORDERING: SeqCst, for `Signal`'s no-lost-wake-up argument.
-        self.starts.load(SeqCst)
-    }
-
-    /// The slot's new thread has begun running.
-    pub(crate) fn mark_started(&self) {
-        // ORDERING: SeqCst, as in `starts`.
-        self.starts.fetch_add(1, SeqCst);
     }
 
     pub(crate) fn halt_requested(&self) -> bool {
