@@ -1,5 +1,6 @@
 //! Wake latency: one job submitted to an idle pool (workers parked), timed
-//! until it starts; p50, p99 and max over 1,000 samples per pool. A custom
+//! until it starts; p50, p99 and max over 1,000 samples per pool, and the
+//! same for a bare thread's park/unpark, the floor under every pool. A custom
 //! loop rather than criterion: each sample needs the pool to go idle first,
 //! which criterion's timing loop would count or skip.
 
@@ -38,6 +39,15 @@ fn main() {
             _ => {}
         }
     }
+    // Not a pool: the floor under all of them (see `latency::floor`).
+    let us = sorted_micros(&latency::floor(SAMPLES));
+    println!(
+        "{:<12} {:>9.1} {:>9.1} {:>9.1}",
+        "park/unpark",
+        percentile_sorted(&us, 50.0),
+        percentile_sorted(&us, 99.0),
+        us[us.len() - 1]
+    );
     if let (Some((w50, w99)), Some((r50, r99))) = (workyard, rayon) {
         println!(
             "workyard / rayon: p50 {:.2}x (target <= 0.50), p99 {:.2}x (target <= 0.35)",

@@ -42,6 +42,10 @@ enum Target {
     AtLeast(f64),
 }
 
+/// The peer name of the wake-latency floor rows.
+const FLOOR: &str = "park/unpark";
+
+#[derive(Clone, Copy)]
 struct Row {
     workload: &'static str,
     unit: &'static str,
@@ -306,13 +310,30 @@ fn latency_rows() -> Vec<Row> {
         p50.push((kind, percentile_sorted(&us, 50.0)));
         p99.push((kind, percentile_sorted(&us, 99.0)));
     }
+    let floor = sorted_micros(&latency::floor(LATENCY_SAMPLES));
     let mut out = rows("wake latency p50", "µs", Better::Lower, &p50, |k| {
         (k == Kind::RayonSpawn).then_some(Target::RatioAtLeast(2.0))
     });
-    out.extend(rows("wake latency p99", "µs", Better::Lower, &p99, |k| {
+    out.push(floor_row(&out, percentile_sorted(&floor, 50.0)));
+    let p99_rows = rows("wake latency p99", "µs", Better::Lower, &p99, |k| {
         (k == Kind::RayonSpawn).then_some(Target::RatioAtLeast(1.0 / 0.35))
-    }));
+    });
+    let p99_floor = floor_row(&p99_rows, percentile_sorted(&floor, 99.0));
+    out.extend(p99_rows);
+    out.push(p99_floor);
     out
+}
+
+/// A bare thread's park/unpark, measured like the pools: not a peer but the
+/// floor under all of them, so a reader sees when a target asks for less.
+fn floor_row(pool_rows: &[Row], figure: f64) -> Row {
+    let first = &pool_rows[0];
+    Row {
+        peer: FLOOR,
+        peer_figure: figure,
+        target: None,
+        ..*first
+    }
 }
 
 fn idle_rows() -> Vec<Row> {
@@ -415,6 +436,23 @@ fn print(rows: &[Row]) {
     }
 }
 
+/// Says, below the table, how the p99 target compares with the floor.
+fn latency_note(table: &[Row]) {
+    let figure = |peer: &str| {
+        table
+            .iter()
+            .find(|r| r.workload == "wake latency p99" && r.peer == peer)
+            .map(|r| r.peer_figure)
+    };
+    if let (Some(rayon), Some(floor)) = (figure(Kind::RayonSpawn.name()), figure(FLOOR)) {
+        println!(
+            "\nwake latency p99: the target asks workyard for <= {:.1} µs (0.35 x rayon-spawn); \
+             a bare thread's park/unpark, measured the same way, took {floor:.1} µs",
+            0.35 * rayon
+        );
+    }
+}
+
 fn main() {
     assert!(
         peers::alloc::installed(),
@@ -435,5 +473,6 @@ fn main() {
     table.extend(forkjoin_rows());
     table.extend(coarse_rows());
     print(&table);
+    latency_note(&table);
     println!("\ntook {:.0} s", started.elapsed().as_secs_f64());
 }
