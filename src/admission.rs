@@ -16,7 +16,7 @@
 //! overestimate: a job counted as finished or refused was counted as
 //! spawned earlier. The model in `admission_loom.rs` checks this.
 //!
-//! Idle workers ask "closed yet?" in every turn of their spin loop. Read
+//! Idle workers ask "closed yet?" in every round of their search. Read
 //! from the admission word, each look pulled the spawner's hottest cache
 //! line away from it, and its next `fetch_add` missed. So `close` also
 //! sets a flag in a line of its own, after the bit, and `is_closed` reads

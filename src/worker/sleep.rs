@@ -15,7 +15,7 @@ use crossbeam_utils::CachePadded;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 pub(crate) struct Sleep {
-    /// Workers awake and spinning for work (tokio's "searching" state). A
+    /// Workers awake and searching for work (tokio's "searching" state). A
     /// spawner that sees one wakes nobody: the searcher will find the job.
     /// A searcher stops searching before it announces itself as sleeping,
     /// so the announce/fence/re-check below still catches any job whose
@@ -54,12 +54,12 @@ impl Sleep {
         }
     }
 
-    /// A worker found no job and starts spinning for one.
+    /// A worker found no job and starts searching for one.
     pub(crate) fn start_searching(&self) {
         self.searching.fetch_add(1, SeqCst);
     }
 
-    /// A worker stops spinning; `true` if it was the last one searching.
+    /// A worker stops searching; `true` if it was the last one searching.
     /// Call before `prepare` when going to sleep.
     pub(crate) fn stop_searching(&self) -> bool {
         self.searching.fetch_sub(1, SeqCst) == 1

@@ -84,8 +84,8 @@ impl World {
         self.done.load(Acquire)
     }
 
-    /// `main_loop` with `idle`'s `sleep_once` (the spin is left out: it
-    /// only re-checks earlier).
+    /// `main_loop` with `idle`'s `sleep_once` (the search rounds are left out: they
+    /// only re-check earlier).
     fn worker(self: &Arc<World>, i: usize) -> thread::JoinHandle<usize> {
         let world = Arc::clone(self);
         thread::spawn(move || {
