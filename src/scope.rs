@@ -16,6 +16,9 @@
 //! 2. When the body has returned and the count is zero, the scope drains
 //!    every cell (it keeps a list of them): a result that nobody joined,
 //!    because its handle was leaked, is dropped here, inside the scope.
+//!    Such a result's destructor may hold the `Scope` and spawn; a spawn
+//!    that finds the count at zero is refused, so no job starts after the
+//!    count reached zero.
 //!
 //! After that a cell holds only its status record, so the index may keep
 //! it (and drop it) as long as it likes. A panic in a scoped job that
@@ -291,8 +294,11 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     /// Called from one of the dispatcher's jobs (also from a scoped job),
     /// the job goes to the running worker's deque; from anywhere else, to
     /// the global queue. Like [`Dispatcher::spawn`] it blocks while a
-    /// bounded queue is full, and fails only once the dispatcher is shut
-    /// down, giving the closure back.
+    /// bounded queue is full, and fails once the dispatcher is shut down,
+    /// giving the closure back. It also fails when called after every
+    /// scoped job has finished, from the destructor of a result that the
+    /// scope drops as it ends (one whose handle was leaked): a job spawned
+    /// then would outlive the scope.
     ///
     /// ```
     /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
@@ -311,15 +317,33 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
+        // A unit of the count for the new job, unless the count is zero:
+        // then every job is done and the scope is dropping the results
+        // that leaked handles left behind, and this call comes from such a
+        // result's destructor. A job spawned now would outlive the scope.
+        // Any other caller holds a unit of the count (the body's, or that
+        // of the scoped job it runs in), so it never sees zero.
+        //
+        // ORDERING: Relaxed: the count only guards the scope's return, which
+        // cannot happen while the caller holds its unit; the queue push
+        // below publishes the job itself.
+        let counted = self
+            .state
+            .pending
+            .fetch_update(Relaxed, Relaxed, |n| (n != 0).then_some(n + 1));
+        if counted.is_err() {
+            return Err(SpawnError(f));
+        }
         let pool = &self.pool;
         let id = match dispatcher::admit(pool, true) {
             Ok(id) => id,
-            Err(_) => return Err(SpawnError(f)),
+            Err(_) => {
+                // SAFETY: the unit taken just above, given back; the caller
+                // holds another, so the count does not reach zero here.
+                unsafe { ScopeState::count_out(&self.state) };
+                return Err(SpawnError(f));
+            }
         };
-        // ORDERING: Relaxed: the caller holds a unit of the count (the
-        // body's, or that of the scoped job it runs in), so it cannot reach
-        // zero meanwhile; the queue push below publishes the job itself.
-        self.state.pending.fetch_add(1, Relaxed);
         let cell = ScopedCell::<'scope, F, T> {
             header: Header::new::<ScopedCell<'scope, F, T>>(JobId(id), 0),
             job: UnsafeCell::new(Some(f)),

@@ -422,3 +422,60 @@ fn panicking_destructors_are_contained_and_counted_once() {
         assert_eq!(pool.stats().workers, 1);
     });
 }
+
+/// A result that spawns into its scope from its destructor.
+struct SpawnsOnDrop<'scope, 'env> {
+    scope: &'scope workyard::Scope<'scope, 'env>,
+    borrowed: &'env [u64],
+    /// What the spawn in `drop` returned: `Some(true)` if it was accepted.
+    accepted: &'env std::sync::Mutex<Option<bool>>,
+    /// Runs of the job spawned in `drop`, or of its closure given back.
+    late_runs: &'env AtomicUsize,
+}
+
+impl Drop for SpawnsOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        let (borrowed, late_runs) = (self.borrowed, self.late_runs);
+        let late = move || {
+            late_runs.fetch_add(1, SeqCst);
+            borrowed.iter().sum::<u64>()
+        };
+        let spawned = self.scope.spawn(late);
+        *self.accepted.lock().unwrap() = Some(spawned.is_ok());
+        if let Err(refused) = spawned {
+            assert_eq!((refused.into_inner())(), 6, "the closure comes back whole");
+        }
+    }
+}
+
+#[test]
+fn a_result_dropped_as_its_scope_ends_cannot_spawn_into_it() {
+    within(LIMIT, || {
+        let pool = pool(1);
+        let data = vec![1u64, 2, 3];
+        let accepted = std::sync::Mutex::new(None);
+        let late_runs = AtomicUsize::new(0);
+        pool.scope(|s| {
+            let (data, accepted, late_runs) = (&data, &accepted, &late_runs);
+            let handle = s
+                .spawn(move || SpawnsOnDrop {
+                    scope: s,
+                    borrowed: data,
+                    accepted,
+                    late_runs,
+                })
+                .unwrap();
+            // Leaked: the scope itself drops the result as it ends, after
+            // its count of unfinished jobs reached zero.
+            std::mem::forget(handle);
+        });
+        // Refused, and its closure ran once, on the caller, inside the
+        // scope. Accepted, it was queued after the scope's last wait and
+        // ran (under Miri: a use after free of `data`) after `scope`
+        // returned.
+        assert_eq!(*accepted.lock().unwrap(), Some(false));
+        assert_eq!(late_runs.load(SeqCst), 1);
+        pool.wait_idle();
+        assert_eq!(pool.stats().succeeded, 1, "only the scoped job ran");
+    });
+}
