@@ -282,7 +282,8 @@ impl Dispatcher {
     ///
     /// Called from inside one of this dispatcher's jobs it cannot wait for
     /// its own job to finish; it runs queued jobs until none is left to
-    /// take, then returns.
+    /// take (none at all if that job's worker is being
+    /// [halted](Self::halt_worker)), then returns.
     ///
     /// While the dispatcher is [paused](Self::pause), queued jobs do not
     /// run, so this waits for [`resume`](Self::resume).
@@ -291,7 +292,7 @@ impl Dispatcher {
         if on_worker_of(pool) {
             worker::with_current(|ctx| {
                 let ctx = ctx.expect("on a worker");
-                while let Some(job) = ctx.find_job() {
+                while let Some(job) = ctx.find_job_while_waiting() {
                     ctx.execute(job);
                 }
             });

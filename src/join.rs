@@ -323,8 +323,9 @@ where
 /// After `a`: pops the local deque down to `b`. Returns `true` if it found
 /// `b` (nobody stole it: the caller runs it), `false` if `b` was stolen or
 /// already ran (the caller waits on its latch). Jobs pushed above `b` run
-/// here, except while the pool is paused: then they are put back as they
-/// were (taking our own `b` back is not starting a new job).
+/// here, except while the pool is paused or this worker is being halted:
+/// then they are put back as they were (taking our own `b` back is not
+/// starting a new job), and a halted worker hands them on as it leaves.
 #[inline]
 fn pop_back(ctx: &WorkerCtx, latch: &Latch, b_id: *const StackHead) -> bool {
     let mut set_aside = Vec::new();
@@ -336,7 +337,7 @@ fn pop_back(ctx: &WorkerCtx, latch: &Latch, b_id: *const StackHead) -> bool {
         match ctx.local.pop() {
             None => break false,
             Some(task) if task.is_stack(b_id) => break true,
-            Some(task) if ctx.pool.is_paused() => set_aside.push(task),
+            Some(task) if ctx.pool.is_paused() || ctx.is_halting() => set_aside.push(task),
             Some(task) => ctx.execute(task),
         }
     };

@@ -72,6 +72,92 @@ fn a_halted_workers_deque_moves_to_the_others() {
     });
 }
 
+/// How a job on a worker that is being halted waits for something, after
+/// it spawned children onto that worker's own deque.
+#[derive(Clone, Copy, Debug)]
+enum WaitInside {
+    /// `join(a, b)`, the children spawned in `a`, above `b` on the deque.
+    Join,
+    /// `Dispatcher::wait_idle` from inside the job.
+    WaitIdle,
+}
+
+/// While halting, a worker finishes its current job and starts no other,
+/// also not the children that job left on its deque, however it waits.
+fn a_halting_worker_runs_no_other_job_while_waiting(how: WaitInside) {
+    within(LIMIT, move || {
+        let pool = Dispatcher::builder().workers(2).build().unwrap();
+        let gate = Gate::new();
+        let g = gate.clone();
+        let blocker = pool.spawn(move || g.wait()).unwrap();
+        eventually("blocker runs", || blocker.status() == JobStatus::Running);
+        let busy = blocker.info().worker().unwrap();
+        let other = 1 - busy;
+
+        let p = pool.clone();
+        let children = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let c = children.clone();
+        let spawned = Gate::new();
+        let s = spawned.clone();
+        let hold = Gate::new();
+        let h = hold.clone();
+        let spawn_children = move || {
+            for i in 0..10u32 {
+                c.lock().unwrap().push(p.spawn(move || i).unwrap());
+            }
+            s.open();
+            h.wait();
+        };
+        let p = pool.clone();
+        let parent = pool
+            .spawn(move || match how {
+                WaitInside::Join => {
+                    workyard::join(spawn_children, || ());
+                }
+                WaitInside::WaitIdle => {
+                    spawn_children();
+                    // Not idle (this job runs): it runs what it may, returns.
+                    p.wait_idle();
+                }
+            })
+            .unwrap();
+        spawned.wait();
+        assert_eq!(parent.info().worker(), Some(other));
+        pool.halt_worker(other).unwrap();
+        hold.open();
+        parent.join().unwrap();
+        eventually("halted worker exits", || {
+            pool.stats().per_worker[other].state == WorkerState::Halted
+        });
+        gate.open();
+        let children = std::mem::take(&mut *children.lock().unwrap());
+        let ids: Vec<_> = children.iter().map(|c| c.id()).collect();
+        for (i, child) in children.into_iter().enumerate() {
+            assert_eq!(child.join().unwrap(), i as u32);
+        }
+        for id in ids {
+            assert_eq!(
+                pool.info(id).unwrap().worker(),
+                Some(busy),
+                "{id} ran on the remaining worker ({how:?})"
+            );
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.per_worker[other].jobs_run, 1, "{how:?}");
+        assert_eq!(stats.per_worker[busy].jobs_run, 11, "{how:?}");
+    });
+}
+
+#[test]
+fn a_halting_worker_runs_no_other_job_after_a_join() {
+    a_halting_worker_runs_no_other_job_while_waiting(WaitInside::Join);
+}
+
+#[test]
+fn a_halting_worker_runs_no_other_job_in_wait_idle() {
+    a_halting_worker_runs_no_other_job_while_waiting(WaitInside::WaitIdle);
+}
+
 #[test]
 fn halting_each_worker_in_turn_while_jobs_run() {
     within(LIMIT, || {

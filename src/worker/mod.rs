@@ -100,6 +100,22 @@ impl WorkerCtx {
         &self.slot().counters
     }
 
+    /// Is this worker being halted? Then it finishes its current job and
+    /// starts no other, not even while it waits inside that job.
+    pub(crate) fn is_halting(&self) -> bool {
+        self.slot().halt_requested()
+    }
+
+    /// A job to run while waiting inside another (for a joined job, for
+    /// room in the queue, for the pool to go idle): none while halting.
+    pub(crate) fn find_job_while_waiting(&self) -> Option<Task> {
+        if self.is_halting() {
+            None
+        } else {
+            self.find_job()
+        }
+    }
+
     /// Runs (or, if it was cancelled while queued, discards) a popped job.
     pub(crate) fn execute(&self, task: Task) {
         let job = match task.into_kind() {
@@ -267,12 +283,7 @@ pub(crate) fn wait_until(mut done: impl FnMut() -> bool, deadline: Option<Instan
         }
         let helped = with_current(|ctx| match ctx {
             Some(ctx) => {
-                let job = if ctx.slot().halt_requested() {
-                    None
-                } else {
-                    ctx.find_job()
-                };
-                match job {
+                match ctx.find_job_while_waiting() {
                     Some(job) => ctx.execute(job),
                     None => ctx.sleep_once(&mut done, deadline),
                 }
