@@ -93,6 +93,12 @@ impl DispatcherBuilder {
     /// full, [`spawn`](Dispatcher::spawn) blocks and
     /// [`try_spawn`](Dispatcher::try_spawn) returns `Full`. Unbounded by
     /// default.
+    ///
+    /// A job leaves the queue when it starts, and when it is cancelled
+    /// while queued through the dispatcher ([`Dispatcher::cancel`],
+    /// [`Dispatcher::cancel_queued`], [`Dispatcher::halt`], a deadline);
+    /// one cancelled through its [`JobHandle`](crate::JobHandle) leaves when
+    /// a worker discards it.
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.queue_capacity = Some(n);
         self

@@ -3,7 +3,6 @@
 
 use crate::dispatcher::{join_workers, on_worker_of, shutdown_pool, Dispatcher, Shutdown};
 use crate::error::{SpawnError, WorkerError};
-use crate::job::cell::JobRef;
 use crate::job::state::{self, Cancel};
 use crate::job::{Job, JobHandle, JobId};
 use crate::worker::slot;
@@ -33,9 +32,9 @@ pub(crate) enum Halted {
     AlreadyOver,
 }
 
-/// Cancels one job for a halt.
-pub(crate) fn halt_job(job: &JobRef) -> Halted {
-    match job.cancel(state::BY_HALT, true) {
+/// What a halt's cancel (`BY_HALT`, running jobs included) did to a job.
+pub(crate) fn halted(cancel: Cancel) -> Halted {
+    match cancel {
         Cancel::WasQueued(_) => Halted::NeverStarted,
         Cancel::Requested => Halted::Interrupted,
         Cancel::TooLate => Halted::AlreadyOver,
@@ -82,7 +81,7 @@ impl Dispatcher {
         pool.set_paused(true);
         let mut report = HaltReport::default();
         for job in pool.index.live() {
-            match halt_job(&job) {
+            match halted(pool.cancel_job(&job, state::BY_HALT, true)) {
                 Halted::NeverStarted => report.never_started.push(job.header().id),
                 Halted::Interrupted => report.interrupted.push(job.header().id),
                 Halted::AlreadyOver => {}
@@ -122,7 +121,7 @@ impl Dispatcher {
         let pool = self.pool();
         let mut cancelled = Vec::new();
         for job in pool.index.live() {
-            if let Cancel::WasQueued(_) = job.cancel(0, false) {
+            if let Cancel::WasQueued(_) = pool.cancel_job(&job, 0, false) {
                 cancelled.push(job.header().id);
             }
         }

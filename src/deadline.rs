@@ -110,8 +110,10 @@ impl Shared {
                     let Reverse(due) = state.heap.pop().expect("peeked");
                     drop(state);
                     // The pool is only gone while it stops this thread.
-                    if let Some(job) = pool.upgrade().and_then(|p| p.index.get(JobId(due.id))) {
-                        let _ = job.cancel(state::BY_DEADLINE, true);
+                    if let Some(pool) = pool.upgrade() {
+                        if let Some(job) = pool.index.get(JobId(due.id)) {
+                            let _ = pool.cancel_job(&job, state::BY_DEADLINE, true);
+                        }
                     }
                     state = lock(&self.state);
                 }

@@ -69,13 +69,21 @@ pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<u64, Refused> {
         return Err(Refused::Full);
     }
     // Wait for room, unless the pool closes first: then the job is refused
-    // like any spawn after shutdown.
+    // like any spawn after shutdown. The check is called again after it
+    // once succeeded (a worker's `wait_until` asks both before and after
+    // parking), so it reserves at most once: reserving again would count
+    // a second place, and forgetting the first would lose it for good.
+    // Once reserved, a close that follows does not matter: the job was
+    // admitted before it, and a close waits for admitted jobs.
     let mut reserved = false;
     let mut room_or_closed = || {
-        reserved = !pool.is_closed() && pool.reserve();
+        if !reserved && !pool.is_closed() {
+            reserved = pool.reserve();
+        }
         reserved || pool.is_closed()
     };
     if on_worker_of(pool) {
+        let _waiting = pool.places.worker_waits();
         worker::wait_until(&mut room_or_closed, None);
     } else {
         pool.space.wait_until(&mut room_or_closed, None);
@@ -263,7 +271,7 @@ impl Dispatcher {
         self.pool()
             .index
             .get(id)
-            .is_some_and(|job| job.cancel(0, true) != Cancel::TooLate)
+            .is_some_and(|job| self.pool().cancel_job(&job, 0, true) != Cancel::TooLate)
     }
 
     /// Counters: workers, queued and running jobs, outcomes, steals, and

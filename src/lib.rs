@@ -88,6 +88,7 @@ mod join;
 mod loom;
 #[cfg(feature = "persist")]
 pub mod persist;
+mod places;
 mod pool;
 mod scope;
 mod signal;

@@ -3,16 +3,18 @@
 use crate::admission::Admission;
 use crate::deadline::Deadlines;
 use crate::feed::Feeds;
+use crate::job::cell::JobRef;
 use crate::job::index::Index;
+use crate::job::state::Cancel;
 use crate::job::task::Task;
 use crate::loom::{fence, AtomicBool, AtomicUsize};
+use crate::places::Places;
 use crate::signal::Signal;
 use crate::stats::Stats;
 use crate::worker::sleep::Sleep;
 use crate::worker::slot::{self, Slot};
 use crate::{worker, Arc};
 use crossbeam_deque::Injector;
-use crossbeam_utils::CachePadded;
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 use std::sync::mpsc;
@@ -41,9 +43,10 @@ pub(crate) struct Pool {
     /// Workers never write it: each counts its finished jobs in its own
     /// slot, so finishing a job touches no shared cache line.
     admission: Admission,
-    /// Jobs accepted and not yet started, counted only when bounded.
-    queued: CachePadded<AtomicUsize>,
-    /// Spawners blocked on a full queue.
+    /// The bounded queue's places (none counted when unbounded).
+    pub(crate) places: Places,
+    /// Outside spawners blocked on a full queue (workers wait in the sleep
+    /// mask instead; see `Places::worker_waits`).
     pub(crate) space: Signal,
     /// `wait_idle` and `shutdown` callers, waiting for `pending` to reach 0.
     pub(crate) idle: Signal,
@@ -62,7 +65,7 @@ impl Pool {
             high: AtomicUsize::new(0),
             sleep: Sleep::new(config.max_workers),
             admission: Admission::new(),
-            queued: CachePadded::new(AtomicUsize::new(0)),
+            places: Places::new(config.capacity),
             space: Signal::default(),
             idle: Signal::default(),
             paused: AtomicBool::new(false),
@@ -268,21 +271,35 @@ impl Pool {
 
     /// Reserves a place in a bounded queue; `false` if it is full.
     pub(crate) fn reserve(&self) -> bool {
-        let Some(cap) = self.config.capacity else {
-            return true;
-        };
-        // SeqCst pairs with `release_place`'s decrement and the count of
-        // blocked spawners in `space` (no lost wake-up).
-        self.queued
-            .fetch_update(SeqCst, SeqCst, |q| (q < cap).then_some(q + 1))
-            .is_ok()
+        self.places.reserve()
     }
 
-    /// Frees the place of a job that left the queue (started or discarded).
+    /// A worker took a job out of the queue (to run or to discard it).
     pub(crate) fn release_place(&self) {
-        if self.config.capacity.is_some() {
-            self.queued.fetch_sub(1, SeqCst);
-            self.space.notify_all();
+        if self.places.is_bounded() && self.places.popped() {
+            self.place_freed();
+        }
+    }
+
+    /// Cancels `job` for this pool's own callers (by id, `cancel_queued`,
+    /// `halt`, the deadline timer): like `JobRef::cancel`, and a job found
+    /// still queued gives its place in a bounded queue back at once (see
+    /// `places.rs` for the order of the steps).
+    pub(crate) fn cancel_job(&self, job: &JobRef, reason: usize, running: bool) -> Cancel {
+        let (result, given_back) = self.places.cancel(|| job.cancel(reason, running));
+        if given_back {
+            self.place_freed();
+        }
+        result
+    }
+
+    /// Wakes whoever waits for a place: outside spawners on `space`,
+    /// workers (jobs spawning into the full queue) in the sleep mask. Rare
+    /// enough that waking every parked worker costs nothing that matters.
+    fn place_freed(&self) {
+        self.space.notify_all();
+        if self.places.has_waiting_workers() {
+            self.wake_all();
         }
     }
 

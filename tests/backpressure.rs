@@ -160,3 +160,177 @@ fn cancel_queued_drops_the_backlog_and_keeps_running_jobs() {
         assert!(pool.spawn(|| 3).unwrap().join().is_ok(), "still accepting");
     });
 }
+
+/// Jobs spawning into a full queue wait for room on their worker; when a
+/// peer frees the place, the waiter must get it (and keep only one).
+#[test]
+fn jobs_spawning_into_a_full_queue_on_two_workers_finish() {
+    within(LIMIT, || {
+        for round in 0..100 {
+            let pool = Dispatcher::builder()
+                .workers(2)
+                .queue_capacity(1)
+                .build()
+                .unwrap();
+            let parents: Vec<_> = (0..2)
+                .map(|_| {
+                    let p = pool.clone();
+                    pool.spawn(move || {
+                        for i in 0..2_000u64 {
+                            drop(p.spawn(move || i).unwrap());
+                        }
+                    })
+                    .unwrap()
+                })
+                .collect();
+            for parent in parents {
+                parent.join().unwrap();
+            }
+            pool.wait_idle();
+            assert_eq!(pool.stats().succeeded, 4_002, "round {round}");
+            pool.shutdown();
+        }
+    });
+}
+
+/// A worker being halted helps no one while its job waits for room, so it
+/// parks: freeing a place must wake it.
+#[test]
+fn a_halting_workers_job_waiting_for_room_gets_it() {
+    within(LIMIT, || {
+        for round in 0..50 {
+            let pool = Dispatcher::builder()
+                .workers(2)
+                .queue_capacity(1)
+                .build()
+                .unwrap();
+            let (gate_p, gate_q) = (Gate::new(), Gate::new());
+            let (g, p) = (gate_p.clone(), pool.clone());
+            let parent = pool
+                .spawn(move || {
+                    g.wait();
+                    p.spawn(|| 7).unwrap().join().unwrap()
+                })
+                .unwrap();
+            let g = gate_q.clone();
+            let other = pool.spawn(move || g.wait()).unwrap();
+            eventually("both run", || {
+                parent.status() == JobStatus::Running && other.status() == JobStatus::Running
+            });
+            let filler = pool.spawn(|| ()).unwrap();
+            pool.halt_worker(parent.info().worker().unwrap()).unwrap();
+            // The parent's spawn now waits for the filler's place, which the
+            // other worker frees once its job returns.
+            gate_p.open();
+            gate_q.open();
+            assert_eq!(parent.join().unwrap(), 7, "round {round}");
+            filler.join().unwrap();
+            other.join().unwrap();
+            pool.shutdown();
+        }
+    });
+}
+
+/// Cancelling queued jobs frees their places at once, and only once: the
+/// bound is exact again afterwards.
+#[test]
+fn cancelled_queued_jobs_free_their_places() {
+    within(LIMIT, || {
+        let pool = Dispatcher::builder()
+            .workers(1)
+            .queue_capacity(2)
+            .build()
+            .unwrap();
+        let gate = Gate::new();
+        let g = gate.clone();
+        let running = pool.spawn(move || g.wait()).unwrap();
+        eventually("runs", || running.status() == JobStatus::Running);
+        let a = pool.try_spawn(|| 1).unwrap();
+        let b = pool.try_spawn(|| 2).unwrap();
+        assert!(pool.try_spawn(|| 3).unwrap_err().is_full());
+        // By id, and the whole backlog: both free places while the cancelled
+        // jobs still sit in the queue.
+        assert!(pool.cancel(a.id()));
+        let c = pool.try_spawn(|| 3).unwrap();
+        assert!(pool.try_spawn(|| 4).unwrap_err().is_full());
+        assert_eq!(pool.cancel_queued(), [b.id(), c.id()]);
+        let d = pool.try_spawn(|| 4).unwrap();
+        let e = pool.try_spawn(|| 5).unwrap();
+        assert!(
+            pool.try_spawn(|| 6).unwrap_err().is_full(),
+            "two places, two live jobs"
+        );
+        gate.open();
+        running.join().unwrap();
+        assert_eq!((d.join().unwrap(), e.join().unwrap()), (4, 5));
+        for h in [a, b, c] {
+            assert!(h.join().unwrap_err().is_cancelled());
+        }
+        pool.wait_idle();
+        // Every cancelled job was popped by now: exactly two places again.
+        pool.pause();
+        let again: Vec<_> = (0..2).map(|i| pool.try_spawn(move || i).unwrap()).collect();
+        assert!(pool.try_spawn(|| 9).unwrap_err().is_full());
+        pool.resume();
+        for h in again {
+            h.join().unwrap();
+        }
+    });
+}
+
+/// Cancels by id racing workers that start the same jobs: whoever wins,
+/// each job gives its place back once, so the bound is exact at the end.
+#[test]
+fn cancels_racing_starts_keep_the_bound_exact() {
+    within(LIMIT, || {
+        const CAP: usize = 3;
+        let pool = Dispatcher::builder()
+            .workers(2)
+            .queue_capacity(CAP)
+            .build()
+            .unwrap();
+        let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let canceller = {
+            let (pool, ids, done) = (pool.clone(), ids.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut cancelled = 0usize;
+                while !done.load(Ordering::SeqCst) {
+                    let last = ids.lock().unwrap().last().copied();
+                    if let Some(id) = last {
+                        cancelled += usize::from(pool.cancel(id));
+                    }
+                    std::thread::yield_now();
+                }
+                cancelled
+            })
+        };
+        for i in 0..20_000u64 {
+            let h = pool.spawn(move || i).unwrap();
+            ids.lock().unwrap().push(h.id());
+            match i % 4 {
+                // By id, right away: a worker may be taking it just now.
+                1 => drop(pool.cancel(h.id())),
+                // Through the handle: its place goes back on pop.
+                3 => drop(h.cancel()),
+                _ => {}
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        let cancelled = canceller.join().unwrap();
+        pool.wait_idle();
+        let stats = pool.stats();
+        assert_eq!(stats.succeeded + stats.cancelled, 20_000);
+        assert!(cancelled as u64 <= stats.cancelled);
+        pool.pause();
+        let again: Vec<_> = (0..CAP).map(|_| pool.try_spawn(|| ()).unwrap()).collect();
+        assert!(
+            pool.try_spawn(|| ()).unwrap_err().is_full(),
+            "exactly {CAP} places after the races"
+        );
+        pool.resume();
+        for h in again {
+            h.join().unwrap();
+        }
+    });
+}

@@ -92,6 +92,11 @@ impl<T, E> JobHandle<T, E> {
     /// [`JobError::Cancelled`]. Returns `false` if the job had already
     /// finished or been cancelled.
     ///
+    /// In a [bounded](crate::DispatcherBuilder::queue_capacity) queue, a
+    /// job cancelled through its handle keeps its place until a worker
+    /// discards it (the handle does not know its dispatcher);
+    /// [`Dispatcher::cancel`](crate::Dispatcher::cancel) frees it at once.
+    ///
     /// ```
     /// use workyard::{Dispatcher, JobStatus};
     ///

@@ -15,7 +15,7 @@
 //! joiner just after it stopped waiting.
 
 use super::{Cancel, BY_HALT, CANCELLED, SUCCEEDED};
-use crate::control::{halt_job, Halted};
+use crate::control::{halted, Halted};
 use crate::error::JobError;
 use crate::job::cell::{claim, JobCell, JobRef};
 use crate::job::{CancelReason, JobHandle, JobId};
@@ -180,7 +180,7 @@ fn halt_races_the_workers_pop_and_claim() {
             };
             // `Dispatcher::halt`: pause, then cancel.
             paused.store(true, SeqCst);
-            let reported = halt_job(&job);
+            let reported = halted(job.cancel(BY_HALT, true));
             let ran = worker.join().unwrap();
             // What the report says is what happened to the job.
             match reported {

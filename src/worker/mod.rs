@@ -133,7 +133,6 @@ impl WorkerCtx {
             self.local.push(Task::job(job));
             return;
         }
-        self.pool.release_place();
         let header = job.header();
         let deadline = header.deadline();
         if deadline != 0 && time::now_nanos() >= deadline {
@@ -150,7 +149,14 @@ impl WorkerCtx {
             0 => time::now(),
             end => end,
         };
-        if cell::claim(&job, self.index, start) {
+        let claimed = cell::claim(&job, self.index, start);
+        // The job has left the queue, to run or to be discarded. Given
+        // back only now that the claim decided which: a cancel that won
+        // while the job was still queued gave its place back already (see
+        // `places.rs`), and one winning after a give-back here would count
+        // the job's place twice.
+        self.pool.release_place();
+        if claimed {
             counters.set_state(WorkerState::Running);
             let outcome = job.run(self.index);
             self.stamp.set(header.finished_at());
@@ -270,7 +276,9 @@ impl WorkerCtx {
 
 /// Blocks the calling thread until `done()` returns `true` or `deadline`
 /// passes; returns `done()`. The caller must have arranged to be unparked
-/// when `done()` becomes true. On a worker thread it runs other jobs while
+/// when `done()` becomes true. `done` may be called again after it
+/// returned `true` (on a worker, before and after each park), and must
+/// then return `true` again without repeating any effect. On a worker thread it runs other jobs while
 /// it waits (unless its worker is being halted), so a job waiting on
 /// another never starves a pool.
 pub(crate) fn wait_until(mut done: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
