@@ -6,6 +6,7 @@ mod common;
 use common::{eventually, within, Gate, LIMIT};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use workyard::{Dispatcher, JobStatus};
 
 #[test]
@@ -199,5 +200,46 @@ fn dropping_the_last_handle_outside_waits_for_the_jobs() {
         }
         drop(pool);
         assert_eq!(ran.load(Ordering::Relaxed), 10_000);
+    });
+}
+
+/// "Each call returns once the threads are gone": also the call that finds
+/// another one already joining a thread. The worker's exit is made slow (a
+/// thread-local destructor) so that both calls overlap it.
+#[test]
+fn concurrent_shutdowns_both_return_after_the_threads_are_gone() {
+    struct SlowExit(Arc<AtomicBool>);
+    impl Drop for SlowExit {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(300));
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    thread_local! {
+        static ON_EXIT: std::cell::RefCell<Option<SlowExit>> = const { std::cell::RefCell::new(None) };
+    }
+    within(LIMIT, || {
+        let pool = Dispatcher::builder().workers(1).build().unwrap();
+        let exited = Arc::new(AtomicBool::new(false));
+        let e = exited.clone();
+        pool.spawn(move || ON_EXIT.with(|g| *g.borrow_mut() = Some(SlowExit(e))))
+            .unwrap()
+            .join()
+            .unwrap();
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let (pool, exited) = (pool.clone(), exited.clone());
+                std::thread::spawn(move || {
+                    pool.shutdown();
+                    exited.load(Ordering::SeqCst)
+                })
+            })
+            .collect();
+        let saw_exit: Vec<bool> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+        assert_eq!(
+            saw_exit,
+            [true, true],
+            "a shutdown returned before the thread exited"
+        );
     });
 }

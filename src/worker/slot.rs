@@ -90,10 +90,14 @@ impl Slot {
         }
     }
 
-    /// Joins the slot's exited (or exiting) thread, if it has one.
+    /// Joins the slot's exited (or exiting) thread, if it has one. The lock
+    /// is held across the join: a second caller (a concurrent `shutdown`,
+    /// say) then waits until the thread is gone too, instead of finding
+    /// the handle taken and returning while the thread still runs its
+    /// thread-local destructors. The exiting thread never takes this lock.
     pub(crate) fn join_thread(&self) {
-        let handle = lock(&self.join).take();
-        if let Some(handle) = handle {
+        let mut join = lock(&self.join);
+        if let Some(handle) = join.take() {
             // A worker thread never unwinds (jobs run under catch_unwind).
             let _ = handle.join();
         }
