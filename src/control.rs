@@ -74,11 +74,13 @@ impl Dispatcher {
     pub fn halt(&self) -> HaltReport {
         let pool = self.pool();
         pool.close();
-        // Paused while the walk cancels: otherwise a worker whose job the
-        // walk has just stopped would start the next queued job before the
-        // walk reaches it. (Only a job a worker had already taken when the
-        // pause landed can still start; it is then reported as interrupted.)
-        pool.set_paused(true);
+        // Held while the walk cancels: otherwise a worker whose job the walk
+        // has just stopped would start the next queued job before the walk
+        // reaches it. (Only a job a worker had already taken when the hold
+        // landed can still start; it is then reported as interrupted.) Not
+        // the user's pause: a `pause`, `resume` or shutdown racing the walk
+        // would lift that.
+        pool.hold_for_halt();
         let mut report = HaltReport::default();
         for job in pool.index.live() {
             match halted(pool.cancel_job(&job, state::BY_HALT, true)) {
@@ -94,6 +96,7 @@ impl Dispatcher {
             "halt"
         );
         // Workers discard the cancelled jobs, so a paused pool must run.
+        pool.release_halt();
         pool.set_paused(false);
         if !on_worker_of(pool) {
             pool.idle.wait_until(|| pool.pending() == 0, None);

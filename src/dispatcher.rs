@@ -332,7 +332,7 @@ impl Dispatcher {
 
     /// `true` while paused.
     pub fn is_paused(&self) -> bool {
-        self.pool().is_paused()
+        self.pool().is_paused_by_user()
     }
 
     /// `true` once the dispatcher refuses new jobs.

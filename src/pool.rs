@@ -7,7 +7,7 @@ use crate::job::cell::JobRef;
 use crate::job::index::Index;
 use crate::job::state::Cancel;
 use crate::job::task::Task;
-use crate::loom::{fence, AtomicBool, AtomicUsize};
+use crate::loom::{fence, AtomicUsize};
 use crate::places::Places;
 use crate::signal::Signal;
 use crate::stats::Stats;
@@ -31,6 +31,11 @@ pub(crate) struct Config {
     pub(crate) stack_size: Option<usize>,
 }
 
+/// `Pool::held`: the user's pause.
+const USER_PAUSE: usize = 1;
+/// `Pool::held`: one halt's hold.
+const HALT_HOLD: usize = 2;
+
 pub(crate) struct Pool {
     pub(crate) injector: Injector<Task>,
     /// One deque per outside spawning thread (up to `FEEDS`); see `feed.rs`.
@@ -50,7 +55,11 @@ pub(crate) struct Pool {
     pub(crate) space: Signal,
     /// `wait_idle` and `shutdown` callers, waiting for `pending` to reach 0.
     pub(crate) idle: Signal,
-    paused: AtomicBool,
+    /// Whether workers may start jobs: 0 if so. Bit `USER_PAUSE` is
+    /// `pause`'s; each halt walking the index adds `HALT_HOLD` for the
+    /// walk. Kept apart so that a `pause`, `resume` or shutdown racing a
+    /// halt cannot lift the halt's hold (nor a halt lift a user's pause).
+    held: AtomicUsize,
     pub(crate) index: Index,
     pub(crate) deadlines: Deadlines,
     pub(crate) config: Config,
@@ -68,7 +77,7 @@ impl Pool {
             places: Places::new(config.capacity),
             space: Signal::default(),
             idle: Signal::default(),
-            paused: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
             index: Index::new(config.history),
             deadlines: Deadlines::default(),
             config,
@@ -303,21 +312,44 @@ impl Pool {
         }
     }
 
+    /// May workers start jobs? Not while paused or while a halt walks.
     pub(crate) fn is_paused(&self) -> bool {
-        // ORDERING: Acquire pairs with the store in `set_paused`; a worker
-        // that misses the change by a moment is woken by `wake_all`.
-        self.paused.load(Acquire)
+        // ORDERING: Acquire pairs with the SeqCst updates below; a worker
+        // that misses a change by a moment is woken by their `wake_all`.
+        self.held.load(Acquire) != 0
+    }
+
+    /// Paused by `pause` (what `Dispatcher::is_paused` reports).
+    pub(crate) fn is_paused_by_user(&self) -> bool {
+        // ORDERING: Acquire, as in `is_paused`.
+        self.held.load(Acquire) & USER_PAUSE != 0
     }
 
     pub(crate) fn set_paused(&self, paused: bool) {
-        // SeqCst (not just Release): `pause` stores, then reads `CLOSED`,
-        // while shutdown sets `CLOSED`, then stores `false`; with both in
-        // the single SeqCst order, one of them sees the other (Dekker), so
-        // a closed pool never stays paused.
-        self.paused.store(paused, SeqCst);
-        if !paused {
+        // SeqCst (not just Release): `pause` sets the bit, then reads
+        // `CLOSED`, while shutdown sets `CLOSED`, then clears the bit; with
+        // both in the single SeqCst order, one of them sees the other
+        // (Dekker), so a closed pool never stays paused.
+        if paused {
+            self.held.fetch_or(USER_PAUSE, SeqCst);
+        } else {
+            self.held.fetch_and(!USER_PAUSE, SeqCst);
             self.wake_all();
         }
+    }
+
+    /// Holds every worker back while a halt cancels the queued jobs, so
+    /// that none starts one before the walk reaches it; `release_halt`
+    /// ends the hold. Only a job a worker had already taken can start.
+    pub(crate) fn hold_for_halt(&self) {
+        // SeqCst, as `set_paused`.
+        self.held.fetch_add(HALT_HOLD, SeqCst);
+    }
+
+    pub(crate) fn release_halt(&self) {
+        // SeqCst, as `set_paused`.
+        self.held.fetch_sub(HALT_HOLD, SeqCst);
+        self.wake_all();
     }
 
     /// Pauses, unless the pool is closed: shutdown and halt wait for every

@@ -156,3 +156,40 @@ fn shutdown_timeout_halts_when_time_runs_out() {
         assert!(waiting.join().unwrap_err().is_cancelled());
     });
 }
+
+/// `pause`, `resume` and shutdown racing a halt cannot let a job that was
+/// queued when the halt began start: the halt's hold is its own.
+#[test]
+fn pause_and_resume_racing_a_halt_start_no_queued_job() {
+    within(LIMIT, || {
+        for racer_calls in ["pause", "resume", "shutdown"] {
+            const N: usize = 50_000;
+            let pool = Dispatcher::builder().workers(1).build().unwrap();
+            pool.pause();
+            let ran = Arc::new(AtomicUsize::new(0));
+            for _ in 0..N {
+                let ran = ran.clone();
+                drop(
+                    pool.spawn(move || ran.fetch_add(1, Ordering::SeqCst))
+                        .unwrap(),
+                );
+            }
+            let p = pool.clone();
+            let racer = std::thread::spawn(move || {
+                // The halt has begun (it closes first); its walk is under way.
+                while !p.is_shutdown() {
+                    std::hint::spin_loop();
+                }
+                match racer_calls {
+                    "pause" => p.pause(),
+                    "resume" => p.resume(),
+                    _ => p.shutdown(),
+                }
+            });
+            let report = pool.halt();
+            racer.join().unwrap();
+            assert_eq!(ran.load(Ordering::SeqCst), 0, "{racer_calls}");
+            assert_eq!(report.never_started.len(), N, "{racer_calls}");
+        }
+    });
+}
