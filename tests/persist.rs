@@ -1,6 +1,9 @@
 //! The durable queue: storage, delivery, retries, dead jobs, waiting
 //! names, retention, cancel/halt/stop, and the file's lock.
 
+mod common;
+
+use common::{within, LIMIT};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
@@ -860,5 +863,47 @@ fn halting_the_dispatcher_puts_unstarted_runs_back_and_loses_nothing() {
         );
     }
     assert_eq!(ran.load(Ordering::SeqCst), 20);
+    queue.stop().unwrap();
+}
+
+#[test]
+fn wait_idle_ignores_a_backing_off_job_whose_name_has_no_handler() {
+    let path = file("wait-idle-delayed-unhandled");
+    // A backoff long enough that the job still waits it out when the file
+    // is reopened, however slow the machine.
+    let backoff = Backoff::new(Duration::from_secs(3600)).jitter(0.0);
+    let flaky = {
+        let queue = Queue::builder().backoff(backoff).open(&path).unwrap();
+        queue
+            .register("flaky", |_| -> Result<(), String> { Err("down".into()) })
+            .unwrap();
+        let id = queue.enqueue("flaky", b"x").unwrap();
+        queue.start(&pool(1)).unwrap();
+        eventually("the first attempt to fail", || {
+            let r = queue.status(id).unwrap().unwrap();
+            r.state() == JobState::Pending && r.attempts() == 1
+        });
+        let r = queue.status(id).unwrap().unwrap();
+        assert!(r.next_attempt_at().is_some(), "backing off");
+        queue.stop().unwrap();
+        id
+    };
+
+    let queue = Queue::open(&path).unwrap();
+    let stats = queue.stats();
+    assert_eq!((stats.waiting, stats.pending, stats.retrying), (1, 0, 0));
+    queue
+        .register("other", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let other = queue.enqueue("other", b"y").unwrap();
+    queue.start(&pool(1)).unwrap();
+    let q = queue.clone();
+    within(LIMIT, move || q.wait_idle()).unwrap();
+    assert_eq!(state(&queue, other), JobState::Succeeded);
+    let r = queue.status(flaky).unwrap().unwrap();
+    assert_eq!((r.state(), r.attempts()), (JobState::Waiting, 1));
+    assert!(r.next_attempt_at().is_some());
+    let stats = queue.stats();
+    assert_eq!((stats.waiting, stats.pending, stats.running), (1, 0, 0));
     queue.stop().unwrap();
 }

@@ -106,7 +106,10 @@ impl Sched {
         }
     }
 
-    /// Moves jobs whose backoff ended into their lanes.
+    /// Moves jobs whose backoff ended into their lanes. It wakes nobody:
+    /// a handled job goes from backing off to ready and an unhandled one
+    /// stays unhandled, so `is_idle` (what `wait_idle` waits on) keeps its
+    /// answer.
     pub(crate) fn promote_due(&mut self, now: u64) {
         while let Some(entry) = self.delayed.first_entry() {
             if entry.key().0 > now {
@@ -223,12 +226,13 @@ impl Sched {
         self.has_handler(name)
     }
 
-    /// Nothing is runnable now or later, and nothing is out.
+    /// Nothing is runnable now or later, and nothing is out. Jobs without
+    /// a handler do not count, backing off or not: nothing would run them.
     pub(crate) fn is_idle(&self, in_flight: usize) -> bool {
         in_flight == 0
             && self.running.is_empty()
-            && self.delayed.is_empty()
             && self.ready_count(true) == 0
+            && !self.delayed.values().any(|name| self.has_handler(name))
     }
 }
 
