@@ -907,3 +907,111 @@ fn wait_idle_ignores_a_backing_off_job_whose_name_has_no_handler() {
     assert_eq!((stats.waiting, stats.pending, stats.running), (1, 0, 0));
     queue.stop().unwrap();
 }
+
+#[test]
+fn stop_returns_while_the_dispatcher_queue_is_full() {
+    let path = file("stop-full");
+    let queue = Queue::open(&path).unwrap();
+    queue
+        .register("job", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let ids: Vec<JobId> = (0..8u8)
+        .map(|i| queue.enqueue("job", &[i]).unwrap())
+        .collect();
+    let bounded = Dispatcher::builder()
+        .workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    bounded.pause();
+    queue.start(&bounded).unwrap();
+    // One worker: the feeder claims two; the first fills the dispatcher's
+    // queue, the second finds it full.
+    eventually("two claims, one attempt queued", || {
+        queue.stats().running == 2 && bounded.stats().queued >= 1
+    });
+    let q = queue.clone();
+    within(LIMIT, move || q.stop()).unwrap();
+    drop(queue);
+
+    // Nothing ran, so every job is back as it was before its claim: pending
+    // (reported waiting: the new queue has no handler yet), no attempt
+    // counted, none interrupted.
+    let queue = Queue::open(&path).unwrap();
+    for &id in &ids {
+        let r = queue.status(id).unwrap().unwrap();
+        assert_eq!(
+            (r.state(), r.attempts(), r.interrupted(), r.run_id()),
+            (JobState::Waiting, 0, 0, None),
+            "{id:?}"
+        );
+    }
+    let stats = queue.stats();
+    assert_eq!((stats.waiting, stats.recovered), (8, 0));
+
+    // And each runs exactly once.
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let r = ran.clone();
+    queue
+        .register("job", move |job| -> Result<(), String> {
+            r.lock().unwrap().push(job.id());
+            Ok(())
+        })
+        .unwrap();
+    queue.start(&pool(1)).unwrap();
+    queue.wait_idle().unwrap();
+    let mut ran = ran.lock().unwrap().clone();
+    ran.sort();
+    assert_eq!(ran, ids);
+    for &id in &ids {
+        let r = queue.status(id).unwrap().unwrap();
+        assert_eq!(
+            (r.state(), r.attempts()),
+            (JobState::Succeeded, 1),
+            "{id:?}"
+        );
+    }
+    queue.stop().unwrap();
+    bounded.resume();
+}
+
+#[test]
+fn cancelling_a_job_held_for_room_in_a_full_dispatcher_queue_cancels_it() {
+    let path = file("cancel-held");
+    let queue = Queue::open(&path).unwrap();
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let r = ran.clone();
+    queue
+        .register("job", move |job| -> Result<(), String> {
+            r.lock().unwrap().push(job.id());
+            Ok(())
+        })
+        .unwrap();
+    let first = queue.enqueue("job", b"").unwrap();
+    let held = queue.enqueue("job", b"").unwrap();
+    let bounded = Dispatcher::builder()
+        .workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    bounded.pause();
+    queue.start(&bounded).unwrap();
+    // Claimed in id order: the first fills the dispatcher's queue, the
+    // feeder holds the other until there is room.
+    eventually("two claims, one attempt queued", || {
+        queue.stats().running == 2 && bounded.stats().queued >= 1
+    });
+    assert!(queue.cancel(held).unwrap());
+    eventually("the held job to be cancelled", || {
+        state(&queue, held) == JobState::Cancelled
+    });
+    bounded.resume();
+    within(LIMIT, {
+        let queue = queue.clone();
+        move || queue.wait_idle()
+    })
+    .unwrap();
+    assert_eq!(state(&queue, first), JobState::Succeeded);
+    assert_eq!(*ran.lock().unwrap(), [first]);
+    queue.stop().unwrap();
+}

@@ -375,9 +375,10 @@ impl Queue {
     /// dispatcher job, with its own status record there (see
     /// [`JobRecord::run_id`]). At most
     /// [`max_in_flight`](QueueBuilder::max_in_flight) attempts are handed
-    /// to it at once. A halt or cancel of an attempt on the dispatcher
-    /// before it ran puts its job back to pending, not counted as an
-    /// attempt.
+    /// to it at once; while its bounded queue (if any) is full, the queue
+    /// waits for room, and [`stop`](Self::stop) ends that wait. A halt or
+    /// cancel of an attempt on the dispatcher before it ran puts its job
+    /// back to pending, not counted as an attempt.
     pub fn start(&self, dispatcher: &Dispatcher) -> Result<(), PersistError> {
         let shared = self.shared();
         {

@@ -15,7 +15,7 @@ use super::queue::{HandlerFn, Shared};
 use super::record::now_ms;
 use super::{Delivery, JobId};
 use crate::signal::lock;
-use crate::{Dispatcher, Job};
+use crate::{Dispatcher, Job, TrySpawnError};
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
@@ -265,6 +265,7 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
         let mut runs = Vec::with_capacity(batch.len());
         let mut refused = false;
         let mut skipped = false;
+        let mut stopping = false;
         for (take, claimed) in batch.into_iter().zip(claimed) {
             let Some(claimed) = claimed else {
                 // Cancelled between our take and the claim.
@@ -282,13 +283,16 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
                 cancel: claimed.cancel,
                 reported: false,
             };
-            match dispatcher.spawn(attempt) {
-                Ok(handle) => runs.push((take.id, handle.id())),
-                // Dropping the refused attempt releases its job.
-                Err(refused_attempt) => {
-                    drop(refused_attempt);
-                    refused = true;
-                }
+            if stopping {
+                // Dropping it releases its job.
+                drop(attempt);
+                continue;
+            }
+            match hand_over(&shared, &dispatcher, attempt) {
+                Handed::Run(run) => runs.push((take.id, run)),
+                Handed::Refused => refused = true,
+                Handed::Stopping => stopping = true,
+                Handed::Cancelled => {}
             }
         }
         let mut cancel = Vec::new();
@@ -316,8 +320,68 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
         for run in cancel {
             dispatcher.cancel(run);
         }
-        if refused {
+        // Stopping: the runs handed over are recorded above, where `stop`
+        // looks for the queued ones to cancel.
+        if refused || stopping {
             return;
         }
+    }
+}
+
+/// How [`hand_over`] ended. Unless it is `Run`, the attempt was dropped,
+/// which reported it: `Released`, or `Cancelled` if `Queue::cancel` asked.
+enum Handed {
+    /// Queued on the dispatcher as this run.
+    Run(crate::JobId),
+    /// The dispatcher is shut down or halted.
+    Refused,
+    /// The queue is stopping (or broken) while the dispatcher's queue was
+    /// full.
+    Stopping,
+    /// `Queue::cancel` asked while the dispatcher's queue was full.
+    Cancelled,
+}
+
+/// How long the feeder waits before it offers an attempt again to a
+/// dispatcher whose bounded queue is full. It waits on `changed`, where
+/// `stop` wakes it, not in a blocking `spawn`, which only room or the
+/// dispatcher's shutdown ends; the dispatcher has no room signal to wait
+/// on beside `changed`, hence the polling. A full queue is that queue's
+/// worth of work ahead of the workers, so a refill this late costs
+/// throughput only if they finish all of it sooner.
+const FULL_RETRY: Duration = Duration::from_millis(1);
+
+/// Queues `attempt` on the dispatcher, waiting out a full bounded queue
+/// unless the queue stops or the job is cancelled meanwhile.
+fn hand_over(shared: &Shared, dispatcher: &Dispatcher, mut attempt: Attempt) -> Handed {
+    loop {
+        attempt = match dispatcher.try_spawn(attempt) {
+            Ok(handle) => return Handed::Run(handle.id()),
+            Err(TrySpawnError::Closed(refused)) => {
+                drop(refused);
+                return Handed::Refused;
+            }
+            Err(TrySpawnError::Full(attempt)) => attempt,
+        };
+        // ORDERING: SeqCst, as the committer's store.
+        if attempt.cancel.load(SeqCst) {
+            drop(attempt);
+            return Handed::Cancelled;
+        }
+        let s = lock(&shared.sched);
+        // Checked under the lock that `stop` sets it under, before the
+        // wait: its wake-up cannot come in between.
+        if s.stopping || s.broken.is_some() {
+            // Not under the lock: the drop reports, and that may take it.
+            drop(s);
+            drop(attempt);
+            return Handed::Stopping;
+        }
+        drop(
+            shared
+                .changed
+                .wait_timeout(s, FULL_RETRY)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
     }
 }
