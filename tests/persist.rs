@@ -1015,3 +1015,43 @@ fn cancelling_a_job_held_for_room_in_a_full_dispatcher_queue_cancels_it() {
     assert_eq!(*ran.lock().unwrap(), [first]);
     queue.stop().unwrap();
 }
+
+#[test]
+fn every_call_after_stop_fails_with_stopped() {
+    let path = file("calls-after-stop");
+    let queue = Queue::open(&path).unwrap();
+    let id = queue.enqueue("a", b"").unwrap();
+    queue.stop().unwrap();
+    let stopped = |r: Result<(), PersistError>| matches!(r, Err(PersistError::Stopped));
+    assert!(stopped(
+        queue
+            .register("a", |_| -> Result<(), String> { Ok(()) })
+            .map(drop)
+    ));
+    assert!(stopped(queue.enqueue("a", b"").map(drop)));
+    assert!(stopped(queue.enqueue_batch([("a", b"")]).map(drop)));
+    let nothing: [(&str, &[u8]); 0] = [];
+    assert!(stopped(queue.enqueue_batch(nothing).map(drop)));
+    assert!(stopped(queue.start(&pool(1))));
+    assert!(stopped(queue.status(id).map(drop)));
+    assert!(stopped(queue.payload(id).map(drop)));
+    for state in [
+        JobState::Pending,
+        JobState::Waiting,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Dead,
+        JobState::Cancelled,
+    ] {
+        assert!(stopped(queue.list(state, 10).map(drop)), "{state:?}");
+    }
+    assert!(stopped(queue.cancel(id).map(drop)));
+    assert!(stopped(queue.requeue(id).map(drop)));
+    assert!(stopped(queue.prune().map(drop)));
+    assert!(stopped(queue.wait_idle()));
+    queue.stop().unwrap();
+    drop(queue);
+    // The job is still stored, untouched.
+    let queue = Queue::open(&path).unwrap();
+    assert_eq!(state(&queue, id), JobState::Waiting);
+}

@@ -299,6 +299,9 @@ impl Queue {
     /// with `e` (or the panic message) stored as the job's last error.
     /// Delivery is at least once, so make handlers idempotent, e.g. keyed
     /// on [`Delivery::id`].
+    ///
+    /// Fails with [`PersistError::Stopped`] once [`stop`](Self::stop) has
+    /// begun: nothing would call the handler any more.
     pub fn register<F, E>(&self, name: &str, handler: F) -> Result<(), PersistError>
     where
         F: Fn(&Delivery<'_>) -> Result<(), E> + Send + Sync + 'static,
@@ -307,7 +310,13 @@ impl Queue {
         check_name(name)?;
         let handler: Arc<HandlerFn> =
             Arc::new(move |d: &Delivery<'_>| handler(d).map_err(|e| e.to_string()));
-        lock(&self.shared().sched).lane(name).1.handler = Some(handler);
+        {
+            let mut s = lock(&self.shared().sched);
+            if s.stopping {
+                return Err(PersistError::Stopped);
+            }
+            s.lane(name).1.handler = Some(handler);
+        }
         self.shared().changed.notify_all();
         Ok(())
     }
@@ -356,10 +365,16 @@ impl Queue {
             batch.push((name.to_owned(), payload.as_ref().to_vec()));
         }
         let n = batch.len() as u64;
+        let shared = self.shared();
         if n == 0 {
+            // Nothing to send, so answer as the committer would.
+            let s = lock(&shared.sched);
+            if s.stopped || s.broken.is_some() {
+                drop(s);
+                return Err(shared.closed());
+            }
             return Ok(Vec::new());
         }
-        let shared = self.shared();
         // ORDERING: Relaxed: only uniqueness matters; the committer orders
         // the stored ids itself.
         let first_id = shared.next_id.fetch_add(n, Relaxed);
@@ -492,6 +507,10 @@ impl Queue {
         let shared = self.shared();
         let ids: Vec<u64> = {
             let s = lock(&shared.sched);
+            // The schedule outlives the file; answer as reads of it do.
+            if s.stopped {
+                return Err(PersistError::Stopped);
+            }
             match state {
                 JobState::Pending => s.pending_ids(true, limit),
                 JobState::Waiting => s.pending_ids(false, limit),
@@ -621,7 +640,9 @@ impl Queue {
     /// it had not started back to pending (not counted as attempts), lets
     /// running ones finish, commits their outcomes, and closes the file.
     /// Jobs not run stay stored for the next open. Calling it again is
-    /// fine; later calls on the queue fail with [`PersistError::Stopped`].
+    /// fine; later calls on the queue fail with [`PersistError::Stopped`]
+    /// (but for [`path`](Self::path) and [`stats`](Self::stats), which
+    /// cannot fail: `stats` keeps the counts as they were at the stop).
     ///
     /// It waits for running handlers, so it fails with
     /// [`PersistError::CalledFromHandler`] inside one.
