@@ -7,6 +7,7 @@ use crate::job::cell::JobRef;
 use crate::job::index::Index;
 use crate::job::state::Cancel;
 use crate::job::task::Task;
+use crate::job::JobId;
 use crate::loom::{fence, AtomicUsize};
 use crate::places::Places;
 use crate::signal::Signal;
@@ -387,9 +388,13 @@ impl Pool {
             .enumerate()
             .map(|(i, s)| s.counters.snapshot(i))
             .collect();
-        let running_jobs = per_worker
-            .iter()
-            .filter_map(|w| w.current_job)
+        // A job whose `join` halves run on two workers is both workers'
+        // current job: listed once.
+        let mut current: Vec<JobId> = per_worker.iter().filter_map(|w| w.current_job).collect();
+        current.sort_unstable();
+        current.dedup();
+        let running_jobs = current
+            .into_iter()
             .filter_map(|id| self.index.get(id))
             .map(|job| job.header().info())
             .collect();

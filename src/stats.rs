@@ -63,6 +63,9 @@ impl WorkerState {
 /// plain load and store, not a locked read-modify-write.
 #[derive(Default)]
 pub(crate) struct WorkerCounters {
+    /// Jobs claimed; minus `jobs_run`, the jobs running on this worker
+    /// (more than one while a job waits inside another for one it runs).
+    started: AtomicU64,
     jobs_run: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
@@ -93,6 +96,10 @@ impl WorkerCounters {
             _ => &self.cancelled,
         };
         Self::bump(counter, 1);
+    }
+
+    pub(crate) fn count_start(&self) {
+        Self::bump(&self.started, 1);
     }
 
     pub(crate) fn count_run(&self, busy_nanos: u64) {
@@ -136,11 +143,16 @@ impl WorkerCounters {
 
     pub(crate) fn snapshot(&self, index: usize) -> WorkerStats {
         let current = self.current.load(Relaxed);
+        // `jobs_run` first: it trails `started` (saturating all the same,
+        // as Relaxed loads of two counters need not agree).
+        let jobs_run = self.jobs_run.load(Relaxed);
+        let running = self.started.load(Relaxed).saturating_sub(jobs_run);
         WorkerStats {
             index,
             state: WorkerState::from_usize(self.state.load(Relaxed)),
             current_job: (current != 0).then_some(JobId(current)),
-            jobs_run: self.jobs_run.load(Relaxed),
+            running: running as usize,
+            jobs_run,
             succeeded: self.succeeded.load(Relaxed),
             failed: self.failed.load(Relaxed),
             panicked: self.panicked.load(Relaxed),
@@ -167,9 +179,16 @@ pub struct WorkerStats {
     pub index: usize,
     /// What it is doing now.
     pub state: WorkerState,
-    /// The job it is running now, if any.
+    /// The job it is running now, if any: the innermost one while a job
+    /// waits inside another (a `join` of a handle whose job then runs here,
+    /// say), and the job a stolen half of a [`join`](crate::join) belongs
+    /// to while it runs that half.
     pub current_job: Option<JobId>,
-    /// Jobs it started.
+    /// Jobs running on it now: usually 0 or 1, more while jobs wait
+    /// inside one another. A stolen half of a `join` is not a job of its
+    /// own and does not count.
+    pub running: usize,
+    /// Jobs it ran to the end.
     pub jobs_run: u64,
     /// Of the jobs it finished, how many succeeded.
     pub succeeded: u64,
@@ -211,7 +230,8 @@ pub struct Stats {
     pub workers: usize,
     /// Jobs accepted and not yet started (or cancelled but not yet discarded).
     pub queued: usize,
-    /// Jobs running now.
+    /// Jobs running now, each counted once: also one that waits inside
+    /// another on the same worker, and one whose `join` halves run on two.
     pub running: usize,
     /// Jobs that succeeded.
     pub succeeded: u64,
@@ -227,7 +247,10 @@ pub struct Stats {
     /// the configured history of finished ones. It does not grow with the
     /// number of jobs ever run.
     pub records: usize,
-    /// The jobs running now, each with its worker and start time.
+    /// The jobs the workers are running now, each with its worker and start
+    /// time: each worker's [`current_job`](WorkerStats::current_job), once
+    /// per job. A job waiting inside another is in [`running`](Self::running)
+    /// but not here.
     pub running_jobs: Vec<JobInfo>,
     /// Each worker's figures, by worker index (halted workers included).
     pub per_worker: Vec<WorkerStats>,
@@ -242,10 +265,7 @@ impl Stats {
         running_jobs: Vec<JobInfo>,
     ) -> Stats {
         let sum = |f: fn(&WorkerStats) -> u64| per_worker.iter().map(f).sum::<u64>();
-        let running = per_worker
-            .iter()
-            .filter(|w| w.current_job.is_some())
-            .count();
+        let running = per_worker.iter().map(|w| w.running).sum();
         Stats {
             workers,
             queued: pending.saturating_sub(running),

@@ -177,3 +177,77 @@ fn joining_from_another_thread_after_a_timeout() {
         assert!(joiner.join().unwrap().is_ok());
     });
 }
+
+/// `stats()` counts a job once however it runs: split by `join` over two
+/// workers, or waiting inside another job on the same worker.
+#[test]
+fn stats_count_each_running_job_once() {
+    within(LIMIT, || {
+        let pool = Dispatcher::builder().workers(2).build().unwrap();
+        // Both halves of one job's join, held on both workers.
+        let (a_gate, b_gate) = (Gate::new(), Gate::new());
+        let (a, b) = (a_gate.clone(), b_gate.clone());
+        let (a_in, b_in) = (Gate::new(), Gate::new());
+        let (a_i, b_i) = (a_in.clone(), b_in.clone());
+        let parent = pool
+            .spawn(move || {
+                workyard::join(
+                    || {
+                        a_i.open();
+                        a.wait()
+                    },
+                    || {
+                        b_i.open();
+                        b.wait()
+                    },
+                )
+            })
+            .unwrap();
+        a_in.wait();
+        b_in.wait();
+        let waiting = pool.spawn(|| 7).unwrap();
+        let stats = pool.stats();
+        let listed: Vec<_> = stats.running_jobs.iter().map(|j| j.id()).collect();
+        assert_eq!(
+            (stats.running, stats.queued, listed),
+            (1, 1, vec![parent.id()]),
+            "one job on two workers, one queued"
+        );
+        let per_worker: Vec<_> = stats.per_worker.iter().map(|w| w.running).collect();
+        assert_eq!(per_worker.iter().sum::<usize>(), 1, "{per_worker:?}");
+        a_gate.open();
+        b_gate.open();
+        parent.join().unwrap();
+        assert_eq!(waiting.join().unwrap(), 7);
+        pool.wait_idle();
+
+        // A job joining another that then runs inside it, on one worker.
+        let pool = Dispatcher::builder().workers(1).build().unwrap();
+        let gate = Gate::new();
+        let (g, p) = (gate.clone(), pool.clone());
+        let inner_in = Gate::new();
+        let i_in = inner_in.clone();
+        let outer = pool
+            .spawn(move || {
+                p.spawn(move || {
+                    i_in.open();
+                    g.wait()
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+            })
+            .unwrap();
+        inner_in.wait();
+        let stats = pool.stats();
+        assert_eq!((stats.running, stats.queued), (2, 0), "outer and inner run");
+        assert_eq!(stats.per_worker[0].running, 2);
+        assert_eq!(stats.running_jobs.len(), 1, "the innermost is listed");
+        assert_eq!(outer.status(), JobStatus::Running);
+        gate.open();
+        outer.join().unwrap();
+        pool.wait_idle();
+        let stats = pool.stats();
+        assert_eq!((stats.running, stats.queued, stats.succeeded), (0, 0, 2));
+    });
+}

@@ -157,6 +157,7 @@ impl WorkerCtx {
         // the job's place twice.
         self.pool.release_place();
         if claimed {
+            counters.count_start();
             counters.set_state(WorkerState::Running);
             let outcome = job.run(self.index);
             self.stamp.set(header.finished_at());
