@@ -144,6 +144,10 @@ fn ids_are_sequential_from_one() {
         .map(|_| pool.spawn(|| ()).unwrap().id().as_u64())
         .collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
+    // A pair joined from outside the pool is admitted like a job and
+    // leaves a gap, as a refused spawn does.
+    assert_eq!(pool.join(|| 1, || 2), (1, 2));
+    assert_eq!(pool.spawn(|| ()).unwrap().id().as_u64(), 7);
 }
 
 #[test]

@@ -112,7 +112,9 @@ where
 
 /// Identifies one job for the lifetime of its dispatcher. Ids are handed
 /// out in spawn order, starting at 1; a refused spawn (`try_spawn` on a
-/// full queue, or any spawn after shutdown) leaves a gap.
+/// full queue, or any spawn after shutdown) leaves a gap, and so does a
+/// [`Dispatcher::join`](crate::Dispatcher::join) called from outside the
+/// pool (the pair is admitted like a job, but gets no id of its own).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(pub(crate) u64);
 
