@@ -5,7 +5,8 @@ use crate::dispatcher::{join_workers, on_worker_of, shutdown_pool, Dispatcher, S
 use crate::error::{SpawnError, WorkerError};
 use crate::job::state::{self, Cancel};
 use crate::job::{Job, JobHandle, JobId};
-use crate::worker::slot;
+use crate::signal::lock;
+use crate::worker::slot::{self, Slot};
 use std::time::{Duration, Instant};
 
 /// What [`Dispatcher::halt`] (or a timed-out
@@ -39,6 +40,31 @@ pub(crate) fn halted(cancel: Cancel) -> Halted {
         Cancel::Requested => Halted::Interrupted,
         Cancel::TooLate => Halted::AlreadyOver,
     }
+}
+
+/// Asks worker `index` of `slots` to halt (ACTIVE → HALTING), unless it
+/// is not running or is the last running worker; returns its slot, for
+/// the caller to unpark.
+///
+/// The caller holds `Pool::control`, so no other order halts a worker
+/// between the count and the request: the count is checked before the
+/// request, and a request once made is never taken back. (Taking one back
+/// was racy: the worker may already have seen it and exited, and storing
+/// ACTIVE again then left a slot counted as running with no thread.) The
+/// only other way out of ACTIVE is a worker's exit once the pool is closed
+/// and idle, when running no worker is what was asked for.
+pub(crate) fn halt_one(slots: &[Slot], index: usize) -> Result<&Slot, WorkerError> {
+    let slot = slots.get(index).ok_or(WorkerError::NotRunning(index))?;
+    if slot.life() != slot::ACTIVE {
+        return Err(WorkerError::NotRunning(index));
+    }
+    if slot::running(slots) <= 1 {
+        return Err(WorkerError::LastWorker);
+    }
+    if !slot.request_halt() {
+        return Err(WorkerError::NotRunning(index));
+    }
+    Ok(slot)
 }
 
 impl Dispatcher {
@@ -177,24 +203,9 @@ impl Dispatcher {
     /// ```
     pub fn halt_worker(&self, index: usize) -> Result<(), WorkerError> {
         let pool = self.pool();
-        let slot = pool
-            .used_slots()
-            .get(index)
-            .ok_or(WorkerError::NotRunning(index))?;
-        if slot.life() != slot::ACTIVE {
-            return Err(WorkerError::NotRunning(index));
-        }
-        if pool.running_workers() <= 1 {
-            return Err(WorkerError::LastWorker);
-        }
-        if !slot.request_halt() {
-            return Err(WorkerError::NotRunning(index));
-        }
-        if pool.running_workers() == 0 {
-            // Another halt_worker raced us for the last two workers: undo.
-            slot.unclaim(slot::ACTIVE);
-            return Err(WorkerError::LastWorker);
-        }
+        let control = lock(&pool.control);
+        let slot = halt_one(pool.used_slots(), index)?;
+        drop(control);
         slot.unpark();
         crate::trace::event!(info, worker = index, "halt_worker");
         Ok(())

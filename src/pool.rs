@@ -8,7 +8,7 @@ use crate::job::index::Index;
 use crate::job::state::Cancel;
 use crate::job::task::Task;
 use crate::job::JobId;
-use crate::loom::{fence, AtomicUsize};
+use crate::loom::{fence, AtomicUsize, Mutex};
 use crate::places::Places;
 use crate::signal::Signal;
 use crate::stats::Stats;
@@ -63,6 +63,11 @@ pub(crate) struct Pool {
     held: AtomicUsize,
     pub(crate) index: Index,
     pub(crate) deadlines: Deadlines,
+    /// Held by the orders that take workers out of ACTIVE (`halt_worker`),
+    /// from their check of the running count to their request, so that
+    /// two of them cannot both count the same worker as the one left.
+    /// Never taken by workers, nor on the spawn path.
+    pub(crate) control: Mutex<()>,
     pub(crate) config: Config,
 }
 
@@ -81,6 +86,7 @@ impl Pool {
             held: AtomicUsize::new(0),
             index: Index::new(config.history),
             deadlines: Deadlines::default(),
+            control: Mutex::new(()),
             config,
         }
     }
@@ -193,10 +199,7 @@ impl Pool {
 
     /// Worker threads running and not asked to halt.
     pub(crate) fn running_workers(&self) -> usize {
-        self.used_slots()
-            .iter()
-            .filter(|s| s.life() == slot::ACTIVE)
-            .count()
+        slot::running(self.used_slots())
     }
 
     /// Counts a job in, unless the pool is closed; returns its id (a

@@ -20,6 +20,11 @@ pub(crate) const HALTING: usize = 2;
 /// The thread has exited (halted, or the pool shut down); reusable.
 pub(crate) const HALTED: usize = 3;
 
+/// How many of `slots` are ACTIVE: running and not asked to halt.
+pub(crate) fn running(slots: &[Slot]) -> usize {
+    slots.iter().filter(|s| s.life() == ACTIVE).count()
+}
+
 pub(crate) struct Slot {
     pub(crate) stealer: Stealer<Task>,
     /// The deque's owning end, kept here while no thread runs this slot.
@@ -103,3 +108,7 @@ impl Slot {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "slot_loom.rs"]
+mod loom_tests;

@@ -1,0 +1,103 @@
+//! Races between the control paths (halt_worker, set_workers, shutdown)
+//! and between spawns and the id index. Each test drives the race many
+//! times and asserts exact states; a timeout only detects a hang.
+
+mod common;
+use common::{within, LIMIT};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use workyard::Dispatcher;
+
+/// Rounds for the control races: each builds a pool, so a round costs a
+/// few thread starts.
+const ROUNDS: usize = if cfg!(debug_assertions) { 100 } else { 500 };
+
+/// Keeps one worker busy with a chain of tiny jobs (each spawns the next
+/// onto its own worker's deque) until `stop`, so that the workers loop
+/// through their halt check instead of parking.
+fn chain(pool: Dispatcher, stop: Arc<AtomicBool>) {
+    if !stop.load(SeqCst) {
+        let next = pool.clone();
+        let _ = pool.spawn(move || chain(next, stop));
+    }
+}
+
+/// Lines two threads up closer than a `Barrier` does (both spin), then
+/// delays the caller by `skew` spins, so that rounds sweep the interleavings
+/// of two short control calls.
+#[derive(Clone, Default)]
+struct Start(Arc<AtomicUsize>);
+
+impl Start {
+    fn go(&self, skew: usize) {
+        self.0.fetch_add(1, SeqCst);
+        while self.0.load(SeqCst) < 2 {
+            std::hint::spin_loop();
+        }
+        for _ in 0..skew {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Runs `n` jobs that each wait for all the others: they finish only if
+/// `n` worker threads really run. A job that waits 10 s for the others has
+/// proved that fewer do (a hang, reported as such).
+fn rendezvous(pool: &Dispatcher, n: usize) {
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let arrived = arrived.clone();
+            pool.spawn(move || {
+                arrived.fetch_add(1, SeqCst);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while arrived.load(SeqCst) < n {
+                    assert!(Instant::now() < deadline, "fewer than {n} workers run");
+                    std::thread::yield_now();
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// Two `halt_worker` calls race for the last two workers. At most one may
+/// succeed, and a refused halt must leave its worker running: the undo of
+/// a refused halt must not leave a slot counted as running with no thread
+/// behind it, nor let the worker it "undid" exit anyway. (The windows are
+/// nanoseconds wide and this seldom lands in them; the loom model in
+/// `src/worker/slot_loom.rs` is what finds both failures.)
+#[test]
+fn racing_halt_workers_leave_the_refused_worker_running() {
+    within(LIMIT * 2, || {
+        for round in 0..ROUNDS {
+            let pool = Dispatcher::builder().workers(2).build().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            chain(pool.clone(), stop.clone());
+            chain(pool.clone(), stop.clone());
+            let start = Start::default();
+            let racer = {
+                let (pool, start) = (pool.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.go(0);
+                    pool.halt_worker(1)
+                })
+            };
+            start.go(round % 16);
+            let first = pool.halt_worker(0);
+            let second = racer.join().unwrap();
+            let halted = usize::from(first.is_ok()) + usize::from(second.is_ok());
+            assert!(halted <= 1, "both halts succeeded: {first:?} {second:?}");
+            stop.store(true, SeqCst);
+            pool.wait_idle();
+            // Every worker whose halt was refused still runs jobs.
+            rendezvous(&pool, 2 - halted);
+            assert_eq!(pool.workers(), 2 - halted);
+            pool.shutdown();
+        }
+    });
+}
