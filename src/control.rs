@@ -249,8 +249,14 @@ impl Dispatcher {
         if pool.is_closed() {
             return Err(WorkerError::Shutdown);
         }
+        // Held from the count through the halts of a shrink, as in
+        // `halt_worker`: a halt that landed between our count and our
+        // requests would otherwise go uncounted, and the two could take
+        // the last worker (leaving queued jobs to wait forever).
+        let control = lock(&pool.control);
         let running = pool.running_workers();
         if n > running {
+            drop(control);
             pool.grow_to(n).map_err(WorkerError::Spawn)?;
         } else {
             let mut excess = running - n;

@@ -63,9 +63,10 @@ pub(crate) struct Pool {
     held: AtomicUsize,
     pub(crate) index: Index,
     pub(crate) deadlines: Deadlines,
-    /// Held by the orders that take workers out of ACTIVE (`halt_worker`),
-    /// from their check of the running count to their request, so that
-    /// two of them cannot both count the same worker as the one left.
+    /// Held by the orders that take workers out of ACTIVE (`halt_worker`,
+    /// a shrinking `set_workers`), from their count of running workers
+    /// through their requests, so that two of them cannot both count the
+    /// same worker as one that stays.
     /// Never taken by workers, nor on the spawn path.
     pub(crate) control: Mutex<()>,
     pub(crate) config: Config,

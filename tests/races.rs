@@ -101,3 +101,32 @@ fn racing_halt_workers_leave_the_refused_worker_running() {
         }
     });
 }
+
+/// `set_workers(1)` (a shrink) races `halt_worker(0)` on a pool of two:
+/// whatever the interleaving, at least one worker must keep running, or
+/// queued jobs would never run.
+#[test]
+fn shrink_racing_halt_worker_keeps_a_worker() {
+    within(LIMIT * 2, || {
+        for round in 0..ROUNDS {
+            let pool = Dispatcher::builder().workers(2).build().unwrap();
+            let start = Start::default();
+            let racer = {
+                let (pool, start) = (pool.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.go(0);
+                    pool.set_workers(1)
+                })
+            };
+            start.go(round % 16);
+            let halted = pool.halt_worker(0);
+            racer.join().unwrap().unwrap();
+            assert!(
+                pool.workers() >= 1,
+                "no worker left (halt_worker(0): {halted:?})"
+            );
+            assert_eq!(pool.spawn(|| 7).unwrap().join().unwrap(), 7);
+            pool.shutdown();
+        }
+    });
+}
