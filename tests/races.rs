@@ -4,10 +4,10 @@
 
 mod common;
 use common::{within, LIMIT};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workyard::Dispatcher;
+use workyard::{Dispatcher, JobId};
 
 /// Rounds for the control races: each builds a pool, so a round costs a
 /// few thread starts.
@@ -126,6 +126,61 @@ fn shrink_racing_halt_worker_keeps_a_worker() {
                 "no worker left (halt_worker(0): {halted:?})"
             );
             assert_eq!(pool.spawn(|| 7).unwrap().join().unwrap(), 7);
+            pool.shutdown();
+        }
+    });
+}
+
+/// A job pushed out of the history ring while still queued moves to the
+/// overflow; it must be findable by id at every moment of the move.
+#[test]
+fn a_job_moving_out_of_the_ring_stays_findable() {
+    within(LIMIT * 2, || {
+        const PER_POOL: usize = 200_000;
+        const POOLS: usize = if cfg!(debug_assertions) { 1 } else { 10 };
+        // Ids are numbers from 1 in spawn order: any pool's ids name the
+        // same jobs of a fresh pool.
+        let ids: Arc<Vec<JobId>> = {
+            let scratch = Dispatcher::builder().workers(1).history(0).build().unwrap();
+            Arc::new(
+                (0..PER_POOL)
+                    .map(|_| scratch.spawn(|| ()).unwrap().id())
+                    .collect(),
+            )
+        };
+        for _ in 0..POOLS {
+            // A ring of one slot: every spawn pushes the previous job out.
+            let pool = Dispatcher::builder().workers(1).history(1).build().unwrap();
+            pool.pause();
+            let last = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(AtomicBool::new(false));
+            let checker = {
+                let (pool, last, done, ids) =
+                    (pool.clone(), last.clone(), done.clone(), ids.clone());
+                std::thread::spawn(move || {
+                    let mut checked = 0u64;
+                    while !done.load(SeqCst) {
+                        let n = last.load(SeqCst);
+                        if n == 0 {
+                            continue;
+                        }
+                        // Queued (the pool is paused) since its spawn returned.
+                        let id = ids[n as usize - 1];
+                        assert!(pool.status(id).is_some(), "queued {id:?} not found");
+                        checked += 1;
+                    }
+                    checked
+                })
+            };
+            for (n, id) in ids.iter().enumerate() {
+                let handle = pool.spawn(|| ()).unwrap();
+                assert_eq!(handle.id(), *id);
+                last.store(n as u64 + 1, SeqCst);
+            }
+            done.store(true, SeqCst);
+            let checked = checker.join().unwrap();
+            assert!(checked > 0);
+            pool.resume();
             pool.shutdown();
         }
     });

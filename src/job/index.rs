@@ -3,17 +3,21 @@
 //!
 //! Ids are handed out sequentially, so the index is a ring of `R` slots (a
 //! power of two) addressed by `id % R`: inserting is one compare-and-swap
-//! of one slot, with no hashing. The ring keeps the records of the last `R`
+//! and one store on one slot, with no hashing. The ring keeps the records of the last `R`
 //! jobs spawned, finished or not: that is the history. A job pushed out of
 //! the ring while still queued or running (only when more than `R` jobs are
 //! live, a deep queue) moves to an overflow map, so every live job stays
-//! findable; finished jobs leave the overflow lazily.
+//! findable, also while it moves; finished jobs leave the overflow lazily.
 //!
-//! A slot is a [`JobRef`]'s pointer with a lock bit, which only a reader
-//! sets, for the moment it takes a reference of its own: the record cannot
-//! be pushed out and freed meanwhile. An insert waits while the bit is set
-//! (a reader holds it for one increment) and never sets it, so a spawn
-//! costs one compare-and-swap; workers never touch the index.
+//! A slot is a [`JobRef`]'s pointer with a lock bit. A reader sets it for
+//! the moment it takes a reference of its own: the record cannot be pushed
+//! out and freed meanwhile. An insert waits while the bit is set, then
+//! sets it itself (one compare-and-swap) while it looks at the record it
+//! pushes out and, if that one is still live, moves it to the overflow; a
+//! plain store of the new record unlocks the slot. So a live job is in the
+//! slot or in the overflow at every moment, and a spawn costs one
+//! compare-and-swap and one store to the same line; workers never touch
+//! the index.
 //!
 //! The record pushed out of the ring was last written by the worker that
 //! ran it, on another core: reading its status and dropping it was a cache
@@ -23,11 +27,23 @@
 
 use super::cell::{Header, JobRef};
 use super::JobId;
-use crate::loom::{AtomicPtr, Mutex};
-use crate::signal::lock;
+use crate::loom::AtomicPtr;
 use std::collections::VecDeque;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+// The overflow's lock is loom's under `--cfg loom`, unlike the crate's
+// other locks: a record moving into the overflow is the subject of the
+// model in `index_loom.rs`, and loom must schedule around that lock.
+#[cfg(loom)]
+use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(loom))]
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks the overflow, ignoring poisoning (as `signal::lock`).
+fn lock(m: &Mutex<Overflow>) -> MutexGuard<'_, Overflow> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Most finished overflow records dropped by one overflow insert.
 const TRIM_BUDGET: usize = 4;
@@ -102,31 +118,64 @@ impl Slot {
         Slot(AtomicPtr::new(ptr::null_mut()))
     }
 
-    /// Puts `job` in the slot and returns what it held.
-    fn replace(&self, job: JobRef) -> Option<JobRef> {
+    /// Puts `job` in the slot. A live record it pushes out moves to
+    /// `overflow` while the slot still holds it, locked: a lookup or a
+    /// halt's walk finds it in the slot before, in the overflow after, and
+    /// waits for the lock in between. (Moving it after the swap left a
+    /// moment in which a live job was in neither.) A finished record
+    /// pushed out is returned, for the caller to drop once the slot is
+    /// unlocked.
+    fn replace(&self, job: JobRef, overflow: &Mutex<Overflow>) -> Option<JobRef> {
         let new = job.into_raw().as_ptr();
         let mut spins = 0;
-        // ORDERING (both loads): Relaxed: the CAS below Acquires.
+        // ORDERING (both loads): Relaxed: the CASes below Acquire.
         let mut current = self.0.load(Relaxed);
-        loop {
+        let old = loop {
             if current as usize & LOCKED != 0 {
                 backoff(&mut spins);
                 current = self.0.load(Relaxed);
                 continue;
             }
-            // ORDERING: AcqRel. Release publishes the new record to the
-            // readers that Acquire the slot. Acquire takes over the old
-            // record: it reads the Release of its inserter, and of the
-            // last reader's unlock, so that reader's increment of the count
-            // happens before our decrement.
-            match self.0.compare_exchange_weak(current, new, AcqRel, Relaxed) {
-                Ok(_) => break,
+            if current.is_null() {
+                // ORDERING: Release publishes the new record to the
+                // readers that Acquire the slot; there is no old record to
+                // take over. Relaxed on failure, which only retries.
+                match self.0.compare_exchange_weak(current, new, Release, Relaxed) {
+                    Ok(_) => return None,
+                    Err(seen) => current = seen,
+                }
+                continue;
+            }
+            let locked = current.cast::<u8>().wrapping_add(LOCKED).cast::<Header>();
+            // ORDERING: Acquire takes over the old record: it reads the
+            // Release of its inserter, and of the last reader's unlock, so
+            // that reader's increment of the count happens before our
+            // decrement. Relaxed on failure, which only retries.
+            match self
+                .0
+                .compare_exchange_weak(current, locked, Acquire, Relaxed)
+            {
+                // SAFETY: the slot owned one count of `current`, which it
+                // hands to us with the pointer; the lock bit keeps every
+                // reader off the slot until we publish `new`.
+                Ok(_) => break unsafe { JobRef::adopt(NonNull::new_unchecked(current)) },
                 Err(seen) => current = seen,
             }
-        }
-        // SAFETY: the slot owned one count of `current` (when non-null),
-        // which it hands to us with the pointer.
-        NonNull::new(current).map(|old| unsafe { JobRef::adopt(old) })
+        };
+        // No reader waits for this slot's bit while holding the overflow's
+        // lock (`get` and `live` take them one after the other), so taking
+        // the overflow's lock here cannot deadlock.
+        let finished = if is_live(&old) {
+            lock(overflow).insert(old);
+            None
+        } else {
+            Some(old)
+        };
+        // ORDERING: Release publishes the new record to the readers that
+        // Acquire the slot, and unlocks it: a reader that then misses the
+        // old record here finds it in the overflow, moved before this.
+        self.0.store(new, Release);
+        finished
     }
 
     /// The address of the record in the slot, as a prefetch hint only.
@@ -252,12 +301,9 @@ impl Index {
     pub(crate) fn insert(&self, job: JobRef) {
         let id = job.header().id.0;
         prefetch(self.slot(id.wrapping_add(PREFETCH_AHEAD)).address());
-        if let Some(old) = self.slot(id).replace(job) {
-            if is_live(&old) {
-                lock(&self.overflow).insert(old);
-            }
-            // A finished record is dropped here.
-        }
+        // A finished record pushed out is dropped here, after the slot is
+        // unlocked.
+        drop(self.slot(id).replace(job, &self.overflow));
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<JobRef> {

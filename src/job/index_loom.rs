@@ -65,3 +65,38 @@ fn lookup_races_the_insert_that_pushes_its_record_out() {
         assert_eq!(second.load(SeqCst), 1, "freed with the index");
     });
 }
+
+/// A queued record pushed out of the ring by a concurrent insert moves to
+/// the overflow: `find` (a lookup by id, or the halt's walk over live
+/// records) must see it at every moment of the move.
+fn live_record_being_pushed_out(name: &str, find: fn(&Index) -> bool) {
+    model(name, move || {
+        // A ring of one slot: id 2 pushes id 1 out while it is queued.
+        let index = Arc::new(Index::new(1));
+        let drops = Arc::new(AtomicUsize::new(0));
+        index.insert(record(1, &drops));
+        let reader = {
+            let index = index.clone();
+            thread::spawn(move || find(&index))
+        };
+        index.insert(record(2, &drops));
+        assert!(reader.join().unwrap(), "missed queued job 1");
+        assert_eq!(index.len(), 2, "1 in the overflow, 2 in the ring");
+        drop(index);
+        assert_eq!(drops.load(SeqCst), 2);
+    });
+}
+
+#[test]
+fn lookup_finds_a_live_record_being_pushed_out() {
+    live_record_being_pushed_out("index: get vs insert moving a live record", |index| {
+        index.get(JobId(1)).is_some()
+    });
+}
+
+#[test]
+fn walk_finds_a_live_record_being_pushed_out() {
+    live_record_being_pushed_out("index: live vs insert moving a live record", |index| {
+        index.live().iter().any(|j| j.header().id == JobId(1))
+    });
+}
