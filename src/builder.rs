@@ -186,7 +186,8 @@ impl DispatcherBuilder {
             stack_size: self.stack_size,
         };
         let pool = Arc::new(Pool::new(config));
-        if let Err(e) = pool.grow_to(workers) {
+        let control = crate::signal::lock(&pool.control);
+        if let Err(e) = pool.grow_to(workers, control) {
             let _ = crate::dispatcher::shutdown_pool(&pool, None);
             return Err(BuildError::Spawn(e));
         }

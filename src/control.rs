@@ -225,7 +225,10 @@ impl Dispatcher {
     /// Fails for 0, for more than the builder's
     /// [`max_workers`](crate::DispatcherBuilder::max_workers), after shutdown,
     /// and if the operating system refuses a thread (the workers started so
-    /// far keep running).
+    /// far keep running). A call racing a [`shutdown`](Self::shutdown)
+    /// either fails or starts its threads before that shutdown joins the
+    /// workers (it stops starting them once it sees the shutdown), so the
+    /// shutdown joins those threads too.
     ///
     /// ```
     /// let pool = workyard::Dispatcher::builder().workers(1).max_workers(8).build().unwrap();
@@ -246,18 +249,19 @@ impl Dispatcher {
                 max: pool.config.max_workers,
             });
         }
-        if pool.is_closed() {
-            return Err(WorkerError::Shutdown);
-        }
         // Held from the count through the halts of a shrink, as in
         // `halt_worker`: a halt that landed between our count and our
         // requests would otherwise go uncounted, and the two could take
-        // the last worker (leaving queued jobs to wait forever).
+        // the last worker (leaving queued jobs to wait forever). A grow
+        // keeps it while it starts threads (see `Pool::control`): a
+        // shutdown then either sees them or we see it closed.
         let control = lock(&pool.control);
+        if pool.is_closed() {
+            return Err(WorkerError::Shutdown);
+        }
         let running = pool.running_workers();
         if n > running {
-            drop(control);
-            pool.grow_to(n).map_err(WorkerError::Spawn)?;
+            pool.grow_to(n, control).map_err(WorkerError::Spawn)?;
         } else {
             let mut excess = running - n;
             for slot in pool.used_slots().iter().rev() {

@@ -150,7 +150,12 @@ pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> Shut
 
 /// Joins every worker thread. Slots are joined in order, each under its
 /// own lock, so a concurrent second caller returns only once all are gone.
+/// The pool is closed: first waits out a `set_workers` that found it open
+/// and may still be starting threads (it holds `control` meanwhile), and
+/// reads the slots after it, so those threads are joined too; one that
+/// takes `control` after us sees the pool closed and starts none.
 pub(crate) fn join_workers(pool: &Pool) {
+    drop(crate::signal::lock(&pool.control));
     for slot in pool.used_slots() {
         slot.join_thread();
     }

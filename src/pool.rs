@@ -10,6 +10,7 @@ use crate::job::task::Task;
 use crate::job::JobId;
 use crate::loom::{fence, AtomicUsize, Mutex};
 use crate::places::Places;
+use crate::signal::lock;
 use crate::signal::Signal;
 use crate::stats::Stats;
 use crate::worker::sleep::Sleep;
@@ -18,7 +19,7 @@ use crate::{worker, Arc};
 use crossbeam_deque::Injector;
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
-use std::sync::mpsc;
+use std::sync::{mpsc, MutexGuard};
 
 /// Names a worker thread from its index.
 pub(crate) type ThreadName = Arc<dyn Fn(usize) -> String + Send + Sync>;
@@ -66,7 +67,10 @@ pub(crate) struct Pool {
     /// Held by the orders that take workers out of ACTIVE (`halt_worker`,
     /// a shrinking `set_workers`), from their count of running workers
     /// through their requests, so that two of them cannot both count the
-    /// same worker as one that stays.
+    /// same worker as one that stays. A growing `set_workers` holds it
+    /// from its check that the pool is not closed while it claims slots
+    /// and starts threads, and `join_workers` takes it before reading the
+    /// slots, so a shutdown joins every thread a racing grow starts.
     /// Never taken by workers, nor on the spawn path.
     pub(crate) control: Mutex<()>,
     pub(crate) config: Config,
@@ -158,12 +162,22 @@ impl Pool {
     /// slots, rather than starting fewer workers than asked; except on one
     /// of the pool's own workers, where waiting could deadlock (nor does it
     /// wait there for the new threads to run).
-    pub(crate) fn grow_to(self: &Arc<Self>, n: usize) -> io::Result<()> {
+    ///
+    /// The caller holds `control` (checked, under it, that the pool is not
+    /// closed); it is held while slots are claimed and threads started, so
+    /// that a shutdown's `join_workers` sees every thread started before
+    /// it, and released while waiting for a halting thread, whose current
+    /// job may give orders of its own.
+    pub(crate) fn grow_to(
+        self: &Arc<Self>,
+        n: usize,
+        control: MutexGuard<'_, ()>,
+    ) -> io::Result<()> {
         let may_wait = !crate::dispatcher::on_worker_of(self);
         // Each thread started holds a sender and drops it once running, so
         // the channel disconnects when all of them run (or have unwound).
         let (running, all_running) = mpsc::channel();
-        let result = self.start_until(n, may_wait, &running);
+        let result = self.start_until(n, may_wait, &running, control);
         drop(running);
         if may_wait {
             // Nothing is ever sent: this returns at the disconnect.
@@ -173,12 +187,13 @@ impl Pool {
     }
 
     /// `grow_to`'s starting half: hands each thread it starts a clone of
-    /// `running`.
-    fn start_until(
-        self: &Arc<Self>,
+    /// `running`, and lets go of `control` when it returns.
+    fn start_until<'a>(
+        self: &'a Arc<Self>,
         n: usize,
         may_wait: bool,
         running: &mpsc::Sender<()>,
+        mut control: MutexGuard<'a, ()>,
     ) -> io::Result<()> {
         let mut workers = self.running_workers();
         for wait_for_halting in [false, true] {
@@ -187,7 +202,19 @@ impl Pool {
                     return Ok(());
                 }
                 if wait_for_halting && may_wait && slot.life() == slot::HALTING {
+                    drop(control);
                     slot.join_thread();
+                    control = lock(&self.control);
+                    // Meanwhile a shutdown may have joined the threads (and
+                    // would not join one started now), and other orders may
+                    // have changed the count.
+                    if self.is_closed() {
+                        return Ok(());
+                    }
+                    workers = self.running_workers();
+                    if workers >= n {
+                        return Ok(());
+                    }
                 }
                 if let Some(previous) = slot.try_claim() {
                     self.start_worker(index, previous, running.clone())?;

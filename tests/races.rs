@@ -185,3 +185,60 @@ fn a_job_moving_out_of_the_ring_stays_findable() {
         }
     });
 }
+
+/// `set_workers` growing the pool races `shutdown`: shutdown returns only
+/// once the threads are gone, so no worker thread may start after it
+/// returned. The `thread_name` closure (called just before a thread is
+/// started) holds the grow inside its window.
+#[test]
+fn grow_racing_shutdown_starts_no_thread_after_it_returned() {
+    within(LIMIT, || {
+        let shutdown_done = Arc::new(AtomicBool::new(false));
+        let started_after = Arc::new(AtomicBool::new(false));
+        let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let entered_tx = std::sync::Mutex::new(entered_tx);
+        let released = std::sync::Mutex::new(released);
+        let pool = {
+            let (shutdown_done, started_after) = (shutdown_done.clone(), started_after.clone());
+            Dispatcher::builder()
+                .workers(1)
+                .max_workers(2)
+                .thread_name(move |i| {
+                    if i == 1 {
+                        entered_tx.lock().unwrap().send(()).unwrap();
+                        released.lock().unwrap().recv().unwrap();
+                        // The thread is started right after this returns.
+                        started_after.store(shutdown_done.load(SeqCst), SeqCst);
+                    }
+                    format!("races-{i}")
+                })
+                .build()
+                .unwrap()
+        };
+        let grower = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.set_workers(2))
+        };
+        entered.recv().unwrap();
+        let (returned_tx, returned) = std::sync::mpsc::channel();
+        let closer = {
+            let (pool, shutdown_done) = (pool.clone(), shutdown_done.clone());
+            std::thread::spawn(move || {
+                pool.shutdown();
+                shutdown_done.store(true, SeqCst);
+                let _ = returned_tx.send(());
+            })
+        };
+        // Let the grow go on once shutdown returned, or (if shutdown waits
+        // for the grow, as it should) after a while: only the pace.
+        let _ = returned.recv_timeout(Duration::from_millis(500));
+        release.send(()).unwrap();
+        let grown = grower.join().unwrap();
+        closer.join().unwrap();
+        assert!(
+            !started_after.load(SeqCst),
+            "set_workers started a worker thread after shutdown returned ({grown:?})"
+        );
+    });
+}
