@@ -109,7 +109,11 @@ impl DispatcherBuilder {
     /// A name containing a NUL byte, or a panic in `f`, is reported like a
     /// thread the operating system refused: [`BuildError::Spawn`] from
     /// [`build`](Self::build), [`WorkerError::Spawn`](crate::WorkerError::Spawn)
-    /// from [`Dispatcher::set_workers`].
+    /// from [`Dispatcher::set_workers`]. `f` runs while the dispatcher
+    /// holds the lock of its worker orders, so it must not call
+    /// [`set_workers`](Dispatcher::set_workers),
+    /// [`halt_worker`](Dispatcher::halt_worker) or a shutdown of the same
+    /// dispatcher (that would deadlock).
     pub fn thread_name(mut self, f: impl Fn(usize) -> String + Send + Sync + 'static) -> Self {
         self.thread_name = Some(Arc::new(f));
         self
