@@ -15,8 +15,10 @@
 //! The order keeps the count from dropping below the jobs it stands for
 //! (so the bound holds, and it never wraps): the credit is made *before*
 //! the cancel (a worker whose claim fails because of the cancel then sees
-//! it), the early give-back only after the cancel won, and a worker gives
-//! a place back only after its claim decided the job's fate. A cancel that
+//! it), the early give-back only after the cancel won (but before the
+//! cancelled closure is dropped: its destructor may spawn into this queue),
+//! and a worker gives a place back only after its claim decided the job's
+//! fate. A cancel that
 //! came too late takes its credit back, or, if a pop spent it meanwhile,
 //! makes that pop's give-back. A cancel through a `JobHandle`, which does
 //! not know its pool, leaves the place to the pop.
@@ -92,39 +94,42 @@ impl Places {
         !made_up
     }
 
-    /// Runs `cancel` (a job's cancel) for a caller that knows the pool: a
-    /// job it finds queued gives its place back at once. Returns what
-    /// `cancel` returned, and whether a place went back (then the caller
-    /// wakes whoever waits for one).
-    pub(crate) fn cancel(&self, cancel: impl FnOnce() -> Cancel) -> (Cancel, bool) {
+    /// Runs `cancel` (a job's `cancel_then`) for a caller that knows the
+    /// pool: a job it finds queued gives its place back at once, through
+    /// the callback `cancel` calls as soon as it won, before the job's
+    /// closure is dropped. That destructor is user code, and may spawn into
+    /// this very queue: with the place still taken and the credit already
+    /// made, the worker popping the job would spend the credit instead of
+    /// giving the place back, and that spawn could wait forever. Returns
+    /// what `cancel` returned, and whether a place went back (then the
+    /// caller wakes whoever waits for one).
+    pub(crate) fn cancel(&self, cancel: impl FnOnce(&mut dyn FnMut()) -> Cancel) -> (Cancel, bool) {
         if !self.is_bounded() {
-            return (cancel(), false);
+            return (cancel(&mut || {}), false);
         }
         // The credit for the pop that will discard the job, so that the pop
         // does not give the place back a second time; made before the
         // cancel, so that a worker whose claim fails because of it sees it.
         self.counts.early.fetch_add(1, SeqCst);
-        let result = cancel();
-        let given_back = match result {
-            Cancel::WasQueued(_) => {
-                self.give_back();
-                true
-            }
+        let mut given_back = false;
+        let result = cancel(&mut || {
+            self.give_back();
+            given_back = true;
+        });
+        if !given_back {
             // Too late (the job started or ended): take the credit back,
             // or, if a pop already spent it and skipped its own give-back,
             // make that give-back now.
-            Cancel::Requested | Cancel::TooLate => {
-                let taken_back = self
-                    .counts
-                    .early
-                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if !taken_back {
-                    self.give_back();
-                }
-                !taken_back
+            let taken_back = self
+                .counts
+                .early
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if !taken_back {
+                self.give_back();
+                given_back = true;
             }
-        };
+        }
         (result, given_back)
     }
 

@@ -52,7 +52,7 @@ fn cancel_by_the_pool_races_the_workers_claim() {
             let (places, j) = (places.clone(), j.clone());
             thread::spawn(move || pop(&places, j))
         };
-        let (cancel, given_back) = places.cancel(|| j.cancel(0, true));
+        let (cancel, given_back) = places.cancel(|won| j.cancel_then(0, true, won));
         let ran = worker.join().unwrap();
         assert_eq!(ran, !matches!(cancel, Cancel::WasQueued(_)));
         if matches!(cancel, Cancel::WasQueued(_)) {
@@ -80,7 +80,7 @@ fn a_credit_spent_on_another_jobs_pop() {
                 let k = k.clone();
                 thread::spawn(move || k.cancel(0, true))
             };
-            let _ = places.cancel(|| j.cancel(0, true));
+            let _ = places.cancel(|won| j.cancel_then(0, true, won));
             worker.join().unwrap();
             let _ = by_handle.join().unwrap();
             assert_eq!((reserved(&places), credits(&places)), (0, 0));

@@ -327,7 +327,9 @@ impl Pool {
     /// still queued gives its place in a bounded queue back at once (see
     /// `places.rs` for the order of the steps).
     pub(crate) fn cancel_job(&self, job: &JobRef, reason: usize, running: bool) -> Cancel {
-        let (result, given_back) = self.places.cancel(|| job.cancel(reason, running));
+        let (result, given_back) = self
+            .places
+            .cancel(|won| job.cancel_then(reason, running, won));
         if given_back {
             self.place_freed();
         }

@@ -191,9 +191,10 @@ where
         end
     }
 
-    fn cancel(&self, reason: usize, running: bool) -> Cancel {
+    fn cancel(&self, reason: usize, running: bool, won: &mut dyn FnMut()) -> Cancel {
         let result = self.header.state.cancel(reason, running);
         if let Cancel::WasQueued(prev) = result {
+            won();
             // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
             // the closure (`start` fails): it is ours to drop.
             let job = self.job.with_mut(|p| unsafe { (*p).take() });

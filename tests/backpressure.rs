@@ -334,3 +334,57 @@ fn cancels_racing_starts_keep_the_bound_exact() {
         }
     });
 }
+
+/// A value that spawns a job into its pool when dropped, and reports
+/// whether the spawn was accepted.
+struct SpawnsOnDrop(Option<Dispatcher>, std::sync::mpsc::Sender<bool>);
+
+impl Drop for SpawnsOnDrop {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            let accepted = pool.spawn(|| ()).is_ok();
+            let _ = self.1.send(accepted);
+        }
+    }
+}
+
+/// A job cancelled while queued frees its place before its closure is
+/// dropped: a destructor that spawns into the full queue gets that place
+/// (by id here, on the calling thread; by a deadline below, on the timer
+/// thread), even while no worker is free to discard the cancelled job.
+#[test]
+fn a_cancelled_jobs_destructor_can_spawn_into_its_place() {
+    within(LIMIT, || {
+        for by_deadline in [false, true] {
+            let pool = Dispatcher::builder()
+                .workers(1)
+                .queue_capacity(1)
+                .build()
+                .unwrap();
+            let gate = Gate::new();
+            let g = gate.clone();
+            let blocker = pool.spawn(move || g.wait()).unwrap();
+            eventually("blocker runs", || blocker.status() == JobStatus::Running);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let value = SpawnsOnDrop(Some(pool.clone()), tx);
+            let job = move || drop(value);
+            let queued = if by_deadline {
+                let due = std::time::Instant::now() + std::time::Duration::from_millis(1);
+                pool.spawn_with_deadline(job, due).unwrap()
+            } else {
+                pool.spawn(job).unwrap()
+            };
+            if !by_deadline {
+                assert!(pool.cancel(queued.id()));
+            }
+            // The worker is still held: only the early give-back can make
+            // room for the destructor's spawn.
+            assert_eq!(rx.recv(), Ok(true), "deadline: {by_deadline}");
+            assert_eq!(queued.status(), JobStatus::Cancelled);
+            gate.open();
+            blocker.join().unwrap();
+            pool.wait_idle();
+            assert_eq!(pool.stats().succeeded, 2, "the blocker and the spawned job");
+        }
+    });
+}

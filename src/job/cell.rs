@@ -421,10 +421,11 @@ unsafe impl<J: Job> Record for JobCell<J> {
         )
     }
 
-    fn cancel(&self, reason: usize, running: bool) -> Cancel {
+    fn cancel(&self, reason: usize, running: bool, won: &mut dyn FnMut()) -> Cancel {
         let result = self.header.state.cancel(reason, running);
         trace::event!(debug, id = self.header.id.0, reason, outcome = ?result, "cancel");
         if let Cancel::WasQueued(prev) = result {
+            won();
             // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
             // the closure (`start` fails): it is ours to drop.
             let job = unsafe { self.take_job() };

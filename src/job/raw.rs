@@ -39,8 +39,10 @@ pub(crate) unsafe trait Record: Sized {
 
     /// Runs the job on worker `worker`; returns its terminal state.
     fn run(&self, worker: usize) -> usize;
-    /// Cancels the job (see `State::cancel`).
-    fn cancel(&self, reason: usize, running: bool) -> Cancel;
+    /// Cancels the job (see `State::cancel`). If it wins QUEUED →
+    /// CANCELLED, calls `won` at once, before any user code runs (the
+    /// closure's destructor, a waker).
+    fn cancel(&self, reason: usize, running: bool, won: &mut dyn FnMut()) -> Cancel;
     /// The handle is going away: drop an untaken result.
     fn release(&self);
     /// The scope is ending: drop a result whose handle leaked.
@@ -57,9 +59,9 @@ pub(crate) unsafe trait Record: Sized {
             // SAFETY: see above.
             unsafe { record::<Self>(header) }.run(worker)
         },
-        cancel: |header, reason, running| {
+        cancel: |header, reason, running, won| {
             // SAFETY: see above.
-            unsafe { record::<Self>(header) }.cancel(reason, running)
+            unsafe { record::<Self>(header) }.cancel(reason, running, won)
         },
         release: |header| {
             // SAFETY: see above.
@@ -134,8 +136,9 @@ pub(crate) unsafe fn allocate<R: Record, const N: usize>(
 pub(crate) struct VTable {
     /// Runs the job on worker `worker`; returns its terminal state.
     pub(crate) run: unsafe fn(NonNull<Header>, usize) -> usize,
-    /// Cancels the job (see `State::cancel`).
-    pub(crate) cancel: unsafe fn(NonNull<Header>, usize, bool) -> Cancel,
+    /// Cancels the job (see `State::cancel`), calling the callback once it
+    /// won, before any user code.
+    pub(crate) cancel: unsafe fn(NonNull<Header>, usize, bool, &mut dyn FnMut()) -> Cancel,
     /// The handle is going away: drop an untaken result.
     pub(crate) release: unsafe fn(NonNull<Header>),
     /// The scope is ending: drop a result whose handle leaked. A no-op for
@@ -205,8 +208,20 @@ impl JobRef {
     /// worker that later pops it only counts it.
     #[inline]
     pub(crate) fn cancel(&self, reason: usize, running: bool) -> Cancel {
+        self.cancel_then(reason, running, &mut || {})
+    }
+
+    /// [`cancel`](Self::cancel), calling `won` as soon as it has won
+    /// QUEUED → CANCELLED: before the closure's destructor or the joiner's
+    /// waker, which are user code and may block (see `Places::cancel`).
+    pub(crate) fn cancel_then(
+        &self,
+        reason: usize,
+        running: bool,
+        won: &mut dyn FnMut(),
+    ) -> Cancel {
         // SAFETY: as in `run`.
-        unsafe { (self.header().vtable.cancel)(self.0, reason, running) }
+        unsafe { (self.header().vtable.cancel)(self.0, reason, running, won) }
     }
 
     /// The job's handle is going away. Called once, by the handle.
