@@ -2,7 +2,7 @@
 
 use crate::dispatcher::Dispatcher;
 use crate::error::BuildError;
-use crate::pool::{Config, Pool, ThreadName};
+use crate::pool::{Config, GrowError, Pool, ThreadName};
 use crate::Arc;
 use std::fmt;
 
@@ -193,7 +193,13 @@ impl DispatcherBuilder {
         let control = crate::signal::lock(&pool.control);
         if let Err(e) = pool.grow_to(workers, control) {
             let _ = crate::dispatcher::shutdown_pool(&pool, None);
-            return Err(BuildError::Spawn(e));
+            return Err(BuildError::Spawn(match e {
+                GrowError::Spawn(e) => e,
+                // Not expected: nobody else holds the pool yet. A fresh
+                // pool has no exiting thread to wait for, and only that
+                // wait can see a shutdown.
+                GrowError::Closed => std::io::Error::other("shut down while starting"),
+            }));
         }
         Ok(Dispatcher::from_pool(pool))
     }

@@ -5,6 +5,7 @@ use crate::dispatcher::{join_workers, on_worker_of, shutdown_pool, Dispatcher, S
 use crate::error::{SpawnError, WorkerError};
 use crate::job::state::{self, Cancel};
 use crate::job::{Job, JobHandle, JobId};
+use crate::pool::GrowError;
 use crate::signal::lock;
 use crate::worker::slot::{self, Slot};
 use std::time::{Duration, Instant};
@@ -261,7 +262,10 @@ impl Dispatcher {
         }
         let running = pool.running_workers();
         if n > running {
-            pool.grow_to(n, control).map_err(WorkerError::Spawn)?;
+            pool.grow_to(n, control).map_err(|e| match e {
+                GrowError::Spawn(e) => WorkerError::Spawn(e),
+                GrowError::Closed => WorkerError::Shutdown,
+            })?;
         } else {
             let mut excess = running - n;
             for slot in pool.used_slots().iter().rev() {

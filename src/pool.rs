@@ -38,6 +38,15 @@ const USER_PAUSE: usize = 1;
 /// `Pool::held`: one halt's hold.
 const HALT_HOLD: usize = 2;
 
+/// Why `Pool::grow_to` started fewer workers than asked.
+#[derive(Debug)]
+pub(crate) enum GrowError {
+    /// The operating system refused a thread (or `thread_name` failed).
+    Spawn(io::Error),
+    /// The pool was shut down while the grow waited for an exiting thread.
+    Closed,
+}
+
 pub(crate) struct Pool {
     pub(crate) injector: Injector<Task>,
     /// One deque per outside spawning thread (up to `FEEDS`); see `feed.rs`.
@@ -172,7 +181,7 @@ impl Pool {
         self: &Arc<Self>,
         n: usize,
         control: MutexGuard<'_, ()>,
-    ) -> io::Result<()> {
+    ) -> Result<(), GrowError> {
         let may_wait = !crate::dispatcher::on_worker_of(self);
         // Each thread started holds a sender and drops it once running, so
         // the channel disconnects when all of them run (or have unwound).
@@ -194,14 +203,23 @@ impl Pool {
         may_wait: bool,
         running: &mpsc::Sender<()>,
         mut control: MutexGuard<'a, ()>,
-    ) -> io::Result<()> {
+    ) -> Result<(), GrowError> {
         let mut workers = self.running_workers();
         for wait_for_halting in [false, true] {
             for (index, slot) in self.slots.iter().enumerate() {
                 if workers >= n {
                     return Ok(());
                 }
-                if wait_for_halting && may_wait && slot.life() == slot::HALTING {
+                // A halting thread (second pass) finishes its current job
+                // first, which may give orders of its own; a halted one may
+                // still run thread-local destructors, which may too. Either
+                // is joined without `control`, which those orders take.
+                let exiting = match slot.life() {
+                    slot::HALTING => wait_for_halting && may_wait,
+                    slot::HALTED => slot.has_thread(),
+                    _ => false,
+                };
+                if exiting {
                     drop(control);
                     slot.join_thread();
                     control = lock(&self.control);
@@ -209,7 +227,7 @@ impl Pool {
                     // would not join one started now), and other orders may
                     // have changed the count.
                     if self.is_closed() {
-                        return Ok(());
+                        return Err(GrowError::Closed);
                     }
                     workers = self.running_workers();
                     if workers >= n {
@@ -217,7 +235,8 @@ impl Pool {
                     }
                 }
                 if let Some(previous) = slot.try_claim() {
-                    self.start_worker(index, previous, running.clone())?;
+                    self.start_worker(index, previous, running.clone())
+                        .map_err(GrowError::Spawn)?;
                     workers += 1;
                 }
             }

@@ -242,3 +242,58 @@ fn grow_racing_shutdown_starts_no_thread_after_it_returned() {
         );
     });
 }
+
+/// A halted worker's thread still runs its thread-local destructors after
+/// its slot is free again; one of them may give a worker order (which
+/// takes the dispatcher's control lock). A `set_workers` growing into that
+/// slot joins the old thread first, and must not hold the lock meanwhile.
+#[test]
+fn growing_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
+    struct OrderOnExit(Dispatcher);
+    impl Drop for OrderOnExit {
+        fn drop(&mut self) {
+            // Long enough for the grow to reach the join.
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(self.0.halt_worker(usize::MAX).is_err());
+        }
+    }
+    thread_local! {
+        static ON_EXIT: std::cell::RefCell<Option<OrderOnExit>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    within(LIMIT, || {
+        let pool = Dispatcher::builder()
+            .workers(2)
+            .max_workers(2)
+            .build()
+            .unwrap();
+        let (ran_on, on) = std::sync::mpsc::channel();
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (p, g, ran_on) = (pool.clone(), gate.clone(), ran_on.clone());
+                pool.spawn(move || {
+                    g.wait(); // one job on each worker
+                    let me = workyard::current_job().unwrap();
+                    ran_on.send(me).unwrap();
+                    ON_EXIT.with(|s| *s.borrow_mut() = Some(OrderOnExit(p)));
+                })
+                .unwrap()
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let first = on.recv().unwrap();
+        let worker = pool.info(first).unwrap().worker().unwrap();
+        pool.halt_worker(worker).unwrap();
+        while pool.stats().per_worker[worker].state != workyard::WorkerState::Halted {
+            std::thread::yield_now();
+        }
+        // Its slot turns free at the end of the worker's exit path, just
+        // before the thread-local destructors run.
+        std::thread::sleep(Duration::from_millis(50));
+        pool.set_workers(2).unwrap();
+        assert_eq!(pool.workers(), 2);
+    });
+}

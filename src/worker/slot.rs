@@ -95,6 +95,11 @@ impl Slot {
         }
     }
 
+    /// Does the slot still hold a thread to join?
+    pub(crate) fn has_thread(&self) -> bool {
+        lock(&self.join).is_some()
+    }
+
     /// Joins the slot's exited (or exiting) thread, if it has one. The lock
     /// is held across the join: a second caller (a concurrent `shutdown`,
     /// say) then waits until the thread is gone too, instead of finding
