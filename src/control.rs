@@ -6,8 +6,11 @@ use crate::error::{SpawnError, WorkerError};
 use crate::job::state::{self, Cancel};
 use crate::job::{Job, JobHandle, JobId};
 use crate::pool::GrowError;
+use crate::pool::Pool;
 use crate::signal::lock;
 use crate::worker::slot::{self, Slot};
+use crate::Arc;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// What [`Dispatcher::halt`] (or a timed-out
@@ -32,6 +35,35 @@ pub(crate) enum Halted {
     Interrupted,
     /// Already finished or cancelled.
     AlreadyOver,
+}
+
+thread_local! {
+    /// The pool whose halt this thread is walking (null if none).
+    static WALKING: Cell<*const Pool> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks this thread as walking `pool`'s halt until dropped. The walk runs
+/// user code (the destructors of the jobs it cancels) while it holds the
+/// workers back; a `halt` or `shutdown` of the same pool called from there
+/// must not wait for the workers, as one called from a job does not.
+struct Walking(*const Pool);
+
+impl Walking {
+    fn enter(pool: &Arc<Pool>) -> Walking {
+        Walking(WALKING.replace(Arc::as_ptr(pool)))
+    }
+}
+
+impl Drop for Walking {
+    fn drop(&mut self) {
+        WALKING.set(self.0);
+    }
+}
+
+/// Is this thread inside `pool`'s halt walk (running a destructor of a job
+/// it cancels)? Then waiting for `pool`'s workers would wait forever.
+pub(crate) fn in_halt_walk_of(pool: &Arc<Pool>) -> bool {
+    WALKING.get() == Arc::as_ptr(pool)
 }
 
 /// What a halt's cancel (`BY_HALT`, running jobs included) did to a job.
@@ -85,7 +117,9 @@ impl Dispatcher {
     ///
     /// Called from inside one of this dispatcher's jobs, the calling job is
     /// one of the running jobs asked to stop, and `halt` returns without
-    /// joining the threads (they exit once the running jobs return).
+    /// joining the threads (they exit once the running jobs return). So
+    /// does a `halt` called from the destructor of a job that an outer
+    /// `halt` cancels; the outer one waits.
     ///
     /// ```
     /// use workyard::{CancelReason, Dispatcher, JobError};
@@ -109,6 +143,7 @@ impl Dispatcher {
         // would lift that.
         pool.hold_for_halt();
         let mut report = HaltReport::default();
+        let walking = Walking::enter(pool);
         for job in pool.index.live() {
             match halted(pool.cancel_job(&job, state::BY_HALT, true)) {
                 Halted::NeverStarted => report.never_started.push(job.header().id),
@@ -116,6 +151,7 @@ impl Dispatcher {
                 Halted::AlreadyOver => {}
             }
         }
+        drop(walking);
         crate::trace::event!(
             info,
             never_started = report.never_started.len(),
@@ -125,7 +161,7 @@ impl Dispatcher {
         // Workers discard the cancelled jobs, so a paused pool must run.
         pool.release_halt();
         pool.set_paused(false);
-        if !on_worker_of(pool) {
+        if !on_worker_of(pool) && !in_halt_walk_of(pool) {
             pool.idle.wait_until(|| pool.pending() == 0, None);
             join_workers(pool);
         }

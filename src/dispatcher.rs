@@ -128,7 +128,8 @@ pub(crate) enum Shutdown {
     Done,
     /// The deadline passed with jobs still queued or running.
     TimedOut,
-    /// Called from one of the pool's own workers: closed, nothing awaited.
+    /// Called from one of the pool's own workers, or from a destructor that
+    /// its halt runs: closed, nothing awaited.
     FromWorker,
 }
 
@@ -138,7 +139,7 @@ pub(crate) enum Shutdown {
 pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> Shutdown {
     pool.close();
     pool.set_paused(false);
-    if on_worker_of(pool) {
+    if on_worker_of(pool) || crate::control::in_halt_walk_of(pool) {
         return Shutdown::FromWorker;
     }
     if !pool.idle.wait_until(|| pool.pending() == 0, deadline) {
@@ -352,7 +353,10 @@ impl Dispatcher {
     ///
     /// Called from inside one of this dispatcher's own jobs, it cannot wait
     /// for that job: it refuses new jobs and returns at once, and the
-    /// workers exit on their own after the last accepted job.
+    /// workers exit on their own after the last accepted job. The same
+    /// holds for a call from the destructor of a job that a
+    /// [`halt`](Self::halt) cancels (the halt holds the workers back while
+    /// it runs it; the halt itself waits for them).
     pub fn shutdown(&self) {
         let _ = shutdown_pool(self.pool(), None);
     }

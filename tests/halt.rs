@@ -193,3 +193,43 @@ fn pause_and_resume_racing_a_halt_start_no_queued_job() {
         }
     });
 }
+
+/// A job cancelled by a halt drops its closure during the halt's walk,
+/// while the workers are held back. A destructor that shuts the dispatcher
+/// down (or halts it) there must not wait for them; the outer halt does.
+#[test]
+fn a_destructor_that_shuts_down_during_a_halt_does_not_hang() {
+    struct StopsOnDrop(Dispatcher, &'static str);
+    impl Drop for StopsOnDrop {
+        fn drop(&mut self) {
+            match self.1 {
+                "shutdown" => self.0.shutdown(),
+                _ => drop(self.0.halt()),
+            }
+        }
+    }
+    within(LIMIT, || {
+        for order in ["shutdown", "halt"] {
+            let pool = Dispatcher::builder().workers(1).build().unwrap();
+            pool.pause();
+            let value = StopsOnDrop(pool.clone(), order);
+            let queued = pool.spawn(move || drop(value)).unwrap();
+            let others: Vec<_> = (0..3).map(|i| pool.spawn(move || i).unwrap()).collect();
+            let report = pool.halt();
+            // The first job's destructor runs first (the walk goes in id
+            // order); a halt there reports the other three itself.
+            let expected = if order == "halt" { 1 } else { 4 };
+            assert_eq!(report.never_started.len(), expected, "{order}");
+            assert_eq!(report.never_started[0], queued.id());
+            assert!(queued.join().unwrap_err().is_cancelled());
+            for h in others {
+                assert!(h.join().unwrap_err().is_cancelled(), "{order}");
+            }
+            assert_eq!(
+                pool.workers(),
+                0,
+                "{order}: the outer halt joined the workers"
+            );
+        }
+    });
+}
