@@ -38,32 +38,53 @@ pub(crate) enum Halted {
 }
 
 thread_local! {
-    /// The pool whose halt this thread is walking (null if none).
-    static WALKING: Cell<*const Pool> = const { Cell::new(std::ptr::null()) };
+    /// The innermost halt walk on this thread (null if none); each links
+    /// to the one it is nested in.
+    static WALKING: Cell<*const WalkNode> = const { Cell::new(std::ptr::null()) };
+}
+
+struct WalkNode {
+    pool: *const Pool,
+    outer: *const WalkNode,
 }
 
 /// Marks this thread as walking `pool`'s halt until dropped. The walk runs
 /// user code (the destructors of the jobs it cancels) while it holds the
 /// workers back; a `halt` or `shutdown` of the same pool called from there
 /// must not wait for the workers, as one called from a job does not.
-struct Walking(*const Pool);
+struct Walking(Box<WalkNode>);
 
 impl Walking {
     fn enter(pool: &Arc<Pool>) -> Walking {
-        Walking(WALKING.replace(Arc::as_ptr(pool)))
+        let node = Box::new(WalkNode {
+            pool: Arc::as_ptr(pool),
+            outer: WALKING.get(),
+        });
+        WALKING.set(&*node);
+        Walking(node)
     }
 }
 
 impl Drop for Walking {
     fn drop(&mut self) {
-        WALKING.set(self.0);
+        WALKING.set(self.0.outer);
     }
 }
 
 /// Is this thread inside `pool`'s halt walk (running a destructor of a job
 /// it cancels)? Then waiting for `pool`'s workers would wait forever.
 pub(crate) fn in_halt_walk_of(pool: &Arc<Pool>) -> bool {
-    WALKING.get() == Arc::as_ptr(pool)
+    let mut node = WALKING.get();
+    while !node.is_null() {
+        // SAFETY: each node lives in a `Walking` guard further up this
+        // thread's stack, which unlinks it before it goes away.
+        let n = unsafe { &*node };
+        if n.pool == Arc::as_ptr(pool) {
+            return true;
+        }
+        node = n.outer;
+    }
+    false
 }
 
 /// What a halt's cancel (`BY_HALT`, running jobs included) did to a job.

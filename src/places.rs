@@ -100,9 +100,10 @@ impl Places {
     /// closure is dropped. That destructor is user code, and may spawn into
     /// this very queue: with the place still taken and the credit already
     /// made, the worker popping the job would spend the credit instead of
-    /// giving the place back, and that spawn could wait forever. Returns
-    /// what `cancel` returned, and whether a place went back (then the
-    /// caller wakes whoever waits for one).
+    /// giving the place back, and that spawn could wait forever. (The pool
+    /// wakes waiting spawners in that callback too, for a destructor that
+    /// waits for one.) Returns what `cancel` returned, and whether a place
+    /// went back (then the caller wakes whoever waits for one).
     pub(crate) fn cancel(&self, cancel: impl FnOnce(&mut dyn FnMut()) -> Cancel) -> (Cancel, bool) {
         if !self.is_bounded() {
             return (cancel(&mut || {}), false);

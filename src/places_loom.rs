@@ -87,3 +87,38 @@ fn a_credit_spent_on_another_jobs_pop() {
         },
     );
 }
+
+/// The place is back before the cancelled closure is dropped (whose
+/// destructor may spawn into the queue, or wait for a spawner that does).
+#[test]
+fn the_place_is_back_before_the_closure_drops() {
+    use std::sync::atomic::AtomicUsize;
+    struct Probe(Arc<Places>, Arc<AtomicUsize>);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.1.store(reserved(&self.0) + 1, SeqCst);
+        }
+    }
+    model("places: give-back before the destructor", || {
+        let places = Arc::new(Places::new(Some(1)));
+        assert!(places.reserve());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let probe = Probe(places.clone(), seen.clone());
+        let (handle, [j]) = JobCell::spawn(JobId(1), move || drop(probe), 0);
+        drop(handle);
+        let worker = {
+            let (places, j) = (places.clone(), j.clone());
+            thread::spawn(move || pop(&places, j))
+        };
+        let (cancel, _) = places.cancel(|won| j.cancel_then(0, true, won));
+        worker.join().unwrap();
+        if matches!(cancel, Cancel::WasQueued(_)) {
+            assert_eq!(
+                seen.load(SeqCst),
+                1,
+                "reserved was 0 when the closure dropped"
+            );
+        }
+        assert_eq!((reserved(&places), credits(&places)), (0, 0));
+    });
+}

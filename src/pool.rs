@@ -216,12 +216,12 @@ impl Pool {
                 // is joined without `control`, which those orders take.
                 let exiting = match slot.life() {
                     slot::HALTING => wait_for_halting && may_wait,
-                    slot::HALTED => slot.has_thread(),
+                    slot::HALTED => slot.may_have_thread(),
                     _ => false,
                 };
                 if exiting {
                     drop(control);
-                    slot.join_thread();
+                    slot.join_exiting();
                     control = lock(&self.control);
                     // Meanwhile a shutdown may have joined the threads (and
                     // would not join one started now), and other orders may
@@ -346,9 +346,13 @@ impl Pool {
     /// still queued gives its place in a bounded queue back at once (see
     /// `places.rs` for the order of the steps).
     pub(crate) fn cancel_job(&self, job: &JobRef, reason: usize, running: bool) -> Cancel {
-        let (result, given_back) = self
-            .places
-            .cancel(|won| job.cancel_then(reason, running, won));
+        let (result, given_back) = self.places.cancel(|won| {
+            job.cancel_then(reason, running, &mut || {
+                won();
+                // Wake waiters before the closure's destructor runs.
+                self.place_freed();
+            })
+        });
         if given_back {
             self.place_freed();
         }

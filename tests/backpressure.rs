@@ -388,3 +388,45 @@ fn a_cancelled_jobs_destructor_can_spawn_into_its_place() {
         }
     });
 }
+
+/// The place a cancel frees goes to a spawner already waiting for it
+/// before the cancelled closure is dropped: here that destructor waits for
+/// the spawner, so waking it only afterwards would hang.
+#[test]
+fn a_waiting_spawner_gets_a_cancelled_jobs_place_before_its_destructor_runs() {
+    struct WaitsForSpawner(Option<std::sync::mpsc::Receiver<()>>);
+    impl Drop for WaitsForSpawner {
+        fn drop(&mut self) {
+            if let Some(spawned) = self.0.take() {
+                spawned.recv().unwrap();
+            }
+        }
+    }
+    within(LIMIT, || {
+        let pool = Dispatcher::builder()
+            .workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
+        let gate = Gate::new();
+        let g = gate.clone();
+        let blocker = pool.spawn(move || g.wait()).unwrap();
+        eventually("blocker runs", || blocker.status() == JobStatus::Running);
+        let (spawned_tx, spawned_rx) = std::sync::mpsc::channel();
+        let value = WaitsForSpawner(Some(spawned_rx));
+        let queued = pool.spawn(move || drop(value)).unwrap();
+        let p = pool.clone();
+        let spawner = std::thread::spawn(move || {
+            let accepted = p.spawn(|| ()).is_ok();
+            spawned_tx.send(()).unwrap();
+            accepted
+        });
+        eventually("spawner waits for room", || pool.stats().queued == 2);
+        assert!(pool.cancel(queued.id()));
+        assert!(spawner.join().unwrap());
+        gate.open();
+        blocker.join().unwrap();
+        pool.wait_idle();
+        assert_eq!(pool.stats().succeeded, 2);
+    });
+}

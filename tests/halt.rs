@@ -233,3 +233,34 @@ fn a_destructor_that_shuts_down_during_a_halt_does_not_hang() {
         }
     });
 }
+
+/// Halt walks nest across dispatchers: a destructor run by A's walk halts
+/// B, and one run by B's walk shuts A down. That shutdown is still inside
+/// A's walk, so it must not wait for A's held-back workers.
+#[test]
+fn a_shutdown_inside_another_pools_walk_inside_this_pools_walk() {
+    struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f()
+            }
+        }
+    }
+    within(LIMIT, || {
+        let a = Dispatcher::builder().workers(1).build().unwrap();
+        let b = Dispatcher::builder().workers(1).build().unwrap();
+        a.pause();
+        b.pause();
+        let a2 = a.clone();
+        let shuts_a = OnDrop(Some(Box::new(move || a2.shutdown())));
+        let in_b = b.spawn(move || drop(shuts_a)).unwrap();
+        let b2 = b.clone();
+        let halts_b = OnDrop(Some(Box::new(move || drop(b2.halt()))));
+        let in_a = a.spawn(move || drop(halts_b)).unwrap();
+        let report = a.halt();
+        assert_eq!(report.never_started, [in_a.id()]);
+        assert!(in_b.join().unwrap_err().is_cancelled());
+        assert_eq!((a.workers(), b.workers()), (0, 0));
+    });
+}

@@ -297,3 +297,102 @@ fn growing_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
         assert_eq!(pool.workers(), 2);
     });
 }
+
+/// Two grows wait for the same halting worker. The first to get its slot
+/// back starts a new worker there; the second must not then join that new,
+/// live worker (which would wait until the pool shuts down).
+#[test]
+fn two_grows_waiting_for_one_halting_worker_both_return() {
+    within(LIMIT, || {
+        let pool = Dispatcher::builder()
+            .workers(2)
+            .max_workers(2)
+            .build()
+            .unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (running, is_running) = std::sync::mpsc::channel();
+        let held = pool
+            .spawn(move || {
+                running.send(()).unwrap();
+                released.recv().unwrap();
+            })
+            .unwrap();
+        is_running.recv().unwrap();
+        let worker = pool.info(held.id()).unwrap().worker().unwrap();
+        pool.halt_worker(worker).unwrap();
+        let grows: Vec<_> = (0..2)
+            .map(|_| {
+                let p = pool.clone();
+                std::thread::spawn(move || p.set_workers(2))
+            })
+            .collect();
+        // Let both grows reach their wait for the halting thread.
+        std::thread::sleep(Duration::from_millis(200));
+        release.send(()).unwrap();
+        held.join().unwrap();
+        for grow in grows {
+            grow.join().unwrap().unwrap();
+        }
+        assert_eq!(pool.workers(), 2);
+    });
+}
+
+/// The same with a halted slot whose old thread, still exiting, gives a
+/// worker order from a thread-local destructor: the second grow must not
+/// wait for the slot's join lock while it holds the control lock.
+#[test]
+fn two_grows_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
+    struct OrderOnExit(Dispatcher);
+    impl Drop for OrderOnExit {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(self.0.halt_worker(usize::MAX).is_err());
+        }
+    }
+    thread_local! {
+        static ON_EXIT: std::cell::RefCell<Option<OrderOnExit>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    within(LIMIT, || {
+        let pool = Dispatcher::builder()
+            .workers(2)
+            .max_workers(2)
+            .build()
+            .unwrap();
+        let (ran_on, on) = std::sync::mpsc::channel();
+        let both = Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (p, b, ran_on) = (pool.clone(), both.clone(), ran_on.clone());
+                pool.spawn(move || {
+                    b.wait(); // one job on each worker
+                    ran_on.send(workyard::current_job().unwrap()).unwrap();
+                    ON_EXIT.with(|s| *s.borrow_mut() = Some(OrderOnExit(p)));
+                })
+                .unwrap()
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let first = on.recv().unwrap();
+        let worker = pool.info(first).unwrap().worker().unwrap();
+        pool.halt_worker(worker).unwrap();
+        while pool.stats().per_worker[worker].state != workyard::WorkerState::Halted {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let grows: Vec<_> = (0..2)
+            .map(|_| {
+                let p = pool.clone();
+                let grow = std::thread::spawn(move || p.set_workers(2));
+                std::thread::sleep(Duration::from_millis(50));
+                grow
+            })
+            .collect();
+        for grow in grows {
+            grow.join().unwrap().unwrap();
+        }
+        assert_eq!(pool.workers(), 2);
+    });
+}

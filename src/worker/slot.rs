@@ -96,8 +96,14 @@ impl Slot {
     }
 
     /// Does the slot still hold a thread to join?
-    pub(crate) fn has_thread(&self) -> bool {
-        lock(&self.join).is_some()
+    pub(crate) fn may_have_thread(&self) -> bool {
+        // Never blocks: the caller holds `control`, and a joiner holds this
+        // lock across a join whose thread may be waiting for `control`.
+        match self.join.try_lock() {
+            Ok(join) => join.is_some(),
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().is_some(),
+            Err(std::sync::TryLockError::WouldBlock) => true,
+        }
     }
 
     /// Joins the slot's exited (or exiting) thread, if it has one. The lock
@@ -107,6 +113,21 @@ impl Slot {
     /// thread-local destructors. The exiting thread never takes this lock.
     pub(crate) fn join_thread(&self) {
         let mut join = lock(&self.join);
+        self.join_locked(&mut join);
+    }
+
+    /// `join_thread` for a grow that let go of `control`: joins only if
+    /// the slot is still not ACTIVE (checked under the join lock; a new
+    /// thread's handle is stored only after the slot was claimed), so
+    /// it never joins a worker another grow started meanwhile.
+    pub(crate) fn join_exiting(&self) {
+        let mut join = lock(&self.join);
+        if self.life() != ACTIVE {
+            self.join_locked(&mut join);
+        }
+    }
+
+    fn join_locked(&self, join: &mut Option<JoinHandle<()>>) {
         if let Some(handle) = join.take() {
             // A worker thread never unwinds (jobs run under catch_unwind).
             let _ = handle.join();
