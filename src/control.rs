@@ -5,8 +5,7 @@ use crate::dispatcher::{join_workers, on_worker_of, shutdown_pool, Dispatcher, S
 use crate::error::{SpawnError, WorkerError};
 use crate::job::state::{self, Cancel};
 use crate::job::{Job, JobHandle, JobId};
-use crate::pool::GrowError;
-use crate::pool::Pool;
+use crate::pool::{GrowError, Pool};
 use crate::signal::lock;
 use crate::worker::slot::{self, Slot};
 use crate::Arc;

@@ -18,9 +18,8 @@
 //! it), the early give-back only after the cancel won (but before the
 //! cancelled closure is dropped: its destructor may spawn into this queue),
 //! and a worker gives a place back only after its claim decided the job's
-//! fate. A cancel that
-//! came too late takes its credit back, or, if a pop spent it meanwhile,
-//! makes that pop's give-back. A cancel through a `JobHandle`, which does
+//! fate. A cancel that came too late takes its credit back, or, if a pop
+//! spent it meanwhile, makes that pop's give-back. A cancel through a `JobHandle`, which does
 //! not know its pool, leaves the place to the pop.
 
 use crate::job::state::Cancel;
@@ -80,14 +79,7 @@ impl Places {
     /// pop made up for an early give-back instead.
     #[must_use]
     pub(crate) fn popped(&self) -> bool {
-        // SeqCst, as everything here: these counts pair with each other
-        // and with the waiters' counts; none of it is on an unbounded
-        // pool's path.
-        let made_up = self
-            .counts
-            .early
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+        let made_up = self.spend_credit();
         if !made_up {
             self.give_back();
         }
@@ -98,40 +90,46 @@ impl Places {
     /// pool: a job it finds queued gives its place back at once, through
     /// the callback `cancel` calls as soon as it won, before the job's
     /// closure is dropped. That destructor is user code, and may spawn into
-    /// this very queue: with the place still taken and the credit already
-    /// made, the worker popping the job would spend the credit instead of
-    /// giving the place back, and that spawn could wait forever. (The pool
-    /// wakes waiting spawners in that callback too, for a destructor that
-    /// waits for one.) Returns what `cancel` returned, and whether a place
-    /// went back (then the caller wakes whoever waits for one).
-    pub(crate) fn cancel(&self, cancel: impl FnOnce(&mut dyn FnMut()) -> Cancel) -> (Cancel, bool) {
+    /// this very queue, or wait for a spawner that does: with the place
+    /// still taken and the credit already made, the worker popping the job
+    /// would spend the credit instead of giving the place back, and that
+    /// spawn could wait forever. `freed` runs right after each give-back
+    /// (the pool wakes whoever waits for a place there).
+    pub(crate) fn cancel(
+        &self,
+        cancel: impl FnOnce(&mut dyn FnMut()) -> Cancel,
+        freed: &dyn Fn(),
+    ) -> Cancel {
         if !self.is_bounded() {
-            return (cancel(&mut || {}), false);
+            return cancel(&mut || {});
         }
         // The credit for the pop that will discard the job, so that the pop
         // does not give the place back a second time; made before the
         // cancel, so that a worker whose claim fails because of it sees it.
         self.counts.early.fetch_add(1, SeqCst);
-        let mut given_back = false;
         let result = cancel(&mut || {
             self.give_back();
-            given_back = true;
+            freed();
         });
-        if !given_back {
-            // Too late (the job started or ended): take the credit back,
-            // or, if a pop already spent it and skipped its own give-back,
-            // make that give-back now.
-            let taken_back = self
-                .counts
-                .early
-                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-            if !taken_back {
-                self.give_back();
-                given_back = true;
-            }
+        // Too late (the job started or ended): take the credit back, or, if
+        // a pop already spent it and skipped its own give-back, make that
+        // give-back now.
+        if !matches!(result, Cancel::WasQueued(_)) && !self.spend_credit() {
+            self.give_back();
+            freed();
         }
-        (result, given_back)
+        result
+    }
+
+    /// Spends one credit of an early give-back, if there is one.
+    fn spend_credit(&self) -> bool {
+        // SeqCst, as everything here: these counts pair with each other
+        // and with the waiters' counts; none of it is on an unbounded
+        // pool's path.
+        self.counts
+            .early
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn give_back(&self) {

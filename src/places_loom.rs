@@ -52,11 +52,18 @@ fn cancel_by_the_pool_races_the_workers_claim() {
             let (places, j) = (places.clone(), j.clone());
             thread::spawn(move || pop(&places, j))
         };
-        let (cancel, given_back) = places.cancel(|won| j.cancel_then(0, true, won));
+        let freed = std::cell::Cell::new(0);
+        let cancel = places.cancel(|won| j.cancel_then(0, true, won), &|| {
+            freed.set(freed.get() + 1)
+        });
         let ran = worker.join().unwrap();
         assert_eq!(ran, !matches!(cancel, Cancel::WasQueued(_)));
         if matches!(cancel, Cancel::WasQueued(_)) {
-            assert!(given_back, "a cancel that won gives the place back");
+            assert_eq!(
+                freed.get(),
+                1,
+                "a cancel that won gives the place back once"
+            );
         }
         assert_eq!((reserved(&places), credits(&places)), (0, 0));
     });
@@ -80,7 +87,7 @@ fn a_credit_spent_on_another_jobs_pop() {
                 let k = k.clone();
                 thread::spawn(move || k.cancel(0, true))
             };
-            let _ = places.cancel(|won| j.cancel_then(0, true, won));
+            let _ = places.cancel(|won| j.cancel_then(0, true, won), &|| {});
             worker.join().unwrap();
             let _ = by_handle.join().unwrap();
             assert_eq!((reserved(&places), credits(&places)), (0, 0));
@@ -110,7 +117,7 @@ fn the_place_is_back_before_the_closure_drops() {
             let (places, j) = (places.clone(), j.clone());
             thread::spawn(move || pop(&places, j))
         };
-        let (cancel, _) = places.cancel(|won| j.cancel_then(0, true, won));
+        let cancel = places.cancel(|won| j.cancel_then(0, true, won), &|| {});
         worker.join().unwrap();
         if matches!(cancel, Cancel::WasQueued(_)) {
             assert_eq!(

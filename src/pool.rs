@@ -10,8 +10,7 @@ use crate::job::task::Task;
 use crate::job::JobId;
 use crate::loom::{fence, AtomicUsize, Mutex};
 use crate::places::Places;
-use crate::signal::lock;
-use crate::signal::Signal;
+use crate::signal::{lock, Signal};
 use crate::stats::Stats;
 use crate::worker::sleep::Sleep;
 use crate::worker::slot::{self, Slot};
@@ -346,17 +345,10 @@ impl Pool {
     /// still queued gives its place in a bounded queue back at once (see
     /// `places.rs` for the order of the steps).
     pub(crate) fn cancel_job(&self, job: &JobRef, reason: usize, running: bool) -> Cancel {
-        let (result, given_back) = self.places.cancel(|won| {
-            job.cancel_then(reason, running, &mut || {
-                won();
-                // Wake waiters before the closure's destructor runs.
-                self.place_freed();
+        self.places
+            .cancel(|won| job.cancel_then(reason, running, won), &|| {
+                self.place_freed()
             })
-        });
-        if given_back {
-            self.place_freed();
-        }
-        result
     }
 
     /// Wakes whoever waits for a place: outside spawners on `space`,

@@ -279,9 +279,9 @@ impl WorkerCtx {
 /// passes; returns `done()`. The caller must have arranged to be unparked
 /// when `done()` becomes true. `done` may be called again after it
 /// returned `true` (on a worker, before and after each park), and must
-/// then return `true` again without repeating any effect. On a worker thread it runs other jobs while
-/// it waits (unless its worker is being halted), so a job waiting on
-/// another never starves a pool.
+/// then return `true` again without repeating any effect. On a worker
+/// thread it runs other jobs while it waits (unless its worker is being
+/// halted), so a job waiting on another never starves a pool.
 pub(crate) fn wait_until(mut done: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
     loop {
         if done() {
