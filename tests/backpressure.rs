@@ -6,6 +6,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use workyard::{Dispatcher, JobStatus, TrySpawnError};
 
+/// A one-worker pool bounded at `capacity`, its worker held by a running
+/// job until the returned gate opens: queued jobs stay queued meanwhile.
+fn held_pool(capacity: usize) -> (Dispatcher, Gate, workyard::JobHandle<()>) {
+    let pool = Dispatcher::builder()
+        .workers(1)
+        .queue_capacity(capacity)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let held = pool.spawn(move || g.wait()).unwrap();
+    eventually("the holding job runs", || {
+        held.status() == JobStatus::Running
+    });
+    (pool, gate, held)
+}
+
 #[test]
 fn try_spawn_reports_full_and_returns_the_job() {
     within(LIMIT, || {
@@ -236,15 +253,7 @@ fn a_halting_workers_job_waiting_for_room_gets_it() {
 #[test]
 fn cancelled_queued_jobs_free_their_places() {
     within(LIMIT, || {
-        let pool = Dispatcher::builder()
-            .workers(1)
-            .queue_capacity(2)
-            .build()
-            .unwrap();
-        let gate = Gate::new();
-        let g = gate.clone();
-        let running = pool.spawn(move || g.wait()).unwrap();
-        eventually("runs", || running.status() == JobStatus::Running);
+        let (pool, gate, running) = held_pool(2);
         let a = pool.try_spawn(|| 1).unwrap();
         let b = pool.try_spawn(|| 2).unwrap();
         assert!(pool.try_spawn(|| 3).unwrap_err().is_full());
@@ -356,15 +365,7 @@ impl Drop for SpawnsOnDrop {
 fn a_cancelled_jobs_destructor_can_spawn_into_its_place() {
     within(LIMIT, || {
         for by_deadline in [false, true] {
-            let pool = Dispatcher::builder()
-                .workers(1)
-                .queue_capacity(1)
-                .build()
-                .unwrap();
-            let gate = Gate::new();
-            let g = gate.clone();
-            let blocker = pool.spawn(move || g.wait()).unwrap();
-            eventually("blocker runs", || blocker.status() == JobStatus::Running);
+            let (pool, gate, blocker) = held_pool(1);
             let (tx, rx) = std::sync::mpsc::channel();
             let value = SpawnsOnDrop(Some(pool.clone()), tx);
             let job = move || drop(value);
@@ -403,15 +404,7 @@ fn a_waiting_spawner_gets_a_cancelled_jobs_place_before_its_destructor_runs() {
         }
     }
     within(LIMIT, || {
-        let pool = Dispatcher::builder()
-            .workers(1)
-            .queue_capacity(1)
-            .build()
-            .unwrap();
-        let gate = Gate::new();
-        let g = gate.clone();
-        let blocker = pool.spawn(move || g.wait()).unwrap();
-        eventually("blocker runs", || blocker.status() == JobStatus::Running);
+        let (pool, gate, blocker) = held_pool(1);
         let (spawned_tx, spawned_rx) = std::sync::mpsc::channel();
         let value = WaitsForSpawner(Some(spawned_rx));
         let queued = pool.spawn(move || drop(value)).unwrap();

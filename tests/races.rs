@@ -245,14 +245,14 @@ fn grow_racing_shutdown_starts_no_thread_after_it_returned() {
 
 /// A halted worker's thread still runs its thread-local destructors after
 /// its slot is free again; one of them may give a worker order (which
-/// takes the dispatcher's control lock). A `set_workers` growing into that
-/// slot joins the old thread first, and must not hold the lock meanwhile.
-#[test]
-fn growing_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
+/// takes the dispatcher's control lock). `grows` concurrent `set_workers`
+/// growing into that slot join the old thread first: none may hold the
+/// lock meanwhile, nor wait for the slot's join lock while holding it.
+fn grows_into_a_slot_whose_old_thread_gives_an_order_as_it_exits(grows: usize) {
     struct OrderOnExit(Dispatcher);
     impl Drop for OrderOnExit {
         fn drop(&mut self) {
-            // Long enough for the grow to reach the join.
+            // Long enough for the grows to reach the join.
             std::thread::sleep(Duration::from_millis(300));
             assert!(self.0.halt_worker(usize::MAX).is_err());
         }
@@ -261,21 +261,20 @@ fn growing_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
         static ON_EXIT: std::cell::RefCell<Option<OrderOnExit>> =
             const { std::cell::RefCell::new(None) };
     }
-    within(LIMIT, || {
+    within(LIMIT, move || {
         let pool = Dispatcher::builder()
             .workers(2)
             .max_workers(2)
             .build()
             .unwrap();
         let (ran_on, on) = std::sync::mpsc::channel();
-        let gate = Arc::new(std::sync::Barrier::new(2));
+        let both = Arc::new(std::sync::Barrier::new(2));
         let handles: Vec<_> = (0..2)
             .map(|_| {
-                let (p, g, ran_on) = (pool.clone(), gate.clone(), ran_on.clone());
+                let (p, b, ran_on) = (pool.clone(), both.clone(), ran_on.clone());
                 pool.spawn(move || {
-                    g.wait(); // one job on each worker
-                    let me = workyard::current_job().unwrap();
-                    ran_on.send(me).unwrap();
+                    b.wait(); // one job on each worker
+                    ran_on.send(workyard::current_job().unwrap()).unwrap();
                     ON_EXIT.with(|s| *s.borrow_mut() = Some(OrderOnExit(p)));
                 })
                 .unwrap()
@@ -291,11 +290,34 @@ fn growing_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
             std::thread::yield_now();
         }
         // Its slot turns free at the end of the worker's exit path, just
-        // before the thread-local destructors run.
+        // before the thread-local destructors run; nothing public shows
+        // that moment. (Too early, the grows take the HALTING path, which
+        // passes either way.)
         std::thread::sleep(Duration::from_millis(50));
-        pool.set_workers(2).unwrap();
+        let started: Vec<_> = (0..grows)
+            .map(|_| {
+                let p = pool.clone();
+                let grow = std::thread::spawn(move || p.set_workers(2));
+                // The second grow comes while the first joins.
+                std::thread::sleep(Duration::from_millis(50));
+                grow
+            })
+            .collect();
+        for grow in started {
+            grow.join().unwrap().unwrap();
+        }
         assert_eq!(pool.workers(), 2);
     });
+}
+
+#[test]
+fn growing_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
+    grows_into_a_slot_whose_old_thread_gives_an_order_as_it_exits(1);
+}
+
+#[test]
+fn two_grows_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
+    grows_into_a_slot_whose_old_thread_gives_an_order_as_it_exits(2);
 }
 
 /// Two grows wait for the same halting worker. The first to get its slot
@@ -330,66 +352,6 @@ fn two_grows_waiting_for_one_halting_worker_both_return() {
         std::thread::sleep(Duration::from_millis(200));
         release.send(()).unwrap();
         held.join().unwrap();
-        for grow in grows {
-            grow.join().unwrap().unwrap();
-        }
-        assert_eq!(pool.workers(), 2);
-    });
-}
-
-/// The same with a halted slot whose old thread, still exiting, gives a
-/// worker order from a thread-local destructor: the second grow must not
-/// wait for the slot's join lock while it holds the control lock.
-#[test]
-fn two_grows_into_a_slot_whose_old_thread_gives_an_order_as_it_exits() {
-    struct OrderOnExit(Dispatcher);
-    impl Drop for OrderOnExit {
-        fn drop(&mut self) {
-            std::thread::sleep(Duration::from_millis(300));
-            assert!(self.0.halt_worker(usize::MAX).is_err());
-        }
-    }
-    thread_local! {
-        static ON_EXIT: std::cell::RefCell<Option<OrderOnExit>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    within(LIMIT, || {
-        let pool = Dispatcher::builder()
-            .workers(2)
-            .max_workers(2)
-            .build()
-            .unwrap();
-        let (ran_on, on) = std::sync::mpsc::channel();
-        let both = Arc::new(std::sync::Barrier::new(2));
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let (p, b, ran_on) = (pool.clone(), both.clone(), ran_on.clone());
-                pool.spawn(move || {
-                    b.wait(); // one job on each worker
-                    ran_on.send(workyard::current_job().unwrap()).unwrap();
-                    ON_EXIT.with(|s| *s.borrow_mut() = Some(OrderOnExit(p)));
-                })
-                .unwrap()
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        let first = on.recv().unwrap();
-        let worker = pool.info(first).unwrap().worker().unwrap();
-        pool.halt_worker(worker).unwrap();
-        while pool.stats().per_worker[worker].state != workyard::WorkerState::Halted {
-            std::thread::yield_now();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        let grows: Vec<_> = (0..2)
-            .map(|_| {
-                let p = pool.clone();
-                let grow = std::thread::spawn(move || p.set_workers(2));
-                std::thread::sleep(Duration::from_millis(50));
-                grow
-            })
-            .collect();
         for grow in grows {
             grow.join().unwrap().unwrap();
         }
