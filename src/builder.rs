@@ -2,9 +2,12 @@
 
 use crate::dispatcher::Dispatcher;
 use crate::error::BuildError;
-use crate::pool::{Config, GrowError, Pool, ThreadName};
-use crate::Arc;
+use crate::pool::{Config, Pool};
+use crate::{control, Arc};
 use std::fmt;
+
+/// Names a worker thread from its index.
+type ThreadName = Arc<dyn Fn(usize) -> String + Send + Sync>;
 
 /// The most worker threads a dispatcher may have.
 ///
@@ -104,16 +107,14 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Names worker threads; `f` gets the worker's index.
+    /// Names worker threads; `f` gets the worker's index. [`build`](Self::build)
+    /// calls it once for each index below
+    /// [`max_workers`](Self::max_workers), on the calling thread, before
+    /// any thread starts, so that no user code runs when the dispatcher
+    /// later starts a thread (`set_workers`).
     ///
-    /// A name containing a NUL byte, or a panic in `f`, is reported like a
-    /// thread the operating system refused: [`BuildError::Spawn`] from
-    /// [`build`](Self::build), [`WorkerError::Spawn`](crate::WorkerError::Spawn)
-    /// from [`Dispatcher::set_workers`]. `f` runs while the dispatcher
-    /// holds the lock of its worker orders, so it must not call
-    /// [`set_workers`](Dispatcher::set_workers),
-    /// [`halt_worker`](Dispatcher::halt_worker) or a shutdown of the same
-    /// dispatcher (that would deadlock).
+    /// A name containing a NUL byte, or a panic in `f`, fails the build
+    /// with [`BuildError::InvalidOption`] for `thread_name`.
     pub fn thread_name(mut self, f: impl Fn(usize) -> String + Send + Sync + 'static) -> Self {
         self.thread_name = Some(Arc::new(f));
         self
@@ -177,31 +178,70 @@ impl DispatcherBuilder {
         Ok((workers, max_workers))
     }
 
-    /// Checks the options and starts the worker threads.
+    /// The name of every worker slot, from `thread_name`.
+    fn names(&self, max_workers: usize) -> Result<Vec<String>, BuildError> {
+        let invalid = |reason| BuildError::InvalidOption {
+            option: "thread_name",
+            reason,
+        };
+        let Some(f) = &self.thread_name else {
+            return Ok((0..max_workers).map(|i| format!("workyard-{i}")).collect());
+        };
+        (0..max_workers)
+            .map(|i| match crate::unwind::catch(|| f(i)) {
+                Ok(name) if !name.contains('\0') => Ok(name),
+                Ok(_) => Err(invalid("gave a name with a NUL byte")),
+                Err(payload) => {
+                    crate::unwind::drop_quietly(payload);
+                    Err(invalid("panicked"))
+                }
+            })
+            .collect()
+    }
+
+    /// Checks the options and starts the worker threads (and the
+    /// dispatcher's control thread); returns once they run.
     pub fn build(self) -> Result<Dispatcher, BuildError> {
         let (workers, max_workers) = self.validate()?;
+        let names = self.names(max_workers)?;
         let config = Config {
             max_workers,
             capacity: self.queue_capacity,
             history: self.history.unwrap_or(DEFAULT_HISTORY),
-            thread_name: self
-                .thread_name
-                .unwrap_or_else(|| Arc::new(|i| format!("workyard-{i}"))),
             stack_size: self.stack_size,
         };
         let pool = Arc::new(Pool::new(config));
-        let control = crate::signal::lock(&pool.control);
-        if let Err(e) = pool.grow_to(workers, control) {
+        if let Err(e) = control::start(&pool, names, workers) {
             let _ = crate::dispatcher::shutdown_pool(&pool, None);
-            return Err(BuildError::Spawn(match e {
-                GrowError::Spawn(e) => e,
-                // Not expected: nobody else holds the pool yet. A fresh
-                // pool has no exiting thread to wait for, and only that
-                // wait can see a shutdown.
-                GrowError::Closed => std::io::Error::other("shut down while starting"),
-            }));
+            return Err(BuildError::Spawn(e));
         }
         Ok(Dispatcher::from_pool(pool))
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher with the default configuration (one worker per logical
+    /// CPU, unbounded queue).
+    ///
+    /// # Panics
+    ///
+    /// If the operating system refuses to start a thread. Use
+    /// [`Dispatcher::builder`] to get that as an error instead.
+    pub fn new() -> Dispatcher {
+        DispatcherBuilder::new()
+            .build()
+            .unwrap_or_else(|e| panic!("workyard: {e}"))
+    }
+
+    /// A [`DispatcherBuilder`] to configure a dispatcher.
+    pub fn builder() -> DispatcherBuilder {
+        DispatcherBuilder::new()
+    }
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Dispatcher::new()
     }
 }
 

@@ -1,379 +1,510 @@
-//! Orders to the workers: halt everything, halt one worker, resize the
-//! pool, and spawn with a deadline.
+//! The control thread: the one owner of every control operation.
+//!
+//! Every order that changes what the workers may do (pause, resume, halt
+//! one worker, resize, halt everything, shut down) and every event that
+//! changes which threads exist (a deadline coming due, a worker leaving)
+//! is carried out by one thread per pool, one at a time, in the order its
+//! inbox received them (`order.rs`). Nothing else writes the state these
+//! operations share, so no two of them ever race: there is no pairwise
+//! argument to make, and none of the locks, CAS loops and thread-locals
+//! that used to arbitrate between them.
+//!
+//! Why a thread rather than one `Mutex<ControlState>`: the effects of an
+//! order (starting threads, the halt's walk, waking the workers) must be
+//! ordered with the next order too, and a lock released before them
+//! would need the pairwise arguments again; a lock held across them would
+//! make every order wait for them. The thread also serves as the deadline
+//! timer, which needed a thread anyway.
+//!
+//! # Rules the design rests on
+//!
+//! 1. **The control thread never waits for anything but its inbox.** It
+//!    joins no thread, runs no user code (a cancelled job's closure is
+//!    dropped by the worker that pops it, thread names are made at
+//!    `build`, and the one exception is a joiner's waker, woken as any
+//!    job's completion wakes it), and blocks on no lock that user code
+//!    holds. So it answers every order in bounded time, and any thread,
+//!    a worker or a destructor included, may wait for that answer.
+//! 2. **Workers see only single-writer flags**: the gate
+//!    (`Pool::gate`: the user's pause and a halt's hold), and one stop
+//!    flag per slot (`Slot::stop_requested`), both written by the control
+//!    thread alone; and they write only their own counters and post
+//!    [`Order::Exited`] when they leave.
+//! 3. **Waiting for effects is the caller's**, and only a thread outside
+//!    the pool waits: a `shutdown` waits for every worker to leave and
+//!    joins the threads itself, `set_workers` waits for its new threads to
+//!    run. On one of the pool's own threads (a job, or a worker's
+//!    thread-local destructor) the same calls return once the control
+//!    thread has taken the order.
+//!
+//! # Shutdown, in steps
+//!
+//! 1. A caller posts [`Order::Shutdown`] (with a reply and an optional
+//!    deadline, unless it is `shutdown_background` or a pool thread).
+//! 2. The control thread closes the pool (spawns are refused from now
+//!    on), opens the gate (a paused pool runs again) and wakes every
+//!    worker.
+//! 3. Workers run every accepted job. One that finds the pool closed and
+//!    idle leaves its loop (handing on anything left in its deques) and
+//!    posts `Exited`.
+//! 4. When no slot has a thread in its loop, the control thread hands
+//!    every thread handle to the waiting callers (one list that each joins
+//!    under its lock), stops its inbox (later orders are answered by their
+//!    callers as a stopped pool answers them), answers what was still
+//!    queued, and ends.
+//! 5. A caller whose deadline passes first (`shutdown_timeout`) gets the
+//!    report of a halt instead (step 3 of the halt below), at once: the
+//!    running jobs it asked to stop finish on their own, detached.
+//!
+//! # Halt, in steps
+//!
+//! 1. Close the pool; close the gate to new starts (a worker that took a
+//!    job just then holds it unstarted).
+//! 2. Walk the index, which holds every live record: cancel each queued
+//!    job (`BY_HALT`; its closure is left for the worker that pops it),
+//!    ask each running one to stop.
+//! 3. Open the gate, wake every worker, answer the report. Workers pop the
+//!    cancelled jobs, drop their closures and count them; steps 3–4 of
+//!    the shutdown follow.
+//!
+//! # Resizing
+//!
+//! `set_workers(n)` starts threads in the lowest free slots (never used,
+//! or whose thread has left) and halts the highest-indexed running ones.
+//! A slot whose worker is still halting is not free; if too few slots are
+//! free (only at `max_workers`), the control thread starts the missing
+//! workers as halting ones leave, and `set_workers` returns without
+//! waiting for that (a halting worker finishes its current job first,
+//! which may wait for anything). Thread handles of workers that left are
+//! kept, and handed to the next `set_workers` called from outside the
+//! pool to join, or to the shutdown.
 
-use crate::dispatcher::{join_workers, on_worker_of, shutdown_pool, Dispatcher, Shutdown};
-use crate::error::{SpawnError, WorkerError};
-use crate::job::state::{self, Cancel};
-use crate::job::{Job, JobHandle, JobId};
-use crate::pool::{GrowError, Pool};
+use crate::error::WorkerError;
+use crate::job::state;
+use crate::job::JobId;
+use crate::order::{Ended, HaltReport, Next, Order, Started, Threads, Waiter};
+use crate::pool::{Pool, GATE_HALT, GATE_PAUSE};
 use crate::signal::lock;
-use crate::worker::slot::{self, Slot};
-use crate::Arc;
-use std::cell::Cell;
+use crate::{time, worker, Arc};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// What [`Dispatcher::halt`] (or a timed-out
-/// [`Dispatcher::shutdown_timeout`]) stopped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HaltReport {
-    /// Jobs that were queued and will never run, in id order (like Java's
-    /// `shutdownNow`): re-queue or report them.
-    pub never_started: Vec<JobId>,
-    /// Jobs that were running and were asked to stop, in id order; they
-    /// end `Cancelled` once they return.
-    pub interrupted: Vec<JobId>,
+/// What the control thread knows of one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    /// No thread in its loop: never started, or its thread has left.
+    Free,
+    /// A worker runs here.
+    Active,
+    /// Asked to halt; its thread has not left yet.
+    Stopping,
 }
 
-/// What a halt did to one job.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Halted {
-    /// Queued: cancelled, it never starts.
-    NeverStarted,
-    /// Running: asked to stop.
-    Interrupted,
-    /// Already finished or cancelled.
-    AlreadyOver,
+/// The control thread's state: owned by it, touched by nobody else.
+struct Control {
+    pool: Arc<Pool>,
+    /// Thread names, one per slot, made at build (user code never runs
+    /// on the control thread).
+    names: Vec<String>,
+    life: Vec<Life>,
+    /// The thread of each slot's current or last worker.
+    threads: Vec<Option<JoinHandle<()>>>,
+    /// Threads whose slot got a new thread since: joined later.
+    exited: Vec<JoinHandle<()>>,
+    /// Running workers: `Life::Active` slots (published in `Pool::active`).
+    active: usize,
+    /// Workers wanted (the last `set_workers`, less halts since).
+    target: usize,
+    paused: bool,
+    closed: bool,
+    /// Shutdown callers waiting for the workers to leave.
+    waiters: Vec<Waiter>,
+    /// Deadlines of jobs: (nanoseconds, id), soonest first.
+    deadlines: BinaryHeap<Reverse<(u64, u64)>>,
+    /// While a grow waits for halting workers to leave (too few free
+    /// slots): the running-ack sender its caller waits on. Dropped once
+    /// `target` runs, or when a later order changes it.
+    deferred: Option<mpsc::Sender<()>>,
 }
 
-thread_local! {
-    /// The innermost halt walk on this thread (null if none); each links
-    /// to the one it is nested in.
-    static WALKING: Cell<*const WalkNode> = const { Cell::new(std::ptr::null()) };
+/// Starts the control thread of `pool` and, through it, `workers` worker
+/// threads; returns once they run. The thread holds the pool until it
+/// ends (after the shutdown).
+pub(crate) fn start(pool: &Arc<Pool>, names: Vec<String>, workers: usize) -> std::io::Result<()> {
+    let slots = pool.slots.len();
+    let control = Control {
+        pool: Arc::clone(pool),
+        names,
+        life: vec![Life::Free; slots],
+        threads: (0..slots).map(|_| None).collect(),
+        exited: Vec::new(),
+        active: 0,
+        target: 0,
+        paused: false,
+        closed: false,
+        waiters: Vec::new(),
+        deadlines: BinaryHeap::new(),
+        deferred: None,
+    };
+    let handle = std::thread::Builder::new()
+        .name("workyard-control".into())
+        .spawn(move || control.run())
+        .map_err(|e| {
+            // Nobody will take orders: the build's shutdown is answered
+            // as a stopped pool's.
+            let _ = pool.orders.stop();
+            e
+        })?;
+    *lock(&pool.control_thread) = Some(handle);
+    let (reply, answer) = crate::order::reply();
+    post(
+        pool,
+        Order::SetWorkers {
+            n: workers,
+            reap: false,
+            reply,
+        },
+    );
+    let started = answer.wait().map_err(|e| match e {
+        WorkerError::Spawn(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    })?;
+    // Nothing is ever sent: this returns once every new thread runs.
+    let _ = started.running.recv();
+    Ok(())
 }
 
-struct WalkNode {
-    pool: *const Pool,
-    outer: *const WalkNode,
-}
-
-/// Marks this thread as walking `pool`'s halt until dropped. The walk runs
-/// user code (the destructors of the jobs it cancels) while it holds the
-/// workers back; a `halt` or `shutdown` of the same pool called from there
-/// must not wait for the workers, as one called from a job does not.
-struct Walking(Box<WalkNode>);
-
-impl Walking {
-    fn enter(pool: &Arc<Pool>) -> Walking {
-        let node = Box::new(WalkNode {
-            pool: Arc::as_ptr(pool),
-            outer: WALKING.get(),
-        });
-        WALKING.set(&*node);
-        Walking(node)
+/// Posts `order`, or, if the control thread has stopped, answers it as a
+/// stopped pool does.
+pub(crate) fn post(pool: &Pool, order: Order) {
+    if let Err(order) = pool.orders.post(order) {
+        refuse(pool, order);
     }
 }
 
-impl Drop for Walking {
-    fn drop(&mut self) {
-        WALKING.set(self.0.outer);
-    }
-}
-
-/// Is this thread inside `pool`'s halt walk (running a destructor of a job
-/// it cancels)? Then waiting for `pool`'s workers would wait forever.
-pub(crate) fn in_halt_walk_of(pool: &Arc<Pool>) -> bool {
-    let mut node = WALKING.get();
-    while !node.is_null() {
-        // SAFETY: each node lives in a `Walking` guard further up this
-        // thread's stack, which unlinks it before it goes away.
-        let n = unsafe { &*node };
-        if n.pool == Arc::as_ptr(pool) {
-            return true;
-        }
-        node = n.outer;
-    }
-    false
-}
-
-/// What a halt's cancel (`BY_HALT`, running jobs included) did to a job.
-pub(crate) fn halted(cancel: Cancel) -> Halted {
-    match cancel {
-        Cancel::WasQueued(_) => Halted::NeverStarted,
-        Cancel::Requested => Halted::Interrupted,
-        Cancel::TooLate => Halted::AlreadyOver,
-    }
-}
-
-/// Asks worker `index` of `slots` to halt (ACTIVE → HALTING), unless it
-/// is not running or is the last running worker; returns its slot, for
-/// the caller to unpark.
-///
-/// The caller holds `Pool::control`, so no other order halts a worker
-/// between the count and the request: the count is checked before the
-/// request, and a request once made is never taken back. (Taking one back
-/// was racy: the worker may already have seen it and exited, and storing
-/// ACTIVE again then left a slot counted as running with no thread.) The
-/// only other way out of ACTIVE is a worker's exit once the pool is closed
-/// and idle, when running no worker is what was asked for.
-pub(crate) fn halt_one(slots: &[Slot], index: usize) -> Result<&Slot, WorkerError> {
-    let slot = slots.get(index).ok_or(WorkerError::NotRunning(index))?;
-    if slot.life() != slot::ACTIVE {
-        return Err(WorkerError::NotRunning(index));
-    }
-    if slot::running(slots) <= 1 {
-        return Err(WorkerError::LastWorker);
-    }
-    if !slot.request_halt() {
-        return Err(WorkerError::NotRunning(index));
-    }
-    Ok(slot)
-}
-
-impl Dispatcher {
-    /// Stops now: refuses new jobs, cancels every queued job (each ends
-    /// `Cancelled` with [`CancelReason::Halt`](crate::CancelReason::Halt)
-    /// and never runs), asks every running job to stop, then joins the
-    /// worker threads once their current jobs return.
-    ///
-    /// Workers start no job while the halt cancels, so a job still queued
-    /// when the halt begins never starts, even if its worker is freed by the
-    /// halt stopping the job before it; only a job a worker had already
-    /// taken is reported as interrupted.
-    ///
-    /// A job accepted concurrently with the halt (its `spawn` returned
-    /// `Ok` while `halt` ran) is either in the report or runs to completion:
-    /// none vanishes.
-    ///
-    /// Called from inside one of this dispatcher's jobs, the calling job is
-    /// one of the running jobs asked to stop, and `halt` returns without
-    /// joining the threads (they exit once the running jobs return). So
-    /// does a `halt` called from the destructor of a job that an outer
-    /// `halt` cancels; the outer one waits.
-    ///
-    /// ```
-    /// use workyard::{CancelReason, Dispatcher, JobError};
-    ///
-    /// let pool = Dispatcher::builder().workers(1).build().unwrap();
-    /// pool.pause();
-    /// let queued = pool.spawn(|| "never runs").unwrap();
-    /// let report = pool.halt();
-    /// assert_eq!(report.never_started, [queued.id()]);
-    /// assert!(matches!(queued.join(), Err(JobError::Cancelled(CancelReason::Halt))));
-    /// assert!(pool.spawn(|| ()).is_err());
-    /// ```
-    pub fn halt(&self) -> HaltReport {
-        let pool = self.pool();
-        pool.close();
-        // Held while the walk cancels: otherwise a worker whose job the walk
-        // has just stopped would start the next queued job before the walk
-        // reaches it. (Only a job a worker had already taken when the hold
-        // landed can still start; it is then reported as interrupted.) Not
-        // the user's pause: a `pause`, `resume` or shutdown racing the walk
-        // would lift that.
-        pool.hold_for_halt();
-        let mut report = HaltReport::default();
-        let walking = Walking::enter(pool);
-        for job in pool.index.live() {
-            match halted(pool.cancel_job(&job, state::BY_HALT, true)) {
-                Halted::NeverStarted => report.never_started.push(job.header().id),
-                Halted::Interrupted => report.interrupted.push(job.header().id),
-                Halted::AlreadyOver => {}
+/// The answer of a pool whose control thread has stopped: every worker
+/// has left, the pool is closed.
+fn refuse(pool: &Pool, order: Order) {
+    match order {
+        Order::Pause(r) | Order::Resume(r) => r.send(()),
+        Order::HaltWorker(i, r) => r.send(Err(WorkerError::NotRunning(i))),
+        Order::SetWorkers { reply, .. } => reply.send(Err(WorkerError::Shutdown)),
+        Order::Halt(r) => r.send(HaltReport::default()),
+        Order::Shutdown { ack, waiter } => {
+            if let Some(ack) = ack {
+                ack.send(());
+            }
+            if let Some(waiter) = waiter {
+                let threads = lock(&pool.gone).clone().unwrap_or_default();
+                waiter.reply.send(Ended::Done(threads));
             }
         }
-        drop(walking);
+        Order::Watch { .. } | Order::Exited(_) => {}
+    }
+}
+
+impl Control {
+    fn run(mut self) {
+        loop {
+            let due = self.next_due();
+            if let Next::Order(order) = self.pool.orders.next(due) {
+                self.carry_out(order);
+            }
+            self.fire_deadlines();
+            self.time_out_waiters();
+            if self.closed && self.life.iter().all(|&l| l == Life::Free) {
+                break;
+            }
+        }
+        self.finish();
+    }
+
+    fn carry_out(&mut self, order: Order) {
+        match order {
+            Order::Pause(reply) => {
+                // A closing pool always runs or discards what it accepted.
+                if !self.closed {
+                    self.paused = true;
+                    self.publish_gate(0);
+                }
+                reply.send(());
+            }
+            Order::Resume(reply) => {
+                self.paused = false;
+                self.publish_gate(0);
+                self.pool.wake_all();
+                reply.send(());
+            }
+            Order::HaltWorker(index, reply) => reply.send(self.halt_worker(index)),
+            Order::SetWorkers { n, reap, reply } => reply.send(self.set_workers(n, reap)),
+            Order::Halt(reply) => reply.send(self.halt()),
+            Order::Shutdown { ack, waiter } => {
+                self.close();
+                if let Some(ack) = ack {
+                    ack.send(());
+                }
+                self.waiters.extend(waiter);
+            }
+            Order::Watch { id, at } => self.deadlines.push(Reverse((at, id.0))),
+            Order::Exited(index) => self.exited(index),
+        }
+    }
+
+    /// The gate workers read: the user's pause and, during a halt's walk,
+    /// its hold (`extra`).
+    fn publish_gate(&self, extra: usize) {
+        let pause = if self.paused { GATE_PAUSE } else { 0 };
+        self.pool.set_gate(pause | extra);
+    }
+
+    fn publish_active(&self) {
+        self.pool.set_active(self.active);
+    }
+
+    fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.deferred = None;
+        self.paused = false;
+        self.publish_gate(0);
+        self.pool.close();
+    }
+
+    fn halt_worker(&mut self, index: usize) -> Result<(), WorkerError> {
+        if self.life.get(index) != Some(&Life::Active) {
+            return Err(WorkerError::NotRunning(index));
+        }
+        if self.active <= 1 {
+            return Err(WorkerError::LastWorker);
+        }
+        self.stop(index);
+        self.target = self.active;
+        self.deferred = None;
+        crate::trace::event!(info, worker = index, "halt_worker");
+        Ok(())
+    }
+
+    fn stop(&mut self, index: usize) {
+        self.life[index] = Life::Stopping;
+        self.active -= 1;
+        self.publish_active();
+        let slot = &self.pool.slots[index];
+        slot.set_stop(true);
+        slot.unpark();
+    }
+
+    fn set_workers(&mut self, n: usize, reap: bool) -> Result<Started, WorkerError> {
+        if self.closed {
+            return Err(WorkerError::Shutdown);
+        }
+        self.target = n;
+        self.deferred = None;
+        for index in (0..self.life.len()).rev() {
+            if self.active <= n {
+                break;
+            }
+            if self.life[index] == Life::Active {
+                self.stop(index);
+            }
+        }
+        let (running, all_running) = mpsc::channel();
+        let grown = self.grow(&running);
+        if grown.is_ok() && self.active < self.target {
+            // Too few free slots: the rest start as halting workers leave,
+            // and the caller's wait covers them too.
+            self.deferred = Some(running.clone());
+        }
+        drop(running);
+        grown.map_err(WorkerError::Spawn)?;
+        let exited = if reap {
+            let (done, still) = std::mem::take(&mut self.exited)
+                .into_iter()
+                .partition(|t| t.is_finished());
+            self.exited = still;
+            done
+        } else {
+            Vec::new()
+        };
+        Ok(Started {
+            running: all_running,
+            exited,
+        })
+    }
+
+    /// Starts workers in free slots, lowest first, until `target` run.
+    fn grow(&mut self, running: &mpsc::Sender<()>) -> std::io::Result<()> {
+        for index in 0..self.life.len() {
+            if self.active >= self.target {
+                break;
+            }
+            if self.life[index] == Life::Free {
+                if let Err(e) = self.start_worker(index, running.clone()) {
+                    // Keep what runs; ask for no more than that.
+                    self.target = self.active;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_worker(&mut self, index: usize, running: mpsc::Sender<()>) -> std::io::Result<()> {
+        let pool = &self.pool;
+        let slot = &pool.slots[index];
+        slot.set_stop(false);
+        pool.mark_used(index);
+        let mut builder = std::thread::Builder::new().name(self.names[index].clone());
+        if let Some(size) = pool.config.stack_size {
+            builder = builder.stack_size(size);
+        }
+        // A new worker starts counted as searching, as one woken from a
+        // park (rule 4 of `sleep.rs`).
+        pool.sleep.start_searching();
+        let thread_pool = Arc::clone(pool);
+        match builder.spawn(move || worker::main_loop(thread_pool, index, running)) {
+            Ok(handle) => {
+                if let Some(old) = self.threads[index].replace(handle) {
+                    self.exited.push(old);
+                }
+                self.life[index] = Life::Active;
+                self.active += 1;
+                self.publish_active();
+                Ok(())
+            }
+            Err(e) => {
+                pool.pass_on();
+                Err(e)
+            }
+        }
+    }
+
+    fn exited(&mut self, index: usize) {
+        match self.life[index] {
+            Life::Active => {
+                self.active -= 1;
+                self.publish_active();
+            }
+            Life::Stopping => {}
+            Life::Free => debug_assert!(false, "a free slot's worker left"),
+        }
+        self.life[index] = Life::Free;
+        if !self.closed && self.active < self.target {
+            // A grow that found too few free slots goes on here. A thread
+            // refused now keeps the pool at what runs.
+            let running = match &self.deferred {
+                Some(running) => running.clone(),
+                None => mpsc::channel().0,
+            };
+            let _ = self.grow(&running);
+        }
+        if self.active >= self.target {
+            self.deferred = None;
+        }
+    }
+
+    fn halt(&mut self) -> HaltReport {
+        self.close();
+        self.publish_gate(GATE_HALT);
+        let mut report = HaltReport::default();
+        for job in self.pool.index.live() {
+            match self.pool.cancel_job(&job, state::BY_HALT, true, true) {
+                state::Cancel::WasQueued(_) => report.never_started.push(job.header().id),
+                state::Cancel::Requested => report.interrupted.push(job.header().id),
+                state::Cancel::TooLate => {}
+            }
+        }
+        self.publish_gate(0);
+        // Workers discard the cancelled jobs; a parked one must look.
+        self.pool.wake_all();
         crate::trace::event!(
             info,
             never_started = report.never_started.len(),
             interrupted = report.interrupted.len(),
             "halt"
         );
-        // Workers discard the cancelled jobs, so a paused pool must run.
-        pool.release_halt();
-        pool.set_paused(false);
-        if !on_worker_of(pool) && !in_halt_walk_of(pool) {
-            pool.idle.wait_until(|| pool.pending() == 0, None);
-            join_workers(pool);
-        }
         report
     }
 
-    /// Cancels every job still queued (each ends `Cancelled` with
-    /// [`CancelReason::Caller`](crate::CancelReason::Caller) and never
-    /// runs) and returns their ids in id order. Running jobs are left to
-    /// finish, and the dispatcher keeps accepting new jobs: follow with
-    /// [`shutdown`](Self::shutdown) for "finish what is running, drop the
-    /// backlog, stop".
-    ///
-    /// ```
-    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
-    /// pool.pause();
-    /// let backlog: Vec<_> = (0..3).map(|i| pool.spawn(move || i).unwrap()).collect();
-    /// let dropped = pool.cancel_queued();
-    /// assert_eq!(dropped, backlog.iter().map(|h| h.id()).collect::<Vec<_>>());
-    /// pool.shutdown();
-    /// ```
-    pub fn cancel_queued(&self) -> Vec<JobId> {
-        let pool = self.pool();
-        let mut cancelled = Vec::new();
-        for job in pool.index.live() {
-            if let Cancel::WasQueued(_) = pool.cancel_job(&job, 0, false) {
-                cancelled.push(job.header().id);
+    /// When the next deadline (of a job or a waiting shutdown) is due.
+    fn next_due(&self) -> Option<Instant> {
+        let job = self.deadlines.peek().map(|Reverse((at, _))| {
+            let wait = at.saturating_sub(time::now_nanos());
+            Instant::now() + Duration::from_nanos(wait)
+        });
+        let waiter = self.waiters.iter().filter_map(|w| w.deadline).min();
+        job.into_iter().chain(waiter).min()
+    }
+
+    fn fire_deadlines(&mut self) {
+        let now = time::now_nanos();
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            if let Some(job) = self.pool.index.get(JobId(id)) {
+                let _ = self.pool.cancel_job(&job, state::BY_DEADLINE, true, true);
             }
         }
-        cancelled
     }
 
-    /// Graceful shutdown that gives up waiting after `timeout`: like
-    /// [`shutdown`](Self::shutdown) if every accepted job finishes in time
-    /// (`Ok`), otherwise it [`halt`](Self::halt)s and reports what did not
-    /// run (`Err`).
-    ///
-    /// Called from inside one of this dispatcher's jobs it cannot wait for
-    /// that job: it refuses new jobs and returns `Ok` at once, like
-    /// `shutdown`.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
-    /// pool.spawn(|| 1 + 1).unwrap();
-    /// assert!(pool.shutdown_timeout(Duration::from_secs(10)).is_ok());
-    /// ```
-    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<(), HaltReport> {
-        let deadline = Instant::now().checked_add(timeout);
-        match shutdown_pool(self.pool(), deadline) {
-            Shutdown::Done | Shutdown::FromWorker => Ok(()),
-            Shutdown::TimedOut => Err(self.halt()),
+    fn time_out_waiters(&mut self) {
+        let now = Instant::now();
+        if !self
+            .waiters
+            .iter()
+            .any(|w| w.deadline.is_some_and(|d| d <= now))
+        {
+            return;
         }
-    }
-
-    /// Halts worker `index`: it finishes its current job and exits; the
-    /// jobs waiting in its own deque move to the global queue, so none is
-    /// lost. Worker indices are stable: the others keep theirs, and
-    /// [`stats`](Self::stats) shows this one as
-    /// [`WorkerState::Halted`](crate::WorkerState::Halted). Returns at once,
-    /// without waiting for the current job.
-    ///
-    /// Fails for an index that is not a running worker, and for the last
-    /// running worker (use [`halt`](Self::halt) or
-    /// [`shutdown`](Self::shutdown) to stop them all).
-    ///
-    /// ```
-    /// use workyard::{Dispatcher, WorkerError};
-    ///
-    /// let pool = Dispatcher::builder().workers(2).build().unwrap();
-    /// pool.halt_worker(1).unwrap();
-    /// assert_eq!(pool.workers(), 1);
-    /// assert_eq!(pool.halt_worker(1), Err(WorkerError::NotRunning(1)));
-    /// assert_eq!(pool.halt_worker(0), Err(WorkerError::LastWorker));
-    /// assert_eq!(pool.spawn(|| 5).unwrap().join().unwrap(), 5);
-    /// ```
-    pub fn halt_worker(&self, index: usize) -> Result<(), WorkerError> {
-        let pool = self.pool();
-        let control = lock(&pool.control);
-        let slot = halt_one(pool.used_slots(), index)?;
-        drop(control);
-        slot.unpark();
-        crate::trace::event!(info, worker = index, "halt_worker");
-        Ok(())
-    }
-
-    /// Grows or shrinks the pool to `n` running workers. New workers take
-    /// the lowest free indices (reusing halted ones); shrinking halts the
-    /// highest-indexed workers as [`halt_worker`](Self::halt_worker) does.
-    ///
-    /// Growing right after a shrink (or a `halt_worker`) may need the slots
-    /// of workers that are still halting: it then waits for those threads to
-    /// exit (after their current job) and reuses the slots, so that `n`
-    /// workers run when it returns. Called from inside one of this
-    /// dispatcher's jobs it does not wait (that could deadlock), and may
-    /// leave fewer than `n` running until those workers are gone.
-    ///
-    /// Fails for 0, for more than the builder's
-    /// [`max_workers`](crate::DispatcherBuilder::max_workers), after shutdown,
-    /// and if the operating system refuses a thread (the workers started so
-    /// far keep running). A call racing a [`shutdown`](Self::shutdown)
-    /// either fails or starts its threads before that shutdown joins the
-    /// workers (it stops starting them once it sees the shutdown), so the
-    /// shutdown joins those threads too.
-    ///
-    /// ```
-    /// let pool = workyard::Dispatcher::builder().workers(1).max_workers(8).build().unwrap();
-    /// pool.set_workers(4).unwrap();
-    /// assert_eq!(pool.workers(), 4);
-    /// pool.set_workers(2).unwrap();
-    /// assert_eq!(pool.workers(), 2);
-    /// assert!(pool.set_workers(0).is_err());
-    /// ```
-    pub fn set_workers(&self, n: usize) -> Result<(), WorkerError> {
-        let pool = self.pool();
-        if n == 0 {
-            return Err(WorkerError::Zero);
-        }
-        if n > pool.config.max_workers {
-            return Err(WorkerError::AboveMax {
-                requested: n,
-                max: pool.config.max_workers,
-            });
-        }
-        // Held from the count through the halts of a shrink, as in
-        // `halt_worker`: a halt that landed between our count and our
-        // requests would otherwise go uncounted, and the two could take
-        // the last worker (leaving queued jobs to wait forever). A grow
-        // keeps it while it starts threads (see `Pool::control`): a
-        // shutdown then either sees them or we see it closed.
-        let control = lock(&pool.control);
-        if pool.is_closed() {
-            return Err(WorkerError::Shutdown);
-        }
-        let running = pool.running_workers();
-        if n > running {
-            pool.grow_to(n, control).map_err(|e| match e {
-                GrowError::Spawn(e) => WorkerError::Spawn(e),
-                GrowError::Closed => WorkerError::Shutdown,
-            })?;
-        } else {
-            let mut excess = running - n;
-            for slot in pool.used_slots().iter().rev() {
-                if excess == 0 {
-                    break;
-                }
-                if slot.request_halt() {
-                    slot.unpark();
-                    excess -= 1;
-                }
+        if self.pool.pending() == 0 {
+            // Every accepted job finished in time: what is left is the
+            // workers' exit, which the shutdown waits for.
+            for waiter in &mut self.waiters {
+                waiter.deadline = None;
             }
+            return;
         }
-        Ok(())
+        let report = self.halt();
+        let (late, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| w.deadline.is_some_and(|d| d <= now));
+        self.waiters = rest;
+        for waiter in late {
+            waiter.reply.send(Ended::TimedOut(report.clone()));
+        }
     }
 
-    /// Like [`spawn`](Self::spawn), with a deadline: if the job has not
-    /// finished by `deadline`, it is cancelled as by
-    /// [`JobHandle::cancel`] (if it had not started, it never runs), and its
-    /// status record says a deadline ended it
-    /// ([`CancelReason::Deadline`](crate::CancelReason::Deadline)).
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use workyard::{CancelReason, Dispatcher, JobError};
-    ///
-    /// let pool = Dispatcher::builder().workers(1).build().unwrap();
-    /// let slow = pool
-    ///     .spawn_with_deadline(
-    ///         || while !workyard::is_cancelled() { std::thread::yield_now() },
-    ///         Instant::now() + Duration::from_millis(20),
-    ///     )
-    ///     .unwrap();
-    /// assert!(matches!(slow.join(), Err(JobError::Cancelled(CancelReason::Deadline))));
-    /// ```
-    pub fn spawn_with_deadline<J: Job>(
-        &self,
-        job: J,
-        deadline: Instant,
-    ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
-        self.submit(job, true, Some(deadline))
-            .map_err(|e| SpawnError(e.into_inner()))
+    /// Every worker has left a closed pool: hand the threads over, stop
+    /// the inbox, answer what is left.
+    fn finish(mut self) {
+        let mut all: Vec<JoinHandle<()>> = std::mem::take(&mut self.exited);
+        all.extend(self.threads.iter_mut().filter_map(Option::take));
+        let threads: Threads = Arc::new(std::sync::Mutex::new(all));
+        *lock(&self.pool.gone) = Some(Arc::clone(&threads));
+        for waiter in self.waiters.drain(..) {
+            waiter.reply.send(Ended::Done(Arc::clone(&threads)));
+        }
+        for order in self.pool.orders.stop() {
+            refuse(&self.pool, order);
+        }
     }
+}
 
-    /// [`spawn_with_deadline`](Self::spawn_with_deadline) with the deadline
-    /// `timeout` from now.
-    pub fn spawn_with_timeout<J: Job>(
-        &self,
-        job: J,
-        timeout: Duration,
-    ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.submit(job, true, deadline)
-            .map_err(|e| SpawnError(e.into_inner()))
+/// Joins every thread in `threads`, under its lock: a second caller waits
+/// until the first has joined them all. The control thread goes last.
+pub(crate) fn join_all(pool: &Pool, threads: &Threads) {
+    let mut threads = lock(threads);
+    for thread in threads.drain(..) {
+        // A worker thread never unwinds (jobs run under catch_unwind).
+        let _ = thread.join();
+    }
+    if let Some(control) = lock(&pool.control_thread).take() {
+        let _ = control.join();
     }
 }

@@ -1,17 +1,24 @@
-//! [`Dispatcher`]: the public handle of a pool.
+//! [`Dispatcher`]: the public handle of a pool. The spawn path (admit,
+//! publish) is here, top to bottom; control calls become orders for the
+//! control thread (`control.rs`), and waiting for their effects is done
+//! here, on the caller's thread, when the caller is not one of the pool's.
 
-use crate::builder::DispatcherBuilder;
-use crate::error::{SpawnError, TrySpawnError};
+use crate::control::{self, join_all};
+use crate::error::{SpawnError, TrySpawnError, WorkerError};
 use crate::feed;
+use crate::handle::JobHandle;
 use crate::job::cell::{JobCell, JobRef};
 use crate::job::state::Cancel;
 use crate::job::task::Task;
-use crate::job::{Job, JobHandle, JobId, JobInfo, JobStatus};
+use crate::job::{Job, JobId, JobInfo, JobStatus};
+use crate::join::{join_cold, join_in_worker};
+use crate::order::{self, Ended, HaltReport, Order, Waiter};
 use crate::pool::Pool;
 use crate::stats::Stats;
-use crate::{time, worker, Arc};
+use crate::worker::{self, on_pool_thread};
+use crate::{time, Arc};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A pool of worker threads that run [`Job`]s, with a live status record
 /// per job.
@@ -45,24 +52,39 @@ impl Drop for Owner {
     }
 }
 
-/// Is the calling thread one of `pool`'s workers?
-pub(crate) fn on_worker_of(pool: &Arc<Pool>) -> bool {
-    worker::with_current(|ctx| ctx.is_some_and(|ctx| Arc::ptr_eq(&ctx.pool, pool)))
-}
-
 /// Why [`admit`] refused a job.
 pub(crate) enum Refused {
     Full,
     Closed,
 }
 
+/// How an admitted job goes on.
+pub(crate) enum Admitted {
+    /// Queue it (its place in a bounded queue is reserved).
+    Queue(u64),
+    /// Run it here and now: a job of this pool, nested too deep to wait
+    /// for room in the full queue by running other jobs, runs the job it
+    /// spawns itself (as Java's `CallerRunsPolicy`), so the stack grows
+    /// with the user's own nesting, never with the queue's producers.
+    Inline(u64),
+}
+
+impl Admitted {
+    pub(crate) fn id(&self) -> u64 {
+        match *self {
+            Admitted::Queue(id) | Admitted::Inline(id) => id,
+        }
+    }
+}
+
 /// The first half of every spawn: counts the job in and reserves its place
-/// in a bounded queue, blocking for room if `block` (on one of the pool's
-/// own workers, running queued jobs meanwhile). Returns the job's id.
-pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<u64, Refused> {
+/// in a bounded queue, blocking for room if `block`: on one of the pool's
+/// own workers by running queued jobs meanwhile, or, past the nesting
+/// bound, by running the new job itself (`Admitted::Inline`).
+pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<Admitted, Refused> {
     let id = pool.admit().ok_or(Refused::Closed)?;
     if pool.reserve() {
-        return Ok(id);
+        return Ok(Admitted::Queue(id));
     }
     if !block {
         pool.unadmit();
@@ -82,14 +104,40 @@ pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<u64, Refused> {
         }
         reserved || pool.is_closed()
     };
-    if on_worker_of(pool) {
-        let _waiting = pool.places.worker_waits();
-        worker::wait_until(&mut room_or_closed, None);
-    } else {
-        pool.space.wait_until(&mut room_or_closed, None);
+    enum Wait {
+        Helping,
+        Inline,
+        Outside,
+    }
+    let wait = worker::with_current(|ctx| match ctx {
+        Some(ctx) if std::ptr::eq(&*ctx.pool, &**pool) => {
+            if ctx.is_halting() {
+                Wait::Outside
+            } else if ctx.may_help() {
+                Wait::Helping
+            } else {
+                Wait::Inline
+            }
+        }
+        _ => Wait::Outside,
+    });
+    match wait {
+        Wait::Inline => {
+            // It never waits in the queue: it leaves it at once, when this
+            // worker claims it, and gives back the place counted here.
+            pool.places.reserve_over();
+            return Ok(Admitted::Inline(id));
+        }
+        Wait::Helping => {
+            let _waiting = pool.places.worker_waits();
+            worker::wait_until(&mut room_or_closed, None);
+        }
+        Wait::Outside => {
+            pool.space.wait_until(&mut room_or_closed, None);
+        }
     }
     if reserved {
-        Ok(id)
+        Ok(Admitted::Queue(id))
     } else {
         pool.unadmit();
         Err(Refused::Closed)
@@ -97,24 +145,35 @@ pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<u64, Refused> {
 }
 
 /// The second half of every spawn: records the admitted job in the index,
-/// arms its deadline (`at`, 0 for none), queues it (on the current worker's
-/// own deque when called from inside one of this pool's jobs) and wakes a
-/// parked worker.
-pub(crate) fn publish(pool: &Arc<Pool>, [job, indexed]: [JobRef; 2], at: u64) {
+/// has the control thread watch its deadline (`at`, 0 for none), queues
+/// it (on the current worker's own deque when called from inside one of
+/// this pool's jobs) and wakes a worker, unless one searches already. An
+/// `Inline` job runs right here instead.
+pub(crate) fn publish(pool: &Arc<Pool>, admitted: Admitted, [job, indexed]: [JobRef; 2], at: u64) {
     pool.index.insert(indexed);
     if at != 0 {
-        // After the insert: the timer finds the job through the index.
-        pool.deadlines.watch(pool, job.header().id, at);
+        // After the insert: the control thread finds the job through the index.
+        control::post(
+            pool,
+            Order::Watch {
+                id: job.header().id,
+                at,
+            },
+        );
     }
     let job = worker::with_current(|ctx| match ctx {
-        Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => {
-            ctx.local.push(Task::job(job));
+        Some(ctx) if std::ptr::eq(&*ctx.pool, &**pool) => {
+            if let Admitted::Inline(_) = admitted {
+                ctx.execute(Task::job(job));
+            } else {
+                ctx.local.push(Task::job(job));
+            }
             None
         }
         _ => Some(job),
     });
     if let Some(job) = job {
-        if let Err(task) = feed::push(pool, Task::job(job)) {
+        if let Err(task) = feed::push(&pool.feeds, Task::job(job)) {
             pool.injector.push(task);
         }
     }
@@ -126,61 +185,62 @@ pub(crate) fn publish(pool: &Arc<Pool>, [job, indexed]: [JobRef; 2], at: u64) {
 pub(crate) enum Shutdown {
     /// Every accepted job ran and the threads are joined.
     Done,
-    /// The deadline passed with jobs still queued or running.
-    TimedOut,
-    /// Called from one of the pool's own workers, or from a destructor that
-    /// its halt runs: closed, nothing awaited.
-    FromWorker,
+    /// The deadline passed with jobs still queued or running: halted.
+    TimedOut(HaltReport),
+    /// Called from one of the pool's own threads: closed, nothing awaited.
+    FromPool,
 }
 
 /// Graceful shutdown: close, let every accepted job run, join the threads.
-/// From one of the pool's own workers it only closes (the caller's job is
-/// itself one of the jobs to wait for), and the threads exit on their own.
+/// From one of the pool's own threads it only gives the order (the
+/// caller's job is itself one of the jobs to wait for, or its thread one
+/// of the threads to join), and the threads exit on their own.
 pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> Shutdown {
-    pool.close();
-    pool.set_paused(false);
-    if on_worker_of(pool) || crate::control::in_halt_walk_of(pool) {
-        return Shutdown::FromWorker;
+    if on_pool_thread(pool) {
+        close(pool);
+        return Shutdown::FromPool;
     }
-    if !pool.idle.wait_until(|| pool.pending() == 0, deadline) {
-        return Shutdown::TimedOut;
+    let (reply, answer) = order::reply();
+    control::post(
+        pool,
+        Order::Shutdown {
+            ack: None,
+            waiter: Some(Waiter { reply, deadline }),
+        },
+    );
+    match answer.wait() {
+        Ended::Done(threads) => {
+            join_all(pool, &threads);
+            pool.index.trim();
+            Shutdown::Done
+        }
+        Ended::TimedOut(report) => Shutdown::TimedOut(report),
     }
-    join_workers(pool);
-    Shutdown::Done
 }
 
-/// Joins every worker thread. Slots are joined in order, each under its
-/// own lock, so a concurrent second caller returns only once all are gone.
-/// The pool is closed: first waits out a `set_workers` that found it open
-/// and may still be starting threads (it holds `control` meanwhile), and
-/// reads the slots after it, so those threads are joined too; one that
-/// takes `control` after us sees the pool closed and starts none.
-pub(crate) fn join_workers(pool: &Pool) {
-    drop(crate::signal::lock(&pool.control));
-    for slot in pool.used_slots() {
-        slot.join_thread();
-    }
+/// Starts a shutdown and returns once the pool is closed (spawns are
+/// refused from then on), without waiting for the jobs or the threads.
+fn close(pool: &Pool) {
+    ask(pool, |ack| Order::Shutdown {
+        ack: Some(ack),
+        waiter: None,
+    });
+}
+
+/// How long a timed-out `shutdown_timeout` still waits for the jobs it
+/// asked to stop, before it leaves them to finish on their own.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
+
+/// Gives an order and waits for its answer: short, since the control
+/// thread answers every order without waiting for anything (so this is
+/// safe from any thread, one of the pool's included).
+fn ask<T>(pool: &Pool, order: impl FnOnce(order::Reply<T>) -> Order) -> T {
+    let (reply, answer) = order::reply();
+    control::post(pool, order(reply));
+    answer.wait()
 }
 
 impl Dispatcher {
-    /// A dispatcher with the default configuration (one worker per logical
-    /// CPU, unbounded queue).
-    ///
-    /// # Panics
-    ///
-    /// If the operating system refuses to start a thread. Use
-    /// [`Dispatcher::builder`] to get that as an error instead.
-    pub fn new() -> Dispatcher {
-        DispatcherBuilder::new()
-            .build()
-            .unwrap_or_else(|e| panic!("workyard: {e}"))
-    }
-
-    /// A [`DispatcherBuilder`] to configure a dispatcher.
-    pub fn builder() -> DispatcherBuilder {
-        DispatcherBuilder::new()
-    }
-
     pub(crate) fn from_pool(pool: Arc<Pool>) -> Dispatcher {
         Dispatcher {
             owner: Arc::new(Owner { pool }),
@@ -193,14 +253,19 @@ impl Dispatcher {
 
     /// Queues a job and returns its handle.
     ///
-    /// Called from outside the pool, the job goes to the global queue;
-    /// called from inside one of this dispatcher's jobs, it goes to the
-    /// running worker's own deque, where idle peers can steal it.
+    /// Called from outside the pool, the job goes to a queue of the calling
+    /// thread's own (or the global queue), and jobs spawned from one thread
+    /// start in the order they were spawned (FIFO); called from inside one
+    /// of this dispatcher's jobs, it goes to the running worker's own
+    /// deque, which that worker runs newest first (LIFO, as rayon) and idle
+    /// peers steal from oldest first.
     ///
-    /// If the queue is bounded and full, this blocks until there is room
-    /// (on a worker thread it runs queued jobs meanwhile instead of
-    /// blocking). It fails only once the dispatcher is shut down or halted
-    /// (also while it waits for room), giving the job back.
+    /// If the queue is bounded and full, this blocks until there is room.
+    /// On a worker thread it runs queued jobs meanwhile instead of
+    /// blocking; nested 16 jobs deep that way, it runs the new job itself
+    /// instead, so the stack stays bounded. It fails only once the
+    /// dispatcher is shut down or halted (also while it waits for room),
+    /// giving the job back.
     ///
     /// ```
     /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
@@ -245,19 +310,106 @@ impl Dispatcher {
         deadline: Option<Instant>,
     ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
         let pool = self.pool();
-        let id = match admit(pool, block) {
-            Ok(id) => id,
+        let admitted = match admit(pool, block) {
+            Ok(admitted) => admitted,
             Err(Refused::Full) => return Err(TrySpawnError::Full(job)),
             Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
         };
         let at = deadline.map_or(0, time::deadline_nanos);
-        let (handle, refs) = JobCell::spawn(JobId(id), job, at);
-        publish(pool, refs, at);
+        let (typed, refs) = JobCell::spawn(JobId(admitted.id()), job, at);
+        let handle = JobHandle::from_typed(typed);
+        publish(pool, admitted, refs, at);
         Ok(handle)
     }
 
+    /// Like [`spawn`](Self::spawn), with a deadline: if the job has not
+    /// finished by `deadline`, it is cancelled as by
+    /// [`JobHandle::cancel`] (if it had not started, it never runs), and its
+    /// status record says a deadline ended it
+    /// ([`CancelReason::Deadline`](crate::CancelReason::Deadline)).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use workyard::{CancelReason, Dispatcher, JobError};
+    ///
+    /// let pool = Dispatcher::builder().workers(1).build().unwrap();
+    /// let slow = pool
+    ///     .spawn_with_deadline(
+    ///         || while !workyard::is_cancelled() { std::thread::yield_now() },
+    ///         Instant::now() + Duration::from_millis(20),
+    ///     )
+    ///     .unwrap();
+    /// assert!(matches!(slow.join(), Err(JobError::Cancelled(CancelReason::Deadline))));
+    /// ```
+    pub fn spawn_with_deadline<J: Job>(
+        &self,
+        job: J,
+        deadline: Instant,
+    ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
+        self.submit(job, true, Some(deadline))
+            .map_err(|e| SpawnError(e.into_inner()))
+    }
+
+    /// [`spawn_with_deadline`](Self::spawn_with_deadline) with the deadline
+    /// `timeout` from now.
+    pub fn spawn_with_timeout<J: Job>(
+        &self,
+        job: J,
+        timeout: Duration,
+    ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.submit(job, true, deadline)
+            .map_err(|e| SpawnError(e.into_inner()))
+    }
+
+    /// Runs `a` and `b` on this dispatcher, potentially in parallel, and
+    /// returns both results once both are done.
+    ///
+    /// Called from one of this dispatcher's jobs it is [`join`](crate::join):
+    /// `a` runs on the current worker and `b` may be stolen. Called from
+    /// any other thread, the pair is queued as one task and the caller
+    /// blocks (without polling) until a worker has run both; it counts as
+    /// pending work for [`wait_idle`](Self::wait_idle) and
+    /// [`shutdown`](Self::shutdown), and waits for
+    /// [`resume`](Self::resume) while paused. It never counts against
+    /// [`queue_capacity`](crate::DispatcherBuilder::queue_capacity). Once the
+    /// dispatcher is shut down it runs `a` then `b` on the caller.
+    ///
+    /// Neither half gets a status record or a job id: they are parts of a
+    /// call, not jobs. Inside a job, both halves run as part of that job:
+    /// [`is_cancelled`](crate::is_cancelled) and
+    /// [`current_job`](crate::current_job) answer for it, also on a thief.
+    ///
+    /// # Panics
+    ///
+    /// As [`join`](crate::join): after both halves finished, with `a`'s
+    /// panic first.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// let data: Vec<u64> = (1..=1000).collect();
+    /// let (left, right) = data.split_at(500);
+    /// // Borrowing is fine: `join` returns only once both halves are done.
+    /// let (a, b) = pool.join(|| left.iter().sum::<u64>(), || right.iter().sum::<u64>());
+    /// assert_eq!(a + b, 500_500);
+    /// ```
+    pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
+    where
+        A: FnOnce() -> RA + Send,
+        B: FnOnce() -> RB + Send,
+        RA: Send,
+        RB: Send,
+    {
+        let pool = self.pool();
+        let cold = worker::with_current(|ctx| match ctx {
+            Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => Ok(join_in_worker(ctx, a, b)),
+            _ => Err((a, b)),
+        });
+        cold.unwrap_or_else(|(a, b)| join_cold(pool, a, b))
+    }
+
     /// The status of a job by id: every queued or running job, and finished
-    /// ones within the history (see [`DispatcherBuilder::history`]).
+    /// ones within the history (see [`DispatcherBuilder::history`](crate::DispatcherBuilder::history)).
     /// `None` for an id this dispatcher does not know (any more).
     pub fn status(&self, id: JobId) -> Option<JobStatus> {
         self.pool()
@@ -277,7 +429,33 @@ impl Dispatcher {
         self.pool()
             .index
             .get(id)
-            .is_some_and(|job| self.pool().cancel_job(&job, 0, true) != Cancel::TooLate)
+            .is_some_and(|job| self.pool().cancel_job(&job, 0, true, false) != Cancel::TooLate)
+    }
+
+    /// Cancels every job still queued (each ends `Cancelled` with
+    /// [`CancelReason::Caller`](crate::CancelReason::Caller) and never
+    /// runs) and returns their ids in id order. Running jobs are left to
+    /// finish, and the dispatcher keeps accepting new jobs: follow with
+    /// [`shutdown`](Self::shutdown) for "finish what is running, drop the
+    /// backlog, stop".
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// let backlog: Vec<_> = (0..3).map(|i| pool.spawn(move || i).unwrap()).collect();
+    /// let dropped = pool.cancel_queued();
+    /// assert_eq!(dropped, backlog.iter().map(|h| h.id()).collect::<Vec<_>>());
+    /// pool.shutdown();
+    /// ```
+    pub fn cancel_queued(&self) -> Vec<JobId> {
+        let pool = self.pool();
+        let mut cancelled = Vec::new();
+        for job in pool.index.live() {
+            if let Cancel::WasQueued(_) = pool.cancel_job(&job, 0, false, false) {
+                cancelled.push(job.header().id);
+            }
+        }
+        cancelled
     }
 
     /// Counters: workers, queued and running jobs, outcomes, steals, and
@@ -286,13 +464,15 @@ impl Dispatcher {
         self.pool().stats()
     }
 
-    /// The number of worker threads running (not halted).
+    /// The number of worker threads running (not halted, nor halting).
     pub fn workers(&self) -> usize {
         self.pool().running_workers()
     }
 
     /// Blocks, without polling, until no job is queued or running. The
-    /// dispatcher stays up and accepts jobs afterwards.
+    /// dispatcher stays up and accepts jobs afterwards. Every thread
+    /// waiting when the dispatcher goes idle returns, even if one of them
+    /// (or anyone) spawns again at once.
     ///
     /// Called from inside one of this dispatcher's jobs it cannot wait for
     /// its own job to finish; it runs queued jobs until none is left to
@@ -303,16 +483,21 @@ impl Dispatcher {
     /// run, so this waits for [`resume`](Self::resume).
     pub fn wait_idle(&self) {
         let pool = self.pool();
-        if on_worker_of(pool) {
-            worker::with_current(|ctx| {
-                let ctx = ctx.expect("on a worker");
-                while let Some(job) = ctx.find_job_while_waiting() {
-                    ctx.execute(job);
+        let helped = worker::with_current(|ctx| match ctx {
+            Some(ctx) if std::ptr::eq(&*ctx.pool, &**pool) => {
+                if ctx.may_help() {
+                    while let Some(job) = ctx.find_job() {
+                        ctx.execute(job);
+                    }
                 }
-            });
+                true
+            }
+            _ => false,
+        });
+        if helped {
             return;
         }
-        pool.idle.wait_until(|| pool.pending() == 0, None);
+        pool.idle.wait_for_news(|| pool.pending() == 0);
         pool.index.trim();
     }
 
@@ -325,15 +510,16 @@ impl Dispatcher {
     /// Once a [`shutdown`](Self::shutdown) or [`halt`](Self::halt) has
     /// begun, `pause` does nothing (and [`is_paused`](Self::is_paused) stays
     /// `false`): a closing dispatcher always runs or discards the jobs it
-    /// accepted, so that the shutdown returns. This holds also for a `pause`
-    /// racing the shutdown from another thread.
+    /// accepted, so that the shutdown returns. Orders are carried out one
+    /// at a time in the order given (see [`halt`](Self::halt)), so this
+    /// holds also for a `pause` racing the shutdown from another thread.
     pub fn pause(&self) {
-        self.pool().pause();
+        ask(self.pool(), Order::Pause);
     }
 
     /// Lets workers start jobs again after [`pause`](Self::pause).
     pub fn resume(&self) {
-        self.pool().set_paused(false);
+        ask(self.pool(), Order::Resume);
     }
 
     /// `true` while paused.
@@ -346,25 +532,191 @@ impl Dispatcher {
         self.pool().is_closed()
     }
 
+    /// Halts worker `index`: it finishes its current job and exits; the
+    /// jobs waiting in its own deques move to the global queue, so none is
+    /// lost. Worker indices are stable: the others keep theirs, and
+    /// [`stats`](Self::stats) shows this one as
+    /// [`WorkerState::Halted`](crate::WorkerState::Halted). Returns at once,
+    /// without waiting for the current job.
+    ///
+    /// Fails for an index that is not a running worker, and for the last
+    /// running worker (use [`halt`](Self::halt) or
+    /// [`shutdown`](Self::shutdown) to stop them all).
+    ///
+    /// ```
+    /// use workyard::{Dispatcher, WorkerError};
+    ///
+    /// let pool = Dispatcher::builder().workers(2).build().unwrap();
+    /// pool.halt_worker(1).unwrap();
+    /// assert_eq!(pool.workers(), 1);
+    /// assert_eq!(pool.halt_worker(1), Err(WorkerError::NotRunning(1)));
+    /// assert_eq!(pool.halt_worker(0), Err(WorkerError::LastWorker));
+    /// assert_eq!(pool.spawn(|| 5).unwrap().join().unwrap(), 5);
+    /// ```
+    pub fn halt_worker(&self, index: usize) -> Result<(), WorkerError> {
+        ask(self.pool(), |reply| Order::HaltWorker(index, reply))
+    }
+
+    /// Grows or shrinks the pool to `n` running workers. New workers take
+    /// the lowest free indices (reusing those of halted workers whose
+    /// threads have left); shrinking halts the highest-indexed workers as
+    /// [`halt_worker`](Self::halt_worker) does. Called from outside the
+    /// pool it returns once the new threads run (as `build` does).
+    ///
+    /// A worker that is still halting (finishing its current job) keeps
+    /// its slot until it leaves. Only when that leaves fewer free slots
+    /// than needed (at [`max_workers`](crate::DispatcherBuilder::max_workers))
+    /// does this start fewer than `n` at once; the rest start as the
+    /// halting workers leave.
+    ///
+    /// Called from outside the pool, it waits for those too: a halting
+    /// worker finishes its current job first, so if that job waits for
+    /// something only the caller would give afterwards (say, a `resume` of
+    /// a pool it paused), the call waits for good. Grow before pausing, or
+    /// leave `max_workers` room. From inside a job it does not wait.
+    ///
+    /// Fails for 0, for more than the builder's `max_workers`, after
+    /// shutdown, and if the operating system refuses a thread (the workers
+    /// started so far keep running). Orders are carried out one at a time,
+    /// so a call racing a [`shutdown`](Self::shutdown) either fails or
+    /// starts its threads before the shutdown, which then joins them too.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).max_workers(8).build().unwrap();
+    /// pool.set_workers(4).unwrap();
+    /// assert_eq!(pool.workers(), 4);
+    /// pool.set_workers(2).unwrap();
+    /// assert_eq!(pool.workers(), 2);
+    /// assert!(pool.set_workers(0).is_err());
+    /// ```
+    pub fn set_workers(&self, n: usize) -> Result<(), WorkerError> {
+        let pool = self.pool();
+        if n == 0 {
+            return Err(WorkerError::Zero);
+        }
+        if n > pool.config.max_workers {
+            return Err(WorkerError::AboveMax {
+                requested: n,
+                max: pool.config.max_workers,
+            });
+        }
+        let outside = !on_pool_thread(pool);
+        let started = ask(pool, |reply| Order::SetWorkers {
+            n,
+            reap: outside,
+            reply,
+        })?;
+        if outside {
+            // Nothing is ever sent: this returns once every new thread runs.
+            let _ = started.running.recv();
+            for thread in started.exited {
+                let _ = thread.join();
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops now: refuses new jobs, cancels every queued job (each ends
+    /// `Cancelled` with [`CancelReason::Halt`](crate::CancelReason::Halt)
+    /// and never runs), asks every running job to stop, then joins the
+    /// worker threads once their current jobs return.
+    ///
+    /// Workers start no job while the halt cancels, so a job still queued
+    /// when the halt begins never starts, even if its worker is freed by the
+    /// halt stopping the job before it; only a job a worker had already
+    /// taken is reported as interrupted. The cancelled jobs' closures are
+    /// dropped by the workers as they discard them, after the halt has let
+    /// them go on (so a destructor may wait for the pool, or join another
+    /// cancelled job, without hanging).
+    ///
+    /// A job accepted concurrently with the halt (its `spawn` returned
+    /// `Ok` while `halt` ran) is either in the report or runs to completion:
+    /// none vanishes.
+    ///
+    /// Control orders (`halt`, `halt_worker`, `set_workers`, `pause`,
+    /// `resume`, the shutdowns, deadlines) are carried out one at a time,
+    /// in the order given, by the dispatcher's control thread; any of them
+    /// may be given from anywhere, a job or a destructor included. Called
+    /// from one of this dispatcher's own threads (a job, or a worker's
+    /// thread-local destructor), `halt` returns the report without waiting
+    /// for the threads (they exit once the running jobs return).
+    ///
+    /// ```
+    /// use workyard::{CancelReason, Dispatcher, JobError};
+    ///
+    /// let pool = Dispatcher::builder().workers(1).build().unwrap();
+    /// pool.pause();
+    /// let queued = pool.spawn(|| "never runs").unwrap();
+    /// let report = pool.halt();
+    /// assert_eq!(report.never_started, [queued.id()]);
+    /// assert!(matches!(queued.join(), Err(JobError::Cancelled(CancelReason::Halt))));
+    /// assert!(pool.spawn(|| ()).is_err());
+    /// ```
+    pub fn halt(&self) -> HaltReport {
+        let pool = self.pool();
+        let report = ask(pool, Order::Halt);
+        let _ = shutdown_pool(pool, None);
+        report
+    }
+
     /// Graceful shutdown: refuses new jobs (from anywhere, also from inside
     /// running jobs), lets every accepted job run (resuming a paused
     /// dispatcher), then joins the worker threads. Calling it again, or from
     /// several threads, is fine: each call returns once the threads are gone.
     ///
-    /// Called from inside one of this dispatcher's own jobs, it cannot wait
-    /// for that job: it refuses new jobs and returns at once, and the
-    /// workers exit on their own after the last accepted job. The same
-    /// holds for a call from the destructor of a job that a
-    /// [`halt`](Self::halt) cancels (the halt holds the workers back while
-    /// it runs it; the halt itself waits for them).
+    /// Called from one of this dispatcher's own threads (inside a job, or
+    /// in a worker's thread-local destructor), it cannot wait for that job
+    /// or thread: it acts as [`shutdown_background`](Self::shutdown_background).
     pub fn shutdown(&self) {
         let _ = shutdown_pool(self.pool(), None);
     }
-}
 
-impl Default for Dispatcher {
-    fn default() -> Self {
-        Dispatcher::new()
+    /// Graceful shutdown that gives up waiting after `timeout`: like
+    /// [`shutdown`](Self::shutdown) if every accepted job finishes in time
+    /// (`Ok`). Otherwise, when `timeout` has passed, it [`halt`](Self::halt)s
+    /// and returns with the report (`Err`) within a further 100 ms: the
+    /// running jobs it asked to stop that have not returned by then are
+    /// left to finish on their own, and their threads exit after them,
+    /// detached (a later `shutdown` waits for them).
+    ///
+    /// Called from inside one of this dispatcher's jobs it cannot wait for
+    /// that job: it refuses new jobs and returns `Ok` at once, like
+    /// [`shutdown_background`](Self::shutdown_background).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// pool.spawn(|| 1 + 1).unwrap();
+    /// assert!(pool.shutdown_timeout(Duration::from_secs(10)).is_ok());
+    /// ```
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<(), HaltReport> {
+        let deadline = Instant::now().checked_add(timeout);
+        match shutdown_pool(self.pool(), deadline) {
+            Shutdown::Done | Shutdown::FromPool => Ok(()),
+            Shutdown::TimedOut(report) => {
+                // Jobs asked to stop usually return at once: give them a
+                // moment, and join the threads if they are gone by then.
+                let _ = shutdown_pool(self.pool(), Some(Instant::now() + SHUTDOWN_GRACE));
+                Err(report)
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown and returns at once (tokio's name; it
+    /// waits only for the control thread to close the pool): new jobs are
+    /// refused from now on, every accepted job still runs, and the
+    /// worker threads exit on their own after the last one, detached.
+    /// A later [`shutdown`](Self::shutdown) waits for them.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// let handle = pool.spawn(|| 6 * 7).unwrap();
+    /// pool.shutdown_background();
+    /// assert!(pool.spawn(|| 0).is_err());
+    /// assert_eq!(handle.join().unwrap(), 42);
+    /// ```
+    pub fn shutdown_background(&self) {
+        close(self.pool());
     }
 }
 

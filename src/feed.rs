@@ -19,7 +19,6 @@
 //! injector as before, and so does a push to a full feed.
 
 use crate::job::task::Task;
-use crate::pool::Pool;
 use crate::signal::lock;
 use crossbeam_deque::{Stealer, Worker};
 use crossbeam_utils::CachePadded;
@@ -91,22 +90,22 @@ impl Feed {
 
 /// A thread's lease of one feed of one pool.
 struct Lease {
-    /// The pool, held weakly: a lease must not keep a pool alive. The
-    /// `Weak` also keeps the pool's address from being reused, so the
+    /// The pool's feeds, held weakly: a lease must not keep a pool alive.
+    /// The `Weak` also keeps their address from being reused, so the
     /// address comparison in `push` cannot mistake a new pool for it.
-    pool: Weak<Pool>,
+    feeds: Weak<Feeds>,
     index: usize,
     end: Worker<Task>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let Some(pool) = self.pool.upgrade() else {
+        let Some(feeds) = self.feeds.upgrade() else {
             // The pool is gone: its workers have exited, and whatever is
             // left in the feed (jobs a halt cancelled) goes with `end`.
             return;
         };
-        let feed = &pool.feeds.list[self.index];
+        let feed = &feeds.list[self.index];
         let end = std::mem::replace(&mut self.end, Worker::new_fifo());
         *lock(&feed.idle_end) = Some(end);
         // ORDERING: Release: the next lessee, which claims with Acquire,
@@ -119,11 +118,11 @@ thread_local! {
     static LEASE: RefCell<Option<Lease>> = const { RefCell::new(None) };
 }
 
-/// Pushes `task` to the calling thread's feed of `pool`, leasing one if
-/// the thread has none yet. Gives the task back if the thread cannot have
-/// one (all leased, or the thread leases a feed of another, live pool), or
-/// if its feed holds [`FEED_LIMIT`] jobs.
-pub(crate) fn push(pool: &Arc<Pool>, task: Task) -> Result<(), Task> {
+/// Pushes `task` to the calling thread's feed among `feeds` (a pool's),
+/// leasing one if the thread has none yet. Gives the task back if the
+/// thread cannot have one (all leased, or the thread leases a feed of
+/// another, live pool), or if its feed holds [`FEED_LIMIT`] jobs.
+pub(crate) fn push(feeds: &Arc<Feeds>, task: Task) -> Result<(), Task> {
     let mut task = Some(task);
     let pushed = LEASE.try_with(|lease| {
         // Never busy today (nothing below spawns); if it were, the
@@ -132,19 +131,19 @@ pub(crate) fn push(pool: &Arc<Pool>, task: Task) -> Result<(), Task> {
             return false;
         };
         if let Some(held) = lease.as_ref() {
-            if std::ptr::eq(held.pool.as_ptr(), Arc::as_ptr(pool)) {
+            if std::ptr::eq(held.feeds.as_ptr(), Arc::as_ptr(feeds)) {
                 if held.end.len() >= FEED_LIMIT {
                     return false;
                 }
                 held.end.push(task.take().expect("not pushed yet"));
                 return true;
             }
-            if held.pool.strong_count() > 0 {
+            if held.feeds.strong_count() > 0 {
                 return false;
             }
             // The leased pool is gone: lease one of this pool instead.
         }
-        let Some(new) = take(pool) else {
+        let Some(new) = take(feeds) else {
             return false;
         };
         new.end.push(task.take().expect("not pushed yet"));
@@ -160,30 +159,26 @@ pub(crate) fn push(pool: &Arc<Pool>, task: Task) -> Result<(), Task> {
     }
 }
 
-/// Leases a free feed of `pool`, if there is one.
-fn take(pool: &Arc<Pool>) -> Option<Lease> {
-    pool.feeds
-        .list
-        .iter()
-        .enumerate()
-        .find_map(|(index, feed)| {
-            // ORDERING: Acquire pairs with the Release of the last lease's
-            // drop (its end is back). Relaxed on failure: we only move on.
-            feed.leased
-                .compare_exchange(false, true, Acquire, Relaxed)
-                .ok()?;
-            let end = lock(&feed.idle_end)
-                .take()
-                .expect("a free feed holds its pushing end");
-            // ORDERING: Release, for `in_use`; before the caller's push, and so
-            // before the SeqCst fence of the wake-up check that follows it.
-            pool.feeds.used.fetch_max(index + 1, Release);
-            Some(Lease {
-                pool: Arc::downgrade(pool),
-                index,
-                end,
-            })
+/// Leases a free feed among `feeds`, if there is one.
+fn take(feeds: &Arc<Feeds>) -> Option<Lease> {
+    feeds.list.iter().enumerate().find_map(|(index, feed)| {
+        // ORDERING: Acquire pairs with the Release of the last lease's
+        // drop (its end is back). Relaxed on failure: we only move on.
+        feed.leased
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .ok()?;
+        let end = lock(&feed.idle_end)
+            .take()
+            .expect("a free feed holds its pushing end");
+        // ORDERING: Release, for `in_use`; before the caller's push, and so
+        // before the SeqCst fence of the wake-up check that follows it.
+        feeds.used.fetch_max(index + 1, Release);
+        Some(Lease {
+            feeds: Arc::downgrade(feeds),
+            index,
+            end,
         })
+    })
 }
 
 #[cfg(all(test, not(loom)))]
@@ -194,7 +189,7 @@ mod tests {
     use std::sync::atomic::Ordering::SeqCst;
     use std::sync::Barrier;
 
-    fn leased(pool: &Pool) -> usize {
+    fn leased(pool: &crate::pool::Pool) -> usize {
         pool.feeds
             .list
             .iter()

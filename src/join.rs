@@ -19,7 +19,7 @@ use crate::loom::{AtomicUsize, UnsafeCell};
 use crate::pool::Pool;
 use crate::stats::WorkerState;
 use crate::worker::{self, WorkerCtx};
-use crate::{unwind, Arc, Dispatcher};
+use crate::{unwind, Arc};
 use std::any::Any;
 use std::mem;
 use std::panic::resume_unwind;
@@ -196,7 +196,10 @@ where
     ///
     /// `head` comes from `as_task` on a live `StackJob<F, R>`, and this is
     /// its only run.
-    unsafe fn execute(head: NonNull<StackHead>, ctx: &WorkerCtx) {
+    unsafe fn execute(head: NonNull<StackHead>, ctx: NonNull<()>) {
+        // SAFETY: `StackRef::execute`'s contract: `ctx` is the calling
+        // thread's worker context.
+        let ctx = unsafe { ctx.cast::<WorkerCtx>().as_ref() };
         let this: *const Self = head.as_ptr().cast();
         // SAFETY: `head` is the first field of a `#[repr(C)] StackJob<F, R>`
         // (as_task), alive until we set the latch.
@@ -357,7 +360,7 @@ fn put_back(ctx: &WorkerCtx, set_aside: Vec<Task>) {
 
 /// `Dispatcher::join` from a thread that is not one of the pool's
 /// workers: the pair runs on the pool while this thread blocks.
-fn join_cold<A, B, RA, RB>(pool: &Arc<Pool>, a: A, b: B) -> (RA, RB)
+pub(crate) fn join_cold<A, B, RA, RB>(pool: &Arc<Pool>, a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA + Send,
     B: FnOnce() -> RB + Send,
@@ -439,51 +442,4 @@ where
         None => Err((a, b)),
     });
     outside.unwrap_or_else(|(a, b)| join_sequential(a, b))
-}
-
-impl Dispatcher {
-    /// Runs `a` and `b` on this dispatcher, potentially in parallel, and
-    /// returns both results once both are done.
-    ///
-    /// Called from one of this dispatcher's jobs it is [`join`]: `a` runs
-    /// on the current worker and `b` may be stolen. Called from any other
-    /// thread, the pair is queued as one task and the caller blocks
-    /// (without polling) until a worker has run both; it counts as pending
-    /// work for [`wait_idle`](Self::wait_idle) and
-    /// [`shutdown`](Self::shutdown), and waits for
-    /// [`resume`](Self::resume) while paused. It never counts against
-    /// [`queue_capacity`](crate::DispatcherBuilder::queue_capacity). Once the
-    /// dispatcher is shut down it runs `a` then `b` on the caller.
-    ///
-    /// Neither half gets a status record or a job id: they are parts of a
-    /// call, not jobs. Inside a job, both halves run as part of that job:
-    /// [`is_cancelled`](crate::is_cancelled) and
-    /// [`current_job`](crate::current_job) answer for it, also on a thief.
-    ///
-    /// # Panics
-    ///
-    /// As [`join`]: after both halves finished, with `a`'s panic first.
-    ///
-    /// ```
-    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
-    /// let data: Vec<u64> = (1..=1000).collect();
-    /// let (left, right) = data.split_at(500);
-    /// // Borrowing is fine: `join` returns only once both halves are done.
-    /// let (a, b) = pool.join(|| left.iter().sum::<u64>(), || right.iter().sum::<u64>());
-    /// assert_eq!(a + b, 500_500);
-    /// ```
-    pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
-    where
-        A: FnOnce() -> RA + Send,
-        B: FnOnce() -> RB + Send,
-        RA: Send,
-        RB: Send,
-    {
-        let pool = self.pool();
-        let cold = worker::with_current(|ctx| match ctx {
-            Some(ctx) if Arc::ptr_eq(&ctx.pool, pool) => Ok(join_in_worker(ctx, a, b)),
-            _ => Err((a, b)),
-        });
-        cold.unwrap_or_else(|(a, b)| join_cold(pool, a, b))
-    }
 }

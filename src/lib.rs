@@ -76,36 +76,48 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod admission;
-mod builder;
-mod control;
-mod deadline;
-mod dispatcher;
+// Layers, from the bottom; each module uses only lower ones (see
+// ARCHITECTURE.md). Primitives:
 mod error;
-mod feed;
-mod job;
-mod join;
 mod loom;
-#[cfg(feature = "persist")]
-pub mod persist;
-mod places;
-mod pool;
-mod scope;
 mod signal;
-mod stats;
 mod time;
 mod trace;
 mod unwind;
+// The job record (state, info, cell, raw, task) and the id index:
+mod job;
+// Queues and counters:
+mod admission;
+mod feed;
+mod order;
+mod places;
+mod sleep;
+mod slot;
+mod stats;
+// The pool's non-blocking operations:
+mod pool;
+// The worker loop and fork-join:
+mod join;
 mod worker;
+// The control thread:
+mod control;
+// The API:
+mod builder;
+mod dispatcher;
+mod handle;
+#[cfg(feature = "persist")]
+pub mod persist;
+mod scope;
 
 pub(crate) use std::sync::Arc;
 
 pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
-pub use control::HaltReport;
 pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
-pub use job::{fallible, CancelReason, Fallible, Job, JobHandle, JobId, JobInfo, JobStatus};
+pub use handle::JobHandle;
+pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};
 pub use join::join;
+pub use order::HaltReport;
 pub use scope::{Scope, ScopedHandle};
 pub use stats::{Stats, WorkerState, WorkerStats};
 pub use unwind::PanicPayload;

@@ -6,23 +6,19 @@
 //! A job cancelled while queued leaves the queue too, but it stays in a
 //! deque until a worker pops it, which a busy or paused pool may not do for
 //! long. So a cancel that knows the pool (`Dispatcher::cancel`,
-//! `cancel_queued`, `halt`, the deadline timer) gives the place back at
-//! once, and leaves a credit so that the pop that discards the job skips
-//! its give-back. Credits are not tied to jobs: one may be spent by another
-//! job's pop, which only delays that job's give-back until the cancelled
-//! one is popped.
+//! `cancel_queued`, `halt`, a deadline) gives the place back at once, and
+//! says so in the job's status word: its QUEUED → CANCELLED transition sets
+//! `PLACE_FREED` in the same compare-and-swap. The worker that pops the job
+//! sees the flag when its own claim fails and gives nothing back. Exactly
+//! one of the two gives the place back, whichever order they run in: the
+//! transition decides, and the flag travels with it. A cancel through a
+//! `JobHandle`, which does not know its pool, leaves the flag clear and the
+//! place to the pop.
 //!
-//! The order keeps the count from dropping below the jobs it stands for
-//! (so the bound holds, and it never wraps): the credit is made *before*
-//! the cancel (a worker whose claim fails because of the cancel then sees
-//! it), the early give-back only after the cancel won (but before the
-//! cancelled closure is dropped: its destructor may spawn into this queue),
-//! and a worker gives a place back only after its claim decided the job's
-//! fate. A cancel that came too late takes its credit back, or, if a pop
-//! spent it meanwhile, makes that pop's give-back. A cancel through a `JobHandle`, which does
-//! not know its pool, leaves the place to the pop.
+//! The canceller gives the place back right after its transition won, and
+//! before the cancelled closure is dropped: that destructor is user code
+//! and may spawn into this very queue.
 
-use crate::job::state::Cancel;
 use crate::loom::AtomicUsize;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::Ordering::SeqCst;
@@ -36,8 +32,6 @@ pub(crate) struct Places {
 struct Counts {
     /// Places reserved and not given back.
     reserved: AtomicUsize,
-    /// Places given back by cancels before their jobs were popped.
-    early: AtomicUsize,
     /// Workers waiting for a place (a job spawning into the full queue).
     /// They park in the sleep mask, not on the pool's `space` signal.
     waiting_workers: AtomicUsize,
@@ -49,7 +43,6 @@ impl Places {
             capacity,
             counts: CachePadded::new(Counts {
                 reserved: AtomicUsize::new(0),
-                early: AtomicUsize::new(0),
                 waiting_workers: AtomicUsize::new(0),
             }),
         }
@@ -74,65 +67,18 @@ impl Places {
             .is_ok()
     }
 
-    /// A worker took a job out of the queue. `true` if that gave a place
-    /// back (then the caller wakes whoever waits for one); `false` if the
-    /// pop made up for an early give-back instead.
-    #[must_use]
-    pub(crate) fn popped(&self) -> bool {
-        let made_up = self.spend_credit();
-        if !made_up {
-            self.give_back();
+    /// Counts a place for a job that leaves the queue as soon as it enters
+    /// it (a spawn run inline, see `dispatcher::Admitted::Inline`): over
+    /// the bound for the moment until its worker claims it.
+    pub(crate) fn reserve_over(&self) {
+        if self.capacity.is_some() {
+            self.counts.reserved.fetch_add(1, SeqCst);
         }
-        !made_up
     }
 
-    /// Runs `cancel` (a job's `cancel_then`) for a caller that knows the
-    /// pool: a job it finds queued gives its place back at once, through
-    /// the callback `cancel` calls as soon as it won, before the job's
-    /// closure is dropped. That destructor is user code, and may spawn into
-    /// this very queue, or wait for a spawner that does: with the place
-    /// still taken and the credit already made, the worker popping the job
-    /// would spend the credit instead of giving the place back, and that
-    /// spawn could wait forever. `freed` runs right after each give-back
-    /// (the pool wakes whoever waits for a place there).
-    pub(crate) fn cancel(
-        &self,
-        cancel: impl FnOnce(&mut dyn FnMut()) -> Cancel,
-        freed: &dyn Fn(),
-    ) -> Cancel {
-        if !self.is_bounded() {
-            return cancel(&mut || {});
-        }
-        // The credit for the pop that will discard the job, so that the pop
-        // does not give the place back a second time; made before the
-        // cancel, so that a worker whose claim fails because of it sees it.
-        self.counts.early.fetch_add(1, SeqCst);
-        let result = cancel(&mut || {
-            self.give_back();
-            freed();
-        });
-        // Too late (the job started or ended): take the credit back, or, if
-        // a pop already spent it and skipped its own give-back, make that
-        // give-back now.
-        if !matches!(result, Cancel::WasQueued(_)) && !self.spend_credit() {
-            self.give_back();
-            freed();
-        }
-        result
-    }
-
-    /// Spends one credit of an early give-back, if there is one.
-    fn spend_credit(&self) -> bool {
-        // SeqCst, as everything here: these counts pair with each other
-        // and with the waiters' counts; none of it is on an unbounded
-        // pool's path.
-        self.counts
-            .early
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    fn give_back(&self) {
+    /// Gives a place back: the job left the queue (see the module docs
+    /// for who does it).
+    pub(crate) fn give_back(&self) {
         self.counts.reserved.fetch_sub(1, SeqCst);
     }
 

@@ -1,55 +1,51 @@
-//! The state shared by a dispatcher's handles and its worker threads.
+//! The state shared by a dispatcher's handles, its worker threads and its
+//! control thread, and the non-blocking operations on it: admitting a job,
+//! waking a worker, cancelling through the pool, counting what is pending.
+//!
+//! Nothing here blocks or starts a thread: waiting is the worker layer's
+//! (`worker`), and everything that changes which workers run or may start
+//! jobs is the control thread's (`control.rs`), which alone writes
+//! [`Pool::gate`](Pool::set_gate), the slots' stop flags and the count of
+//! running workers.
 
 use crate::admission::Admission;
-use crate::deadline::Deadlines;
 use crate::feed::Feeds;
 use crate::job::cell::JobRef;
 use crate::job::index::Index;
-use crate::job::state::Cancel;
+use crate::job::state::{self, Cancel};
 use crate::job::task::Task;
-use crate::job::JobId;
+use crate::job::{JobId, JobStatus};
 use crate::loom::{fence, AtomicUsize, Mutex};
+use crate::order::{Inbox, Threads};
 use crate::places::Places;
-use crate::signal::{lock, Signal};
+use crate::signal::Signal;
+use crate::sleep::{Claim, Sleep};
+use crate::slot::Slot;
 use crate::stats::Stats;
-use crate::worker::sleep::Sleep;
-use crate::worker::slot::{self, Slot};
-use crate::{worker, Arc};
+use crate::Arc;
 use crossbeam_deque::Injector;
-use std::io;
-use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
-use std::sync::{mpsc, MutexGuard};
-
-/// Names a worker thread from its index.
-pub(crate) type ThreadName = Arc<dyn Fn(usize) -> String + Send + Sync>;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::thread::JoinHandle;
 
 /// What the builder fixed for the pool's life.
 pub(crate) struct Config {
     pub(crate) max_workers: usize,
     pub(crate) capacity: Option<usize>,
     pub(crate) history: usize,
-    pub(crate) thread_name: ThreadName,
     pub(crate) stack_size: Option<usize>,
 }
 
-/// `Pool::held`: the user's pause.
-const USER_PAUSE: usize = 1;
-/// `Pool::held`: one halt's hold.
-const HALT_HOLD: usize = 2;
-
-/// Why `Pool::grow_to` started fewer workers than asked.
-#[derive(Debug)]
-pub(crate) enum GrowError {
-    /// The operating system refused a thread (or `thread_name` failed).
-    Spawn(io::Error),
-    /// The pool was shut down while the grow waited for an exiting thread.
-    Closed,
-}
+/// The gate's bit for the user's pause.
+pub(crate) const GATE_PAUSE: usize = 1;
+/// The gate's bit held while a halt walks the index.
+pub(crate) const GATE_HALT: usize = 2;
 
 pub(crate) struct Pool {
+    /// Unique among the pools of this process (a worker thread's mark).
+    pub(crate) id: u64,
     pub(crate) injector: Injector<Task>,
     /// One deque per outside spawning thread (up to `FEEDS`); see `feed.rs`.
-    pub(crate) feeds: Feeds,
+    pub(crate) feeds: Arc<Feeds>,
     /// `max_workers` slots; only `slots[..high]` have ever run a thread.
     pub(crate) slots: Box<[Slot]>,
     high: AtomicUsize,
@@ -60,35 +56,37 @@ pub(crate) struct Pool {
     admission: Admission,
     /// The bounded queue's places (none counted when unbounded).
     pub(crate) places: Places,
-    /// Outside spawners blocked on a full queue (workers wait in the sleep
-    /// mask instead; see `Places::worker_waits`).
+    /// Threads blocked on a full queue: outside spawners, and workers that
+    /// may not run other jobs meanwhile (halting ones). Other workers wait
+    /// in the sleep mask instead; see `Places::worker_waits`.
     pub(crate) space: Signal,
     /// `wait_idle` and `shutdown` callers, waiting for `pending` to reach 0.
     pub(crate) idle: Signal,
-    /// Whether workers may start jobs: 0 if so. Bit `USER_PAUSE` is
-    /// `pause`'s; each halt walking the index adds `HALT_HOLD` for the
-    /// walk. Kept apart so that a `pause`, `resume` or shutdown racing a
-    /// halt cannot lift the halt's hold (nor a halt lift a user's pause).
-    held: AtomicUsize,
+    /// 0 if workers may start jobs; else `GATE_PAUSE` and/or `GATE_HALT`.
+    /// Written by the control thread only.
+    gate: AtomicUsize,
+    /// Workers running and not asked to halt; written by the control
+    /// thread only.
+    active: AtomicUsize,
     pub(crate) index: Index,
-    pub(crate) deadlines: Deadlines,
-    /// Held by the orders that take workers out of ACTIVE (`halt_worker`,
-    /// a shrinking `set_workers`), from their count of running workers
-    /// through their requests, so that two of them cannot both count the
-    /// same worker as one that stays. A growing `set_workers` holds it
-    /// from its check that the pool is not closed while it claims slots
-    /// and starts threads, and `join_workers` takes it before reading the
-    /// slots, so a shutdown joins every thread a racing grow starts.
-    /// Never taken by workers, nor on the spawn path.
-    pub(crate) control: Mutex<()>,
+    /// The control thread's orders.
+    pub(crate) orders: Inbox,
+    /// The control thread itself, joined by the shutdown that waits last.
+    pub(crate) control_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set by the control thread as it ends: the threads it handed to the
+    /// shutdown, for a later shutdown call to wait on too.
+    pub(crate) gone: Mutex<Option<Threads>>,
     pub(crate) config: Config,
 }
 
 impl Pool {
     pub(crate) fn new(config: Config) -> Pool {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Pool {
+            // ORDERING: Relaxed: only uniqueness matters.
+            id: NEXT_ID.fetch_add(1, Relaxed),
             injector: Injector::new(),
-            feeds: Feeds::new(),
+            feeds: Arc::new(Feeds::new()),
             slots: (0..config.max_workers).map(|_| Slot::new()).collect(),
             high: AtomicUsize::new(0),
             sleep: Sleep::new(config.max_workers),
@@ -96,10 +94,12 @@ impl Pool {
             places: Places::new(config.capacity),
             space: Signal::default(),
             idle: Signal::default(),
-            held: AtomicUsize::new(0),
+            gate: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
             index: Index::new(config.history),
-            deadlines: Deadlines::default(),
-            control: Mutex::new(()),
+            orders: Inbox::new(),
+            control_thread: Mutex::new(None),
+            gone: Mutex::new(None),
             config,
         }
     }
@@ -107,150 +107,31 @@ impl Pool {
     /// The slots that have ever run a thread: the only ones worth stealing
     /// from or reporting.
     pub(crate) fn used_slots(&self) -> &[Slot] {
-        // ORDERING: Acquire pairs with the Release in `start_worker`, so the
-        // slot's deque is initialised before anyone steals from it.
+        // ORDERING: Acquire pairs with the Release in `mark_used`, so the
+        // slot's deques are initialised before anyone steals from them.
         &self.slots[..self.high.load(Acquire)]
     }
 
-    /// Starts a worker thread in `index`, which the caller has claimed.
-    /// A `thread_name` closure that panics or names a thread with a NUL
-    /// byte (which `std::thread::Builder` would panic on) is an error like
-    /// a refused thread, and the slot is given back.
-    /// The new thread drops `running` once it runs (or as it unwinds).
-    pub(crate) fn start_worker(
-        self: &Arc<Self>,
-        index: usize,
-        previous: usize,
-        running: mpsc::Sender<()>,
-    ) -> io::Result<()> {
-        let slot = &self.slots[index];
-        let name = match crate::unwind::catch(|| (self.config.thread_name)(index)) {
-            Ok(name) if !name.contains('\0') => name,
-            Ok(_) => {
-                slot.unclaim(previous);
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "thread_name gave a name with a NUL byte",
-                ));
-            }
-            Err(_) => {
-                slot.unclaim(previous);
-                return Err(io::Error::other("thread_name panicked"));
-            }
-        };
-        slot.join_thread();
-        let mut builder = std::thread::Builder::new().name(name);
-        if let Some(size) = self.config.stack_size {
-            builder = builder.stack_size(size);
-        }
-        // ORDERING: Release pairs with the Acquire in `used_slots`: a thief
-        // that sees this slot counted sees its deque's stealer set up.
+    /// The control thread is about to start a thread in slot `index`.
+    pub(crate) fn mark_used(&self, index: usize) {
+        // ORDERING: Release pairs with the Acquire in `used_slots`.
         self.high.fetch_max(index + 1, Release);
-        let pool = Arc::clone(self);
-        match builder.spawn(move || worker::main_loop(pool, index, running)) {
-            Ok(handle) => {
-                *crate::signal::lock(&slot.join) = Some(handle);
-                Ok(())
-            }
-            Err(e) => {
-                slot.unclaim(previous);
-                Err(e)
-            }
-        }
-    }
-
-    /// Starts workers until `n` are running, in the lowest free slots, and
-    /// waits until the threads it started are running: a pool fresh from
-    /// `build` has its workers up (as rayon's does), and a thread's start
-    /// (~1 ms of CPU in a VM) is not paid during the first jobs.
-    ///
-    /// A slot whose worker is halting becomes free when that thread exits.
-    /// If the free slots are not enough, a second pass waits for those
-    /// threads (each finishes its current job first) and reuses their
-    /// slots, rather than starting fewer workers than asked; except on one
-    /// of the pool's own workers, where waiting could deadlock (nor does it
-    /// wait there for the new threads to run).
-    ///
-    /// The caller holds `control` (checked, under it, that the pool is not
-    /// closed); it is held while slots are claimed and threads started, so
-    /// that a shutdown's `join_workers` sees every thread started before
-    /// it, and released while waiting for a halting thread, whose current
-    /// job may give orders of its own.
-    pub(crate) fn grow_to(
-        self: &Arc<Self>,
-        n: usize,
-        control: MutexGuard<'_, ()>,
-    ) -> Result<(), GrowError> {
-        let may_wait = !crate::dispatcher::on_worker_of(self);
-        // Each thread started holds a sender and drops it once running, so
-        // the channel disconnects when all of them run (or have unwound).
-        let (running, all_running) = mpsc::channel();
-        let result = self.start_until(n, may_wait, &running, control);
-        drop(running);
-        if may_wait {
-            // Nothing is ever sent: this returns at the disconnect.
-            let _ = all_running.recv();
-        }
-        result
-    }
-
-    /// `grow_to`'s starting half: hands each thread it starts a clone of
-    /// `running`, and lets go of `control` when it returns.
-    fn start_until<'a>(
-        self: &'a Arc<Self>,
-        n: usize,
-        may_wait: bool,
-        running: &mpsc::Sender<()>,
-        mut control: MutexGuard<'a, ()>,
-    ) -> Result<(), GrowError> {
-        let mut workers = self.running_workers();
-        for wait_for_halting in [false, true] {
-            for (index, slot) in self.slots.iter().enumerate() {
-                if workers >= n {
-                    return Ok(());
-                }
-                // A halting thread (second pass) finishes its current job
-                // first, which may give orders of its own; a halted one may
-                // still run thread-local destructors, which may too. Either
-                // is joined without `control`, which those orders take.
-                let exiting = match slot.life() {
-                    slot::HALTING => wait_for_halting && may_wait,
-                    slot::HALTED => slot.may_have_thread(),
-                    _ => false,
-                };
-                if exiting {
-                    drop(control);
-                    slot.join_exiting();
-                    control = lock(&self.control);
-                    // Meanwhile a shutdown may have joined the threads (and
-                    // would not join one started now), and other orders may
-                    // have changed the count.
-                    if self.is_closed() {
-                        return Err(GrowError::Closed);
-                    }
-                    workers = self.running_workers();
-                    if workers >= n {
-                        return Ok(());
-                    }
-                }
-                if let Some(previous) = slot.try_claim() {
-                    self.start_worker(index, previous, running.clone())
-                        .map_err(GrowError::Spawn)?;
-                    workers += 1;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Worker threads running and not asked to halt.
     pub(crate) fn running_workers(&self) -> usize {
-        slot::running(self.used_slots())
+        // ORDERING: Acquire pairs with the control thread's Release store:
+        // a caller that saw its order answered sees the new count.
+        self.active.load(Acquire)
+    }
+
+    pub(crate) fn set_active(&self, n: usize) {
+        // ORDERING: Release, for `running_workers`.
+        self.active.store(n, Release);
     }
 
     /// Counts a job in, unless the pool is closed; returns its id (a
-    /// refused spawn leaves a gap in ids). A refusal can bring `pending` to
-    /// 0 without any worker noticing, so it signals like `unadmit`.
+    /// refused spawn leaves a gap in ids).
     pub(crate) fn admit(&self) -> Option<u64> {
         let id = self.admission.admit();
         if id.is_none() {
@@ -267,7 +148,9 @@ impl Pool {
     }
 
     fn signal_refusal(&self) {
-        self.idle.notify_all();
+        if self.idle.has_waiters() && self.pending() == 0 {
+            self.idle.notify_new();
+        }
         if self.is_closed() {
             self.wake_all();
         }
@@ -293,15 +176,26 @@ impl Pool {
     }
 
     /// Called by a worker that found no job: if the pool just became idle,
-    /// wake `wait_idle`/`shutdown` callers, and (once closed) every worker
-    /// so they can exit. The SeqCst load of the waiter count pairs with the
+    /// wake `wait_idle`/`shutdown` callers (every caller waiting at this
+    /// moment returns, see `Signal::wait_for_news`), and (once closed)
+    /// every worker so they can exit. Also drops the finished records that
+    /// a deep queue left in the index's overflow, so that memory is back
+    /// to the history plus the live jobs without anyone calling
+    /// `wait_idle`. The SeqCst load of the waiter count pairs with the
     /// waiter's increment; the worker's SeqCst finished-count store comes
     /// before it, so either the waiter sees the count or we see the waiter.
     pub(crate) fn on_idle(&self) {
         fence(SeqCst);
         let closed = self.is_closed();
-        if (closed || self.idle.has_waiters()) && self.pending() == 0 {
-            self.idle.notify_all();
+        let waiters = self.idle.has_waiters();
+        if closed || waiters || self.index.has_overflow() {
+            if self.pending() != 0 {
+                return;
+            }
+            self.index.trim();
+            if waiters {
+                self.idle.notify_new();
+            }
             if closed {
                 self.wake_all();
             }
@@ -312,7 +206,7 @@ impl Pool {
         self.admission.is_closed()
     }
 
-    /// Stops accepting jobs.
+    /// Stops accepting jobs (the control thread's, at a shutdown or halt).
     pub(crate) fn close(&self) {
         self.admission.close();
         self.wake_all();
@@ -333,27 +227,52 @@ impl Pool {
         self.places.reserve()
     }
 
-    /// A worker took a job out of the queue (to run or to discard it).
-    pub(crate) fn release_place(&self) {
-        if self.places.is_bounded() && self.places.popped() {
+    /// A worker took `job` out of the queue, to run it (`claimed`) or to
+    /// discard it: gives its place back, unless a cancel through the pool
+    /// already did and said so in the status word (see `places.rs`).
+    pub(crate) fn release_place(&self, job: &JobRef, claimed: bool) {
+        if !self.places.is_bounded() {
+            return;
+        }
+        if claimed || !job.header().state.load().has(state::PLACE_FREED) {
+            self.places.give_back();
             self.place_freed();
         }
     }
 
     /// Cancels `job` for this pool's own callers (by id, `cancel_queued`,
-    /// `halt`, the deadline timer): like `JobRef::cancel`, and a job found
-    /// still queued gives its place in a bounded queue back at once (see
-    /// `places.rs` for the order of the steps).
-    pub(crate) fn cancel_job(&self, job: &JobRef, reason: usize, running: bool) -> Cancel {
-        self.places
-            .cancel(|won| job.cancel_then(reason, running, won), &|| {
-                self.place_freed()
-            })
+    /// `halt`, a deadline): like `JobRef::cancel`, and a job found still
+    /// queued gives its place in a bounded queue back at once, marked in
+    /// the same transition (see `places.rs`). `defer`: leave the closure
+    /// for the worker that pops the job to drop (the control thread runs
+    /// no user code).
+    pub(crate) fn cancel_job(
+        &self,
+        job: &JobRef,
+        reason: usize,
+        running: bool,
+        defer: bool,
+    ) -> Cancel {
+        let bounded = self.places.is_bounded();
+        let mut flags = reason;
+        if bounded {
+            flags |= state::PLACE_FREED;
+        }
+        if defer {
+            flags |= state::DEFERRED;
+        }
+        job.cancel_then(flags, running, &mut || {
+            if bounded {
+                self.places.give_back();
+                self.place_freed();
+            }
+        })
     }
 
-    /// Wakes whoever waits for a place: outside spawners on `space`,
-    /// workers (jobs spawning into the full queue) in the sleep mask. Rare
-    /// enough that waking every parked worker costs nothing that matters.
+    /// Wakes whoever waits for a place: outside spawners and halting
+    /// workers on `space`, other workers (jobs spawning into the full
+    /// queue) in the sleep mask. Rare enough that waking every parked
+    /// worker costs nothing that matters.
     fn place_freed(&self) {
         self.space.notify_all();
         if self.places.has_waiting_workers() {
@@ -363,51 +282,25 @@ impl Pool {
 
     /// May workers start jobs? Not while paused or while a halt walks.
     pub(crate) fn is_paused(&self) -> bool {
-        // ORDERING: Acquire pairs with the SeqCst updates below; a worker
-        // that misses a change by a moment is woken by their `wake_all`.
-        self.held.load(Acquire) != 0
+        // ORDERING: Acquire pairs with the control thread's Release store;
+        // a worker that misses a change by a moment is woken by the
+        // `wake_all` that follows every opening.
+        self.gate.load(Acquire) != 0
     }
 
     /// Paused by `pause` (what `Dispatcher::is_paused` reports).
     pub(crate) fn is_paused_by_user(&self) -> bool {
         // ORDERING: Acquire, as in `is_paused`.
-        self.held.load(Acquire) & USER_PAUSE != 0
+        self.gate.load(Acquire) & GATE_PAUSE != 0
     }
 
-    pub(crate) fn set_paused(&self, paused: bool) {
-        // SeqCst (not just Release): `pause` sets the bit, then reads
-        // `CLOSED`, while shutdown sets `CLOSED`, then clears the bit; with
-        // both in the single SeqCst order, one of them sees the other
-        // (Dekker), so a closed pool never stays paused.
-        if paused {
-            self.held.fetch_or(USER_PAUSE, SeqCst);
-        } else {
-            self.held.fetch_and(!USER_PAUSE, SeqCst);
-            self.wake_all();
-        }
-    }
-
-    /// Holds every worker back while a halt cancels the queued jobs, so
-    /// that none starts one before the walk reaches it; `release_halt`
-    /// ends the hold. Only a job a worker had already taken can start.
-    pub(crate) fn hold_for_halt(&self) {
-        // SeqCst, as `set_paused`.
-        self.held.fetch_add(HALT_HOLD, SeqCst);
-    }
-
-    pub(crate) fn release_halt(&self) {
-        // SeqCst, as `set_paused`.
-        self.held.fetch_sub(HALT_HOLD, SeqCst);
-        self.wake_all();
-    }
-
-    /// Pauses, unless the pool is closed: shutdown and halt wait for every
-    /// accepted job to run or be discarded, which a paused pool never does.
-    pub(crate) fn pause(&self) {
-        self.set_paused(true);
-        if self.is_closed() {
-            self.set_paused(false);
-        }
+    /// The control thread's write of the gate.
+    pub(crate) fn set_gate(&self, gate: usize) {
+        // SeqCst: a closing gate is ordered before the order's reply (and
+        // so before any spawn its caller makes afterwards), and an opening
+        // one before the `wake_all` whose fence pairs with a parking
+        // worker's (rule 3 of `sleep.rs`).
+        self.gate.store(gate, SeqCst);
     }
 
     /// Is there anything for an idle worker to take?
@@ -415,16 +308,52 @@ impl Pool {
         !self.is_paused()
             && (!self.injector.is_empty()
                 || self.feeds.in_use().iter().any(|f| !f.stealer.is_empty())
-                || self.used_slots().iter().any(|s| !s.stealer.is_empty()))
+                || self.used_slots().iter().any(Slot::has_jobs))
     }
 
-    /// Wakes one parked worker, if any: called after each new job.
+    /// Wakes a parked worker as a searcher, unless one searches already
+    /// (rule 1 of `sleep.rs`): called after each new job.
     pub(crate) fn wake_one(&self) {
-        if let Some(slot) = self.sleep.claim_one() {
-            self.slots[slot].unpark();
+        loop {
+            match self.sleep.claim_one() {
+                Claim::Nobody => return,
+                Claim::Woke(slot) => {
+                    self.slots[slot].unpark();
+                    return;
+                }
+                // Our stand-in found nobody to wake: stop searching in its
+                // place, looking once more, as a searcher does.
+                Claim::StandInLeft => {
+                    if !self.stop_searching_last() {
+                        return;
+                    }
+                }
+            }
         }
     }
 
+    /// A searcher stops searching (to run a job, to return to the job it
+    /// waits in, or to leave): if it was the last and jobs are left, it
+    /// wakes another (rule 2 of `sleep.rs`).
+    pub(crate) fn pass_on(&self) {
+        if self.stop_searching_last() {
+            self.wake_one();
+        }
+    }
+
+    /// Stops searching; `true` if that was the last searcher and, after a
+    /// fence, there is still work to take.
+    fn stop_searching_last(&self) -> bool {
+        if !self.sleep.stop_searching() {
+            return false;
+        }
+        // Pairs with the fence of a spawner that saw us searching and woke
+        // nobody: either it sees `searching` at 0 or we see its job.
+        fence(SeqCst);
+        self.has_work()
+    }
+
+    /// Wakes every parked worker, each counted as searching.
     pub(crate) fn wake_all(&self) {
         self.sleep.claim_all(|slot| self.slots[slot].unpark());
     }
@@ -445,6 +374,10 @@ impl Pool {
             .into_iter()
             .filter_map(|id| self.index.get(id))
             .map(|job| job.header().info())
+            // A worker's current job is published after its claim, but the
+            // record may be read between a worker's claim of one job and
+            // its publication of the next: keep only what runs.
+            .filter(|info| info.status() == JobStatus::Running)
             .collect();
         Stats::new(
             self.running_workers(),
@@ -453,11 +386,5 @@ impl Pool {
             self.index.len(),
             running_jobs,
         )
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.deadlines.stop();
     }
 }

@@ -26,10 +26,11 @@
 
 use crate::dispatcher;
 use crate::error::{JobError, SpawnError};
+use crate::handle::JobHandle;
 use crate::job::cell::{self, CurrentGuard, Header, JobRef};
 use crate::job::raw::{self, Record};
 use crate::job::state::{self, Cancel};
-use crate::job::{JobHandle, JobId, JobInfo, JobStatus};
+use crate::job::{JobId, JobInfo, JobStatus};
 use crate::join::{AbortOnUnwind, Latch};
 use crate::loom::{AtomicUsize, Mutex, UnsafeCell};
 use crate::pool::Pool;
@@ -144,6 +145,23 @@ where
         }
     }
 
+    /// Drops the closure of a job cancelled while queued, then counts the
+    /// job out of the scope: its last step, as for a job that ran.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the closure: it won QUEUED → CANCELLED without
+    /// `DEFERRED`, or it is the popper of a job cancelled with it.
+    unsafe fn drop_closure(&self) {
+        // SAFETY: the caller's contract.
+        let job = self.job.with_mut(|p| unsafe { (*p).take() });
+        unwind::drop_quietly(job);
+        // SAFETY: the job never ran, so it still held its unit of the
+        // scope's count, which we give up; nothing touches the scope
+        // afterwards.
+        unsafe { ScopeState::count_out(self.scope) };
+    }
+
     /// Takes the result slot; the caller cleared `OUTPUT` (or never set it).
     fn take_output(&self) -> Option<Result<T, JobError>> {
         // SAFETY: whoever clears OUTPUT (or, before it was published, the
@@ -191,25 +209,28 @@ where
         end
     }
 
-    fn cancel(&self, reason: usize, running: bool, won: &mut dyn FnMut()) -> Cancel {
-        let result = self.header.state.cancel(reason, running);
+    fn cancel(&self, flags: usize, running: bool, won: &mut dyn FnMut()) -> Cancel {
+        let result = self.header.state.cancel(flags, running);
         if let Cancel::WasQueued(prev) = result {
             won();
-            // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
-            // the closure (`start` fails): it is ours to drop.
-            let job = self.job.with_mut(|p| unsafe { (*p).take() });
-            unwind::drop_quietly(job);
             // ORDERING: Relaxed, as in `JobCell::cancel`: stored after the
             // terminal transition, so a racing `info()` may briefly show no
             // finish time, never a wrong one.
             self.header.finished_at.store(time::now(), Relaxed);
             self.header.wake_waiter(prev);
-            // SAFETY: the job never ran, so it still held its unit of the
-            // scope's count, which we give up; nothing touches the scope
-            // afterwards.
-            unsafe { ScopeState::count_out(self.scope) };
+            if flags & state::DEFERRED == 0 {
+                // SAFETY: we won QUEUED → CANCELLED without DEFERRED: the
+                // closure is ours (see `JobCell::cancel`).
+                unsafe { self.drop_closure() };
+            }
         }
         result
+    }
+
+    fn discard(&self) {
+        // SAFETY: a DEFERRED cancel left the closure to the popper, and the
+        // popper's failed claim makes it its only user.
+        unsafe { self.drop_closure() };
     }
 
     fn take_result(&self) -> Result<T, JobError> {
@@ -336,8 +357,8 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             return Err(SpawnError(f));
         }
         let pool = &self.pool;
-        let id = match dispatcher::admit(pool, true) {
-            Ok(id) => id,
+        let admitted = match dispatcher::admit(pool, true) {
+            Ok(admitted) => admitted,
             Err(_) => {
                 // SAFETY: the unit taken just above, given back; the caller
                 // holds another, so the count does not reach zero here.
@@ -346,7 +367,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             }
         };
         let cell = ScopedCell::<'scope, F, T> {
-            header: Header::new::<ScopedCell<'scope, F, T>>(JobId(id), 0),
+            header: Header::new::<ScopedCell<'scope, F, T>>(JobId(admitted.id()), 0),
             job: UnsafeCell::new(Some(f)),
             output: UnsafeCell::new(None),
             scope: &self.state,
@@ -362,9 +383,10 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         // final drop touch only the status record. The handle keeps `T`
         // and is wrapped in a `ScopedHandle<'scope, _>`, which cannot leave
         // the scope.
-        let (handle, [member, job, indexed]) = unsafe { raw::allocate(cell) };
+        let (typed, [member, job, indexed]) = unsafe { raw::allocate(cell) };
         self.state.members.push(member);
-        dispatcher::publish(pool, [job, indexed], 0);
+        let handle = JobHandle::from_typed(typed);
+        dispatcher::publish(pool, admitted, [job, indexed], 0);
         Ok(ScopedHandle {
             inner: handle,
             scope: PhantomData,

@@ -20,6 +20,8 @@ pub(crate) struct Signal {
     lock: Mutex<()>,
     cond: Condvar,
     waiters: AtomicUsize,
+    /// Bumped by [`Signal::notify_new`]: news for [`Signal::wait_for_news`].
+    news: AtomicUsize,
 }
 
 impl Signal {
@@ -55,6 +57,26 @@ impl Signal {
         };
         self.waiters.fetch_sub(1, SeqCst);
         result
+    }
+
+    /// Blocks until `ready()`, or until [`notify_new`](Self::notify_new) is
+    /// called after this call began: a waiter woken by news returns even
+    /// if, by the time it runs, another waiter has made `ready()` false
+    /// again (the pool went idle, and one of its `wait_idle` callers
+    /// spawned at once: every caller waiting then still returns).
+    pub(crate) fn wait_for_news(&self, mut ready: impl FnMut() -> bool) {
+        // Read before the first look: news after it is news for us.
+        let seen = self.news.load(SeqCst);
+        self.wait_until(|| ready() || self.news.load(SeqCst) != seen, None);
+    }
+
+    /// [`notify_all`](Self::notify_all), as news: every caller of
+    /// [`wait_for_news`](Self::wait_for_news) waiting now returns.
+    pub(crate) fn notify_new(&self) {
+        let _guard = lock(&self.lock);
+        self.news.fetch_add(1, SeqCst);
+        drop(_guard);
+        self.cond.notify_all();
     }
 
     /// Is anyone blocked (or about to block) in `wait_until`?

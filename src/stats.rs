@@ -136,11 +136,6 @@ impl WorkerCounters {
         prev
     }
 
-    /// The job shown as running (0 for none).
-    pub(crate) fn current(&self) -> u64 {
-        self.current.load(Relaxed)
-    }
-
     pub(crate) fn snapshot(&self, index: usize) -> WorkerStats {
         let current = self.current.load(Relaxed);
         // `jobs_run` first: it trails `started` (saturating all the same,

@@ -11,10 +11,28 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> 
     panic::catch_unwind(AssertUnwindSafe(f))
 }
 
+/// How many panic payloads in a row `drop_quietly` drops, each the payload
+/// of the previous one's panicking destructor, before it leaks the next.
+const PAYLOAD_DEPTH: usize = 8;
+
 /// Drops `value`, swallowing a panic from its destructor: a worker must
-/// survive a job whose captured values panic on drop.
+/// survive a job whose captured values panic on drop. A panic payload
+/// whose own destructor panics is dropped the same way, and so on; past
+/// [`PAYLOAD_DEPTH`] such payloads the last one is leaked, so that a
+/// payload that panics with another like itself on every drop cannot keep
+/// the worker busy forever.
 pub(crate) fn drop_quietly<T>(value: T) {
-    let _ = catch(move || drop(value));
+    let mut escaped = match catch(move || drop(value)) {
+        Ok(()) => return,
+        Err(payload) => payload,
+    };
+    for _ in 0..PAYLOAD_DEPTH {
+        escaped = match catch(move || drop(escaped)) {
+            Ok(()) => return,
+            Err(payload) => payload,
+        };
+    }
+    std::mem::forget(escaped);
 }
 
 /// The payload of a panicked job, with its message when it had one.

@@ -128,12 +128,12 @@ fn every_builder_option_with_bad_values() {
         (
             "thread_name(NUL byte)",
             || b().thread_name(|i| format!("w\0{i}")),
-            Built::Spawn,
+            Built::Invalid("thread_name"),
         ),
         (
             "thread_name(panics)",
             || b().thread_name(|_| panic!("no name")),
-            Built::Spawn,
+            Built::Invalid("thread_name"),
         ),
     ];
     for &(name, make, ref expected) in cases {
@@ -168,15 +168,19 @@ fn option_edges_take_effect() {
         assert!(pool.try_spawn(|| 2).unwrap_err().is_full());
         pool.resume();
         assert_eq!(first.join().unwrap(), 1);
-        // set_workers reports a failing thread_name like a refused thread.
-        let pool = b()
+        // Every slot's name is made at build, so a name that only a later
+        // `set_workers` would use fails the build, not that call.
+        let built = b()
             .max_workers(2)
             .thread_name(|i| if i == 0 { "ok".into() } else { "bad\0".into() })
-            .build()
-            .unwrap();
-        assert!(matches!(pool.set_workers(2), Err(WorkerError::Spawn(_))));
-        assert_eq!(pool.workers(), 1, "the failed slot was given back");
-        assert_eq!(pool.spawn(|| 3).unwrap().join().unwrap(), 3);
+            .build();
+        assert!(matches!(
+            built,
+            Err(BuildError::InvalidOption {
+                option: "thread_name",
+                ..
+            })
+        ));
     });
 }
 

@@ -3,14 +3,15 @@
 //! whose joiner has to wait, gets a second, small one: the header's extras.)
 //!
 //! The queues and the id index hold it as a [`JobRef`], a counted pointer
-//! to the header (see `raw.rs`); the typed [`JobHandle`] holds a `JobRef`
-//! and the function that takes the result out as the job's own type.
+//! to the header (see `raw.rs`); the typed handle holds a `JobRef` and the
+//! function that takes the result out as the job's own type ([`Typed`]).
 
 use super::info::{CancelReason, JobInfo};
 pub(crate) use super::raw::JobRef;
+pub(crate) use super::raw::Typed;
 use super::raw::{self, Record, VTable};
 use super::state::{self, Cancel, Snapshot, Start, State};
-use super::{Job, JobHandle, JobId};
+use super::{Job, JobId};
 use crate::error::JobError;
 use crate::loom::{AtomicPtr, AtomicU64, AtomicUsize, UnsafeCell};
 use crate::unwind::{self, PanicPayload};
@@ -237,7 +238,7 @@ impl<J: Job> JobCell<J> {
         id: JobId,
         job: J,
         deadline: u64,
-    ) -> (JobHandle<J::Output, J::Error>, [JobRef; N]) {
+    ) -> (Typed<J::Output, J::Error>, [JobRef; N]) {
         let cell = JobCell {
             header: Header::new::<Self>(id, deadline),
             stage: UnsafeCell::new(Stage::Queued(job)),
@@ -421,15 +422,18 @@ unsafe impl<J: Job> Record for JobCell<J> {
         )
     }
 
-    fn cancel(&self, reason: usize, running: bool, won: &mut dyn FnMut()) -> Cancel {
-        let result = self.header.state.cancel(reason, running);
-        trace::event!(debug, id = self.header.id.0, reason, outcome = ?result, "cancel");
+    fn cancel(&self, flags: usize, running: bool, won: &mut dyn FnMut()) -> Cancel {
+        let result = self.header.state.cancel(flags, running);
+        trace::event!(debug, id = self.header.id.0, flags, outcome = ?result, "cancel");
         if let Cancel::WasQueued(prev) = result {
             won();
-            // SAFETY: we won QUEUED → CANCELLED, so no worker will ever take
-            // the closure (`start` fails): it is ours to drop.
-            let job = unsafe { self.take_job() };
-            unwind::drop_quietly(job);
+            if flags & state::DEFERRED == 0 {
+                // SAFETY: we won QUEUED → CANCELLED, so no worker will ever
+                // take the closure (`start` fails), and without DEFERRED
+                // the popper leaves it alone: it is ours to drop.
+                let job = unsafe { self.take_job() };
+                unwind::drop_quietly(job);
+            }
             // ORDERING: Relaxed, unlike the field's usual write-before-
             // transition: the CAS to CANCELLED is already done, so a racing
             // `info()` may briefly show no finish time, never a wrong one.
@@ -437,6 +441,14 @@ unsafe impl<J: Job> Record for JobCell<J> {
             self.header.wake_waiter(prev);
         }
         result
+    }
+
+    fn discard(&self) {
+        // SAFETY: a DEFERRED cancel won QUEUED → CANCELLED without touching
+        // the slot; the popper, whose claim failed after it (Acquire, so
+        // the slot is as the spawner left it), is its only user now.
+        let job = unsafe { self.take_job() };
+        unwind::drop_quietly(job);
     }
 
     fn take_result(&self) -> Outcome<J> {
@@ -534,246 +546,4 @@ fn a_queued_job_costs_88_bytes_plus_its_closure() {
     }
     assert_eq!(std::mem::size_of::<Header>(), 64);
     assert_eq!(cell_size(&job), 88);
-}
-
-/// Every worker outcome against every handle action, in one thread, with
-/// counted drops: the deterministic half of the hand-off (loom models the
-/// concurrent half). Small enough for Miri, which checks the raw accesses
-/// to the closure, result and waiter slots and the two views of one
-/// allocation.
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use crate::Arc;
-    use std::sync::atomic::AtomicUsize as Count;
-    use std::sync::atomic::Ordering::SeqCst;
-
-    /// Counts its drops.
-    struct Probe(Arc<Count>);
-
-    impl Drop for Probe {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, SeqCst);
-        }
-    }
-
-    #[derive(Clone, Copy, Debug, PartialEq)]
-    enum Worker {
-        Succeed,
-        Fail,
-        Panic,
-        CancelQueued,
-        CancelRunning,
-    }
-
-    #[derive(Clone, Copy, Debug, PartialEq)]
-    enum Handle {
-        /// Joins after the job finished.
-        JoinAfter,
-        /// Registers as the waiter before the run, joins after.
-        WaitThenJoin,
-        /// Dropped before the worker runs the job.
-        DropBefore,
-        /// Dropped after the job finished, while the queue still holds it.
-        DropAfter,
-    }
-
-    struct TestJob {
-        captured: Probe,
-        outcome: Worker,
-        out: Arc<Count>,
-    }
-
-    impl Job for TestJob {
-        type Output = Probe;
-        type Error = Probe;
-        fn run(self) -> Result<Probe, Probe> {
-            let _captured = self.captured;
-            assert!(crate::current_job().is_some());
-            match self.outcome {
-                Worker::Fail => Err(Probe(self.out)),
-                Worker::Panic => std::panic::resume_unwind(Box::new("planned")),
-                _ => Ok(Probe(self.out)),
-            }
-        }
-    }
-
-    fn case(w: Worker, h: Handle, drop_handle_last: bool) {
-        let captured = Arc::new(Count::new(0));
-        let output = Arc::new(Count::new(0));
-        let job = TestJob {
-            captured: Probe(captured.clone()),
-            outcome: w,
-            out: output.clone(),
-        };
-        let (handle, [job]) = JobCell::spawn(JobId(7), job, 0);
-        let mut handle = Some(handle);
-        let produces = matches!(w, Worker::Succeed | Worker::Fail | Worker::CancelRunning);
-
-        match h {
-            Handle::DropBefore => drop(handle.take()),
-            Handle::WaitThenJoin => {
-                let header = job.header();
-                assert!(crate::job::handle::with_thread_waker(
-                    |w| header.register_waker(w)
-                ));
-                assert!(
-                    crate::job::handle::with_thread_waker(|w| header.register_waker(w)),
-                    "again"
-                );
-            }
-            _ => {}
-        }
-        if w == Worker::CancelQueued {
-            assert!(matches!(job.cancel(0, true), Cancel::WasQueued(_)));
-            assert_eq!(captured.load(SeqCst), 1, "the canceller drops the closure");
-            assert!(
-                !claim(&job, 0, crate::time::now()),
-                "a cancelled job is not claimed"
-            );
-        } else {
-            assert!(claim(&job, 0, crate::time::now()));
-            if w == Worker::CancelRunning {
-                assert_eq!(job.cancel(0, true), Cancel::Requested);
-            }
-            let state = job.run(0);
-            assert_eq!(captured.load(SeqCst), 1, "the worker drops the closure");
-            let expected = match w {
-                Worker::Succeed => state::SUCCEEDED,
-                Worker::Fail => state::FAILED,
-                Worker::Panic => state::PANICKED,
-                _ => state::CANCELLED,
-            };
-            assert_eq!(state, expected);
-        }
-        assert_eq!(crate::current_job(), None, "CURRENT restored");
-        assert!(job.header().state.load().is_terminal());
-        assert_eq!(job.cancel(0, true), Cancel::TooLate);
-
-        let kept = h != Handle::DropBefore && matches!(w, Worker::Succeed | Worker::Fail);
-        assert_eq!(
-            output.load(SeqCst),
-            usize::from(produces && !kept),
-            "an output nobody can take is dropped at once"
-        );
-        match h {
-            Handle::DropBefore => {}
-            Handle::DropAfter => {
-                drop(handle.take());
-                assert_eq!(
-                    output.load(SeqCst),
-                    usize::from(produces),
-                    "dropped by release"
-                );
-            }
-            Handle::JoinAfter | Handle::WaitThenJoin => {
-                let result = handle.take().unwrap().join();
-                match (w, result) {
-                    (Worker::Succeed, Ok(_)) => {}
-                    (Worker::Fail, Err(JobError::Failed(_))) => {}
-                    (Worker::Panic, Err(JobError::Panicked(p))) => {
-                        assert_eq!(p.message(), Some("planned"));
-                    }
-                    (Worker::CancelQueued | Worker::CancelRunning, Err(e)) => {
-                        assert!(e.is_cancelled());
-                    }
-                    (w, r) => panic!("{w:?} gave {:?}", r.map(|_| ()).map_err(|_| ())),
-                }
-                assert_eq!(
-                    output.load(SeqCst),
-                    usize::from(produces),
-                    "joined value dropped"
-                );
-            }
-        }
-        if drop_handle_last {
-            // A second reference outlives the first: the last one frees it.
-            let other = job.clone();
-            drop(job);
-            drop(other);
-        } else {
-            drop(job);
-        }
-        assert_eq!(captured.load(SeqCst), 1, "closure dropped exactly once");
-        assert_eq!(
-            output.load(SeqCst),
-            usize::from(produces),
-            "output dropped exactly once"
-        );
-    }
-
-    #[test]
-    fn every_worker_outcome_against_every_handle_action() {
-        let workers = [
-            Worker::Succeed,
-            Worker::Fail,
-            Worker::Panic,
-            Worker::CancelQueued,
-            Worker::CancelRunning,
-        ];
-        let handles = [
-            Handle::JoinAfter,
-            Handle::WaitThenJoin,
-            Handle::DropBefore,
-            Handle::DropAfter,
-        ];
-        for w in workers {
-            for h in handles {
-                for last in [false, true] {
-                    case(w, h, last);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn nested_runs_restore_the_current_job() {
-        let (inner_handle, [inner]) = JobCell::spawn(JobId(2), crate::current_job, 0);
-        let (outer_handle, [outer]) = JobCell::spawn(
-            JobId(1),
-            move || {
-                let me = crate::current_job();
-                assert!(claim(&inner, 0, crate::time::now()));
-                inner.run(0);
-                (me, crate::current_job())
-            },
-            0,
-        );
-        assert!(claim(&outer, 0, crate::time::now()));
-        assert_eq!(outer.run(0), state::SUCCEEDED);
-        assert_eq!(
-            outer_handle.join().unwrap(),
-            (Some(JobId(1)), Some(JobId(1)))
-        );
-        assert_eq!(inner_handle.join().unwrap(), Some(JobId(2)));
-        assert_eq!(crate::current_job(), None);
-    }
-
-    #[test]
-    fn a_joiner_on_another_thread_is_woken() {
-        let count = if cfg!(miri) { 5 } else { 200 };
-        for i in 0..count {
-            let (handle, [job]) = JobCell::spawn(JobId(i), move || i * 2, 0);
-            let joiner = std::thread::spawn(move || handle.join().unwrap());
-            assert!(claim(&job, 0, crate::time::now()));
-            job.run(0);
-            assert_eq!(joiner.join().unwrap(), i * 2);
-        }
-    }
-
-    #[test]
-    fn a_handle_dropped_on_another_thread_drops_the_output_once() {
-        let count = if cfg!(miri) { 5 } else { 200 };
-        let drops = Arc::new(Count::new(0));
-        for i in 0..count {
-            let out = drops.clone();
-            let (handle, [job]) = JobCell::spawn(JobId(i), move || Probe(out), 0);
-            let dropper = std::thread::spawn(move || drop(handle));
-            assert!(claim(&job, 0, crate::time::now()));
-            job.run(0);
-            dropper.join().unwrap();
-            drop(job);
-            assert_eq!(drops.load(SeqCst), i as usize + 1);
-        }
-    }
 }

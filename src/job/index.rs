@@ -30,6 +30,7 @@ use super::JobId;
 use crate::loom::AtomicPtr;
 use std::collections::VecDeque;
 use std::ptr::{self, NonNull};
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 // The overflow's lock is loom's under `--cfg loom`, unlike the crate's
@@ -62,6 +63,9 @@ pub(crate) struct Index {
     /// `false` for `history(0)`: finished records are not answered for.
     keep_finished: bool,
     overflow: Mutex<Overflow>,
+    /// Records in the overflow (a hint for `has_overflow`, kept under its
+    /// lock).
+    overflow_len: AtomicUsize,
 }
 
 /// One ring slot: a [`JobRef`] as a pointer, with the [`LOCKED`] bit.
@@ -125,7 +129,12 @@ impl Slot {
     /// moment in which a live job was in neither.) A finished record
     /// pushed out is returned, for the caller to drop once the slot is
     /// unlocked.
-    fn replace(&self, job: JobRef, overflow: &Mutex<Overflow>) -> Option<JobRef> {
+    fn replace(
+        &self,
+        job: JobRef,
+        overflow: &Mutex<Overflow>,
+        overflow_len: &AtomicUsize,
+    ) -> Option<JobRef> {
         let new = job.into_raw().as_ptr();
         let mut spins = 0;
         // ORDERING (both loads): Relaxed: the CASes below Acquire.
@@ -166,7 +175,9 @@ impl Slot {
         // lock (`get` and `live` take them one after the other), so taking
         // the overflow's lock here cannot deadlock.
         let finished = if is_live(&old) {
-            lock(overflow).insert(old);
+            let mut overflow = lock(overflow);
+            overflow.insert(old);
+            overflow.publish_len(overflow_len);
             None
         } else {
             Some(old)
@@ -273,6 +284,12 @@ impl Overflow {
         self.jobs.retain(is_live);
     }
 
+    /// Publishes the length (under the overflow's lock) for `has_overflow`.
+    fn publish_len(&self, len: &AtomicUsize) {
+        // ORDERING: Relaxed: see `Index::has_overflow`.
+        len.store(self.jobs.len(), Relaxed);
+    }
+
     fn get(&self, id: u64) -> Option<&JobRef> {
         self.jobs
             .binary_search_by_key(&id, id_of)
@@ -290,6 +307,7 @@ impl Index {
             mask: slots as u64 - 1,
             keep_finished: history > 0,
             overflow: Mutex::new(Overflow::default()),
+            overflow_len: AtomicUsize::new(0),
         }
     }
 
@@ -303,7 +321,10 @@ impl Index {
         prefetch(self.slot(id.wrapping_add(PREFETCH_AHEAD)).address());
         // A finished record pushed out is dropped here, after the slot is
         // unlocked.
-        drop(self.slot(id).replace(job, &self.overflow));
+        drop(
+            self.slot(id)
+                .replace(job, &self.overflow, &self.overflow_len),
+        );
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<JobRef> {
@@ -332,7 +353,17 @@ impl Index {
 
     /// Drops every finished record from the overflow (when the pool is idle).
     pub(crate) fn trim(&self) {
-        lock(&self.overflow).trim_all();
+        let mut overflow = lock(&self.overflow);
+        overflow.trim_all();
+        overflow.publish_len(&self.overflow_len);
+    }
+
+    /// Does the overflow hold records (live, or finished and waiting for a
+    /// trim)? A hint: read without the lock.
+    pub(crate) fn has_overflow(&self) -> bool {
+        // ORDERING: Relaxed: a hint for the idle path, which trims under
+        // the lock; a stale answer only delays a trim to the next idle.
+        self.overflow_len.load(Relaxed) != 0
     }
 
     /// Number of records held (ring slots in use plus overflow).

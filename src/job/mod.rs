@@ -1,7 +1,7 @@
-//! Jobs: the [`Job`] trait, job ids, the status record and the handle.
+//! Jobs: the [`Job`] trait, job ids, and the status record (the typed
+//! handle is the API's, in `handle.rs`).
 
 pub(crate) mod cell;
-mod handle;
 pub(crate) mod index;
 mod info;
 pub(crate) mod raw;
@@ -11,7 +11,6 @@ pub(crate) mod task;
 use std::convert::Infallible;
 use std::fmt;
 
-pub use handle::JobHandle;
 pub use info::{CancelReason, JobInfo, JobStatus};
 
 /// A unit of work the [`Dispatcher`](crate::Dispatcher) can run.

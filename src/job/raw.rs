@@ -17,8 +17,7 @@
 //! [`VTable`] casts it back to the concrete type.
 
 use super::cell::Header;
-use super::state::Cancel;
-use super::JobHandle;
+use super::state::{self, Cancel};
 use crate::error::JobError;
 use crate::loom::fence;
 use std::ptr::NonNull;
@@ -42,7 +41,11 @@ pub(crate) unsafe trait Record: Sized {
     /// Cancels the job (see `State::cancel`). If it wins QUEUED →
     /// CANCELLED, calls `won` at once, before any user code runs (the
     /// closure's destructor, a waker).
-    fn cancel(&self, reason: usize, running: bool, won: &mut dyn FnMut()) -> Cancel;
+    /// With `DEFERRED` in `flags`, the closure stays for [`discard`](Record::discard).
+    fn cancel(&self, flags: usize, running: bool, won: &mut dyn FnMut()) -> Cancel;
+    /// The worker popped a job that a `DEFERRED` cancel left: drops its
+    /// closure (and whatever else the cancel would have done after it).
+    fn discard(&self);
     /// The handle is going away: drop an untaken result.
     fn release(&self);
     /// The scope is ending: drop a result whose handle leaked.
@@ -62,6 +65,10 @@ pub(crate) unsafe trait Record: Sized {
         cancel: |header, reason, running, won| {
             // SAFETY: see above.
             unsafe { record::<Self>(header) }.cancel(reason, running, won)
+        },
+        discard: |header| {
+            // SAFETY: see above.
+            unsafe { record::<Self>(header) }.discard()
         },
         release: |header| {
             // SAFETY: see above.
@@ -90,6 +97,18 @@ unsafe fn record<'a, R: Record>(header: NonNull<Header>) -> &'a R {
     unsafe { header.cast::<R>().as_ref() }
 }
 
+/// Takes the result of a terminal job out of a record, as the record's own
+/// type; what a typed handle keeps beside its [`JobRef`].
+pub(crate) type TakeFn<T, E> = unsafe fn(NonNull<Header>) -> Result<T, JobError<E>>;
+
+/// A reference with its record's types: what a handle is made of.
+pub(crate) struct Typed<T, E> {
+    pub(crate) job: JobRef,
+    /// Takes the result out of `job`'s record. Called once, on a terminal
+    /// job (the handle's contract).
+    pub(crate) take: TakeFn<T, E>,
+}
+
 /// The handle's way to take the result out of an `R`.
 ///
 /// # Safety
@@ -113,7 +132,7 @@ unsafe fn take<R: Record>(header: NonNull<Header>) -> Result<R::Output, JobError
 #[inline]
 pub(crate) unsafe fn allocate<R: Record, const N: usize>(
     record: R,
-) -> (JobHandle<R::Output, R::Error>, [JobRef; N]) {
+) -> (Typed<R::Output, R::Error>, [JobRef; N]) {
     let record = Box::new(record);
     // `repr(C)`, header first (`Record`'s contract): the record's pointer
     // is the header's.
@@ -127,8 +146,14 @@ pub(crate) unsafe fn allocate<R: Record, const N: usize>(
     // counts: one for each `JobRef` made here.
     let refs = std::array::from_fn(|_| unsafe { JobRef::adopt(header) });
     // SAFETY: as above, the last count; `take::<R>` is `R`'s.
-    let handle = unsafe { JobHandle::from_raw(JobRef::adopt(header), take::<R>) };
-    (handle, refs)
+    let job = unsafe { JobRef::adopt(header) };
+    (
+        Typed {
+            job,
+            take: take::<R>,
+        },
+        refs,
+    )
 }
 
 /// The functions of one record type, each taking a pointer to the header
@@ -139,6 +164,8 @@ pub(crate) struct VTable {
     /// Cancels the job (see `State::cancel`), calling the callback once it
     /// won, before any user code.
     pub(crate) cancel: unsafe fn(NonNull<Header>, usize, bool, &mut dyn FnMut()) -> Cancel,
+    /// Drops the closure a `DEFERRED` cancel left (see `JobRef::discard`).
+    pub(crate) discard: unsafe fn(NonNull<Header>),
     /// The handle is going away: drop an untaken result.
     pub(crate) release: unsafe fn(NonNull<Header>),
     /// The scope is ending: drop a result whose handle leaked. A no-op for
@@ -222,6 +249,18 @@ impl JobRef {
     ) -> Cancel {
         // SAFETY: as in `run`.
         unsafe { (self.header().vtable.cancel)(self.0, reason, running, won) }
+    }
+
+    /// A worker popped this job and its claim failed: if the cancel left
+    /// the closure to the popper (`DEFERRED`), drop it now.
+    #[inline]
+    pub(crate) fn discard(&self) {
+        if self.header().state.load().has(state::DEFERRED) {
+            // SAFETY: as in `run`; only the popper calls this, once, after
+            // its failed claim, and a `DEFERRED` canceller never touches
+            // the closure.
+            unsafe { (self.header().vtable.discard)(self.0) }
+        }
     }
 
     /// The job's handle is going away. Called once, by the handle.

@@ -45,6 +45,16 @@ pub(crate) const OUTPUT: usize = 1 << 6;
 pub(crate) const BY_DEADLINE: usize = 1 << 7;
 /// The cancellation came from `Dispatcher::halt` or a shutdown timeout.
 pub(crate) const BY_HALT: usize = 1 << 8;
+/// Set with CANCELLED by a cancel through the pool, which gave the job's
+/// place in a bounded queue back at once: the worker that pops the job
+/// gives nothing back (see `places.rs`).
+pub(crate) const PLACE_FREED: usize = 1 << 9;
+/// Set with CANCELLED by a cancel that left the closure in the record for
+/// the worker that pops the job to drop (the control thread's cancels: it
+/// runs no user code).
+pub(crate) const DEFERRED: usize = 1 << 10;
+/// The flags a cancel may pass: who cancelled, and the two above.
+pub(crate) const CANCEL_FLAGS: usize = BY_DEADLINE | BY_HALT | PLACE_FREED | DEFERRED;
 
 /// Where the index of the worker that started the job sits: set by the
 /// QUEUED → RUNNING transition itself, so a reader that sees a job started
@@ -169,11 +179,15 @@ impl State {
     }
 
     /// QUEUED → CANCELLED, or RUNNING → RUNNING|CANCEL_REQUESTED.
-    /// `reason` is 0, `BY_DEADLINE` or `BY_HALT`.
+    /// `flags` are some of [`CANCEL_FLAGS`]: who cancelled (`BY_DEADLINE`,
+    /// `BY_HALT`, neither for a caller), and for a queued job `PLACE_FREED`
+    /// and `DEFERRED` (a running job keeps only the first two).
     /// With `running == false`, only a queued job is cancelled.
-    pub(crate) fn cancel(&self, reason: usize, running: bool) -> Cancel {
+    pub(crate) fn cancel(&self, flags: usize, running: bool) -> Cancel {
+        debug_assert_eq!(flags & !CANCEL_FLAGS, 0);
+        let reason = flags & (BY_DEADLINE | BY_HALT);
         let result = self.update(|s| match s.state() {
-            QUEUED => Some((s.0 & !STATE_MASK) | CANCELLED | reason),
+            QUEUED => Some((s.0 & !STATE_MASK) | CANCELLED | flags),
             RUNNING if running && !s.has(CANCEL_REQUESTED) => Some(s.0 | CANCEL_REQUESTED | reason),
             _ => None,
         });

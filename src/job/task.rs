@@ -9,7 +9,6 @@
 //! can be, and plain spawns pay one bit test for sharing it with `join`.
 
 use super::cell::{Header, JobRef};
-use crate::worker::WorkerCtx;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
@@ -17,7 +16,7 @@ use std::ptr::NonNull;
 /// pointer whose low bit is set for a `StackRef`.
 ///
 /// **Invariant:** a stack task is always executed, by a thief through
-/// [`WorkerCtx::execute`] or by its owner popping it back; it is never
+/// the worker's `execute` or by its owner popping it back; it is never
 /// dropped unrun or cancelled. Its owner's stack frame is blocked until
 /// then, so dropping one would hang that caller (not corrupt memory).
 pub(crate) struct Task(NonNull<u8>);
@@ -99,9 +98,11 @@ impl From<JobRef> for Task {
 /// [`StackRef`] points here, so the function can cast the pointer back to
 /// the whole job.
 pub(crate) struct StackHead {
-    /// Runs the job on the worker `ctx`, stores its result and sets its
-    /// latch. After the latch is set the job may be gone.
-    pub(crate) execute: unsafe fn(NonNull<StackHead>, &WorkerCtx),
+    /// Runs the job on the worker whose context (a `worker::WorkerCtx`,
+    /// erased: the record layer does not know the worker layer) is the
+    /// second argument, stores its result and sets its latch. After the
+    /// latch is set the job may be gone.
+    pub(crate) execute: unsafe fn(NonNull<StackHead>, NonNull<()>),
 }
 
 /// A type-erased pointer to a job on some thread's stack.
@@ -130,13 +131,14 @@ impl StackRef {
         self.0.as_ptr()
     }
 
-    /// Runs the job on worker `ctx`.
+    /// Runs the job on the worker whose context `ctx` points to.
     ///
     /// # Safety
     ///
     /// The caller popped or stole this `StackRef` from a queue (so nobody
-    /// else runs it) and `ctx` is the calling thread's worker context.
-    pub(crate) unsafe fn execute(self, ctx: &WorkerCtx) {
+    /// else runs it) and `ctx` points to the calling thread's worker
+    /// context (the `worker::WorkerCtx` that the job's `execute` expects).
+    pub(crate) unsafe fn execute(self, ctx: NonNull<()>) {
         // SAFETY: by `new`'s contract the job is alive and `head` points
         // at its initialised first field.
         let execute = unsafe { self.0.as_ref().execute };
@@ -160,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_task_gives_back_what_it_was_made_of() {
-        let (handle, [job]) = JobCell::spawn(JobId(3), || 5, 0);
+        let (typed, [job]) = JobCell::spawn(JobId(3), || 5, 0);
         let address = job.as_ptr();
         match Task::job(job).into_kind() {
             Kind::Job(job) => assert_eq!(job.as_ptr(), address),
@@ -178,6 +180,6 @@ mod tests {
             Kind::Stack(stack) => assert_eq!(stack.id(), id),
             Kind::Job(_) => panic!("a stack task came back as a job"),
         }
-        drop(handle);
+        drop(typed);
     }
 }

@@ -1,19 +1,32 @@
-//! Worker threads: the main loop, running a job, and waiting inside a job
-//! while running others.
+//! Worker threads: the main loop, running a job, searching and parking
+//! (the rules of `sleep.rs`), and waiting inside a job while running
+//! others.
+//!
+//! A worker's life, as its thread sees it:
+//!
+//! 1. Started by the control thread in a slot it chose; marks its thread
+//!    as one of the pool's for the thread's whole life (`on_pool_thread`),
+//!    so that orders given from it, also from its thread-local
+//!    destructors, never wait for effects that need it.
+//! 2. Loops: a job from its own deques, else a search (yields, then a park
+//!    announced in the sleep mask), until the control thread asks it to
+//!    stop ([`Slot::stop_requested`]) or the pool is closed and idle.
+//! 3. Hands on what is left in its deques (to the injector) and any
+//!    wake-up it was counted for, makes the idle check, tells the control
+//!    thread it has left ([`Order::Exited`]) and ends.
 
 mod find;
-pub(crate) mod sleep;
-pub(crate) mod slot;
 
 use crate::job::cell;
 use crate::job::state;
 use crate::job::task::{Kind, Task};
+use crate::order::Order;
 use crate::pool::Pool;
 use crate::signal::lock;
+use crate::slot::{Deques, Slot};
 use crate::stats::{WorkerCounters, WorkerState};
 use crate::{time, Arc};
 use crossbeam_deque::Worker;
-use slot::Slot;
 use std::cell::Cell;
 use std::time::Instant;
 
@@ -21,29 +34,46 @@ use std::time::Instant;
 /// each, before it parks: a few microseconds in all, so that a job spawned
 /// just after a worker ran dry needs no futex wake-up. It yields rather
 /// than spinning: in a VM a loop of `pause` instructions now and then costs
-/// a millisecond of CPU (the hypervisor's pause-loop exits, most likely),
-/// which made the idle benchmark's 2 s window cost 0.5 ms/s in a third of
-/// the runs (`crossbeam_utils::Backoff`'s 127 pauses before its 4 yields).
-/// Since Linux forfeits a yielder's slice (2025), a worker that yielded
-/// next to a runnable thread may not preempt its waker when next woken:
-/// a spawner that keeps its CPU busy waits for the load balancer. Parking
-/// at once, or a busy loop, avoids that but cost detached-spawn throughput
-/// or idle CPU here; see BENCHMARKS.md, "Why idle workers yield".
+/// a millisecond of CPU (the hypervisor's pause-loop exits, most likely).
+/// Since Linux forfeits a yielder's slice, a worker that yielded next to a
+/// runnable thread may not preempt its waker when next woken; parking at
+/// once, or a busy loop, cost throughput or idle CPU instead (BENCHMARKS.md).
 const SEARCH_ROUNDS: u32 = 8;
+
+/// How deep a worker nests jobs while it waits inside one (for a joined
+/// job, for room in a bounded queue, for a stolen `join` half): each level
+/// is a few frames of ours plus the job's own. Past it, a wait runs no
+/// other job (a spawn into a full queue runs its new job itself instead,
+/// see `Pool::spawn_inline`), so the stack stays bounded however many
+/// jobs a producer queues.
+pub(crate) const MAX_NESTING: u32 = 16;
 
 /// What a worker thread knows about itself; lives on its stack.
 pub(crate) struct WorkerCtx {
     pub(crate) pool: Arc<Pool>,
     pub(crate) index: usize,
+    /// Jobs spawned inside this worker's jobs: LIFO for the owner.
     pub(crate) local: Worker<Task>,
+    /// Jobs taken in a batch from a feed or the injector: FIFO.
+    pub(crate) batch: Worker<Task>,
     rng: Cell<u64>,
     /// When this worker's last job finished, if it has not idled since
     /// (0 otherwise): the start time of the next job it runs.
     stamp: Cell<u64>,
+    /// Counted in `Sleep::searching`? (False whenever a job runs.)
+    searching: Cell<bool>,
+    /// A job taken just as a pause landed: it runs first after `resume`.
+    held: Cell<Option<Task>>,
+    /// Jobs running on this thread now, nested ones included.
+    depth: Cell<u32>,
 }
 
 thread_local! {
     static CURRENT: Cell<*const WorkerCtx> = const { Cell::new(std::ptr::null()) };
+    /// The id of the pool this thread is (or was) a worker of; 0 if none.
+    /// Never cleared, and it has no destructor, so thread-local destructors
+    /// that run after the worker left its loop still read it.
+    static POOL_THREAD: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Runs `f` with this thread's worker context, if it is a worker thread.
@@ -56,37 +86,42 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
     })
 }
 
-/// The body of the worker thread of slot `index`. Drops `running` once
-/// set up: `Pool::grow_to` waits for that.
+/// Is the calling thread one of `pool`'s worker threads, in its loop or
+/// after it (in its thread-local destructors)? Such a thread must not wait
+/// for the pool's threads to exit, nor for jobs to finish.
+pub(crate) fn on_pool_thread(pool: &Pool) -> bool {
+    POOL_THREAD.with(Cell::get) == pool.id
+}
+
+/// The body of the worker thread of slot `index`, started by the control
+/// thread. Drops `running` once set up (a `set_workers` from outside waits
+/// for that).
 pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc::Sender<()>) {
+    POOL_THREAD.with(|p| p.set(pool.id));
     let slot = &pool.slots[index];
-    let local = lock(&slot.deque)
+    let Deques { local, batch } = lock(&slot.deques)
         .take()
         .expect("one thread per worker slot");
-    *lock(&slot.thread) = Some(std::thread::current());
+    *lock(&slot.thread) = Some(crate::loom::thread::current());
     slot.counters.set_state(WorkerState::Idle);
     drop(running);
     let ctx = WorkerCtx {
         pool: Arc::clone(&pool),
         index,
         local,
+        batch,
         stamp: Cell::new(0),
         rng: Cell::new(
             0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         ),
+        // The control thread counted a new worker as searching (rule 4 of
+        // `sleep.rs`: it starts like one woken from a park).
+        searching: Cell::new(true),
+        held: Cell::new(None),
+        depth: Cell::new(0),
     };
     CURRENT.with(|c| c.set(&ctx));
-    while !slot.halt_requested() {
-        if let Some(job) = ctx.find_job() {
-            ctx.execute(job);
-            continue;
-        }
-        pool.on_idle();
-        if pool.is_done() {
-            break;
-        }
-        ctx.idle();
-    }
+    ctx.run();
     CURRENT.with(|c| c.set(std::ptr::null()));
     ctx.retire();
 }
@@ -100,37 +135,81 @@ impl WorkerCtx {
         &self.slot().counters
     }
 
+    /// The main loop: run jobs, search, park, until asked to stop or the
+    /// pool is done.
+    fn run(&self) {
+        loop {
+            if self.is_halting() {
+                return;
+            }
+            if let Some(job) = self.find_job() {
+                self.execute_found(job);
+                continue;
+            }
+            self.pool.on_idle();
+            if self.pool.is_done() {
+                return;
+            }
+            if self.search() {
+                continue;
+            }
+            self.park(&mut || false, None, true);
+        }
+    }
+
     /// Is this worker being halted? Then it finishes its current job and
     /// starts no other, not even while it waits inside that job.
     pub(crate) fn is_halting(&self) -> bool {
-        self.slot().halt_requested()
+        self.slot().stop_requested()
     }
 
-    /// A job to run while waiting inside another (for a joined job, for
-    /// room in the queue, for the pool to go idle): none while halting.
-    pub(crate) fn find_job_while_waiting(&self) -> Option<Task> {
-        if self.is_halting() {
-            None
-        } else {
-            self.find_job()
+    /// May this worker run other jobs while it waits inside one? Not while
+    /// halting, and not past [`MAX_NESTING`].
+    pub(crate) fn may_help(&self) -> bool {
+        !self.is_halting() && self.depth.get() < MAX_NESTING
+    }
+
+    /// Runs a job this worker found, after passing the search on (rule 2
+    /// of `sleep.rs`): a searcher that takes a job while others are queued
+    /// wakes another worker first.
+    pub(crate) fn execute_found(&self, task: Task) {
+        self.stop_searching();
+        self.execute(task);
+    }
+
+    /// Leaves the searching state, if in it, passing the search on.
+    fn stop_searching(&self) {
+        if self.searching.replace(false) {
+            self.pool.pass_on();
         }
     }
 
     /// Runs (or, if it was cancelled while queued, discards) a popped job.
     pub(crate) fn execute(&self, task: Task) {
+        debug_assert!(!self.searching.get(), "a searcher runs no job");
         let job = match task.into_kind() {
             Kind::Job(job) => job,
             // SAFETY: we popped or stole it, so this run is its only one,
             // and `self` is this thread's context.
-            Kind::Stack(stack) => return unsafe { stack.execute(self) },
+            Kind::Stack(stack) => {
+                let depth = self.depth.replace(self.depth.get() + 1);
+                // SAFETY: as above.
+                unsafe { stack.execute(std::ptr::NonNull::from(self).cast()) };
+                self.depth.set(depth);
+                return;
+            }
         };
         if self.pool.is_paused() {
             // Checked after taking the job: a job spawned after `pause`
-            // returned was pushed after the pause flag was set, and taking
-            // it synchronised with that push, so this check cannot miss the
-            // pause (one checked before the pop could). Put it back; it
-            // runs after `resume`.
-            self.local.push(Task::job(job));
+            // returned was pushed after the gate closed, and taking it
+            // synchronised with that push, so this check cannot miss the
+            // pause (one checked before the pop could). Held here, it runs
+            // first after `resume`.
+            let earlier = self.held.replace(Some(Task::job(job)));
+            debug_assert!(earlier.is_none(), "find_job takes no job while one is held");
+            if let Some(earlier) = earlier {
+                self.local.push(earlier);
+            }
             return;
         }
         let header = job.header();
@@ -140,9 +219,6 @@ impl WorkerCtx {
             let _ = job.cancel(state::BY_DEADLINE, true);
         }
         let counters = self.counters();
-        // Published before the claim, whose Release makes it visible to
-        // anyone who sees the job Running.
-        let outer = counters.set_current(header.id.0);
         // Back to back, the previous job's end is this one's start: one
         // clock read per job instead of two (a read costs ~50 ns in a VM).
         let start = match self.stamp.get() {
@@ -150,16 +226,19 @@ impl WorkerCtx {
             end => end,
         };
         let claimed = cell::claim(&job, self.index, start);
-        // The job has left the queue, to run or to be discarded. Given
-        // back only now that the claim decided which: a cancel that won
-        // while the job was still queued gave its place back already (see
-        // `places.rs`), and one winning after a give-back here would count
-        // the job's place twice.
-        self.pool.release_place();
+        // The job has left the queue, to run or to be discarded: give its
+        // place back, unless a cancel through the pool already did (it
+        // says so in the status word, see `places.rs`).
+        self.pool.release_place(&job, claimed);
         if claimed {
+            // Published after the claim: `stats` lists a worker's current
+            // job only once it is Running.
+            let outer = counters.set_current(header.id.0);
             counters.count_start();
             counters.set_state(WorkerState::Running);
+            let depth = self.depth.replace(self.depth.get() + 1);
             let outcome = job.run(self.index);
+            self.depth.set(depth);
             self.stamp.set(header.finished_at());
             let busy = header.run_nanos();
             counters.count_run(busy);
@@ -169,53 +248,61 @@ impl WorkerCtx {
                 counters.set_state(WorkerState::Idle);
             }
         } else {
-            counters.set_current(outer);
+            // Cancelled while queued; a cancel from the control thread left
+            // the closure for us to drop (user code belongs on a worker).
+            job.discard();
             counters.count_outcome(state::CANCELLED);
         }
         drop(job);
         counters.count_finished();
     }
 
-    /// Yields a few times, looking for work, then parks until woken by a
-    /// new job, a resume, a halt or a shutdown.
-    fn idle(&self) {
+    /// Searches for a job for a few rounds, yielding between them, counted
+    /// as searching. `true` if there is one to take (the caller's next
+    /// `find_job` takes it, still counted as searching), `false` if the
+    /// caller should park.
+    fn search(&self) -> bool {
         // The next job starts after a pause: read the clock afresh.
         self.stamp.set(0);
-        let sleep = &self.pool.sleep;
-        sleep.start_searching();
+        if !self.searching.replace(true) {
+            self.pool.sleep.start_searching();
+        }
         for _ in 0..SEARCH_ROUNDS {
-            std::thread::yield_now();
-            if self.pool.has_work() {
-                // The last searcher to leave with work wakes another, so a
-                // burst of jobs whose spawners saw a searcher still spreads.
-                if sleep.stop_searching() {
-                    self.pool.wake_one();
-                }
-                return;
+            crate::loom::thread::yield_now();
+            if self.pool.has_work() || self.holds_job() {
+                return true;
             }
-            if self.pool.is_done() || self.slot().halt_requested() {
-                sleep.stop_searching();
-                return;
+            if self.pool.is_done() || self.is_halting() {
+                return true;
             }
         }
-        sleep.stop_searching();
-        self.sleep_once(|| false, None);
+        false
     }
 
-    /// Parks once, announced in the sleep mask so that a new job wakes us;
-    /// returns at once if `ready()`, work, a halt or the end of the pool
-    /// shows up after the announcement.
-    fn sleep_once(&self, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) {
+    /// Parks once, announced in the sleep mask (rule 3 of `sleep.rs`), and
+    /// comes back searching (rule 4). Returns at once, without parking,
+    /// if `ready()`, work, a halt or the end of the pool shows up after
+    /// the announcement. `idle` is false for a wait inside a job.
+    fn park(&self, ready: &mut dyn FnMut() -> bool, deadline: Option<Instant>, idle: bool) {
         self.stamp.set(0);
+        if self.searching.replace(false) {
+            // Parking: our last look below stands in for the pass-on.
+            let _ = self.pool.sleep.stop_searching();
+        }
         let sleep = &self.pool.sleep;
         sleep.prepare(self.index);
-        if ready() || self.pool.has_work() || self.pool.is_done() || self.slot().halt_requested() {
-            sleep.cancel(self.index);
+        if ready()
+            || self.pool.has_work()
+            || self.holds_job()
+            || self.pool.is_done()
+            || self.is_halting()
+        {
+            sleep.withdraw(self.index);
+            self.searching.set(true);
             return;
         }
         let counters = self.counters();
-        let nested = counters.current() != 0;
-        if !nested {
+        if idle {
             let parked = if self.pool.is_paused() {
                 WorkerState::Paused
             } else {
@@ -224,23 +311,31 @@ impl WorkerCtx {
             counters.set_state(parked);
         }
         crate::trace::event!(trace, worker = self.index, "park");
-        match deadline {
-            None => std::thread::park(),
-            Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
-        }
-        sleep.cancel(self.index);
-        if !nested {
+        park_until(deadline);
+        sleep.withdraw(self.index);
+        self.searching.set(true);
+        if idle {
             counters.set_state(WorkerState::Idle);
         }
     }
 
-    /// The thread is leaving: hand queued jobs and any wake-up it consumed
-    /// on to the other workers, and give the slot back.
+    /// Is a job held back by a pause waiting to run here (see `execute`)?
+    fn holds_job(&self) -> bool {
+        if self.pool.is_paused() {
+            return false;
+        }
+        let held = self.held.take();
+        let holds = held.is_some();
+        self.held.set(held);
+        holds
+    }
+
+    /// The thread is leaving: hand queued jobs and the search it may be
+    /// counted for on to the other workers, and tell the control thread.
     fn retire(self) {
         let pool = Arc::clone(&self.pool);
         let slot = &pool.slots[self.index];
-        pool.sleep.cancel(self.index);
-        let halted = slot.halt_requested();
+        let halted = slot.stop_requested();
         crate::trace::event!(debug, worker = self.index, halted, "worker exits");
         slot.counters.set_state(if halted {
             WorkerState::Halted
@@ -248,20 +343,29 @@ impl WorkerCtx {
             WorkerState::Exited
         });
         let mut moved = 0;
-        while let Some(job) = self.local.pop() {
+        if let Some(held) = self.held.take() {
+            pool.injector.push(held);
+            moved += 1;
+        }
+        while let Some(job) = self.batch.pop().or_else(|| self.local.pop()) {
             pool.injector.push(job);
             moved += 1;
         }
-        for _ in 0..moved.max(1) {
+        if moved > 0 {
             pool.wake_one();
         }
+        self.stop_searching();
         // A halted worker leaves without the idle check of the main loop:
         // if the job it just finished was the pool's last, nobody else
         // would wake the `wait_idle` and `shutdown` callers.
         pool.on_idle();
         *lock(&slot.thread) = None;
-        *lock(&slot.deque) = Some(self.local);
-        slot.mark_halted();
+        let index = self.index;
+        let Self { local, batch, .. } = self;
+        *lock(&slot.deques) = Some(Deques { local, batch });
+        // Never refused: the control thread waits for every worker's
+        // `Exited` before it stops taking orders.
+        let _ = pool.orders.post(Order::Exited(index));
     }
 
     fn next_random(&self) -> u64 {
@@ -275,14 +379,36 @@ impl WorkerCtx {
     }
 }
 
+/// Parks the calling thread until unparked or `deadline` (may return
+/// early, like any park).
+fn park_until(deadline: Option<Instant>) {
+    match deadline {
+        None => crate::loom::thread::park(),
+        Some(d) => crate::loom::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+    }
+}
+
 /// Blocks the calling thread until `done()` returns `true` or `deadline`
 /// passes; returns `done()`. The caller must have arranged to be unparked
 /// when `done()` becomes true. `done` may be called again after it
-/// returned `true` (on a worker, before and after each park), and must
-/// then return `true` again without repeating any effect. On a worker
-/// thread it runs other jobs while it waits (unless its worker is being
-/// halted), so a job waiting on another never starves a pool.
+/// returned `true`, and must then return `true` again without repeating
+/// any effect.
+///
+/// On a worker thread that may help ([`WorkerCtx::may_help`]) it runs
+/// other jobs while it waits, parked in the sleep mask when there are
+/// none, so a job waiting on another never starves a pool. A worker that
+/// may not (it is halting, or nested too deep) waits as an outside thread
+/// does: parked outside the mask, so that no new job's wake-up is spent
+/// on it.
 pub(crate) fn wait_until(mut done: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
+    with_current(|ctx| match ctx {
+        Some(ctx) if ctx.may_help() => ctx.wait_helping(&mut done, deadline),
+        _ => wait_parked(&mut done, deadline),
+    })
+}
+
+/// `wait_until` for a thread that runs no jobs meanwhile.
+fn wait_parked(done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
     loop {
         if done() {
             return true;
@@ -290,25 +416,33 @@ pub(crate) fn wait_until(mut done: impl FnMut() -> bool, deadline: Option<Instan
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
-        let helped = with_current(|ctx| match ctx {
-            Some(ctx) => {
-                match ctx.find_job_while_waiting() {
-                    Some(job) => ctx.execute(job),
-                    None => ctx.sleep_once(&mut done, deadline),
-                }
-                true
+        park_until(deadline);
+    }
+}
+
+impl WorkerCtx {
+    fn wait_helping(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
+        debug_assert!(!self.searching.get());
+        let finished = loop {
+            if done() {
+                break true;
             }
-            None => false,
-        });
-        if !helped {
-            // Not a worker: a joiner, parked through the loom switch so
-            // that the hand-off models see this park.
-            match deadline {
-                None => crate::loom::thread::park(),
-                Some(d) => {
-                    crate::loom::thread::park_timeout(d.saturating_duration_since(Instant::now()))
-                }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break false;
             }
-        }
+            if !self.may_help() {
+                // Asked to halt meanwhile: wait without taking jobs.
+                self.stop_searching();
+                return wait_parked(done, deadline);
+            }
+            match self.find_job() {
+                Some(job) => self.execute_found(job),
+                None => self.park(done, deadline, false),
+            }
+        };
+        // Back to the job it waits in: a wake-up it was counted for as a
+        // searcher goes on to another worker.
+        self.stop_searching();
+        finished
     }
 }
