@@ -265,13 +265,20 @@ impl Control {
     }
 
     fn close(&mut self) {
+        self.close_holding(0);
+    }
+
+    /// Closes the pool and opens the user's pause, keeping `hold` (a
+    /// halt's) in the gate: a halt must not let the gate open, even for a
+    /// moment, between the pause it lifts and the hold it needs.
+    fn close_holding(&mut self, hold: usize) {
         if self.closed {
             return;
         }
         self.closed = true;
         self.deferred = None;
         self.paused = false;
-        self.publish_gate(0);
+        self.publish_gate(hold);
         self.pool.close();
     }
 
@@ -314,9 +321,11 @@ impl Control {
         }
         let (running, all_running) = mpsc::channel();
         let grown = self.grow(&running);
-        if grown.is_ok() && self.active < self.target {
+        if grown.is_ok() && self.active < self.target && !self.paused {
             // Too few free slots: the rest start as halting workers leave,
-            // and the caller's wait covers them too.
+            // and the caller's wait covers them too, unless the pool is
+            // paused: a halting worker's job may then wait for a queued
+            // job that cannot start until the caller resumes.
             self.deferred = Some(running.clone());
         }
         drop(running);
@@ -408,8 +417,8 @@ impl Control {
     }
 
     fn halt(&mut self) -> HaltReport {
-        self.close();
         self.publish_gate(GATE_HALT);
+        self.close_holding(GATE_HALT);
         let mut report = HaltReport::default();
         for job in self.pool.index.live() {
             match self.pool.cancel_job(&job, state::BY_HALT, true, true) {

@@ -44,11 +44,19 @@ pub struct Dispatcher {
 /// Shuts the pool down when the last `Dispatcher` clone goes.
 struct Owner {
     pool: Arc<Pool>,
+    /// Set by `shutdown_background`: the last drop then does not wait.
+    background: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        let _ = shutdown_pool(&self.pool, None);
+        // ORDERING: Relaxed: read by the last owner, after every clone's
+        // drop (the `Arc`'s count synchronises with them).
+        if self.background.load(std::sync::atomic::Ordering::Relaxed) {
+            close(&self.pool);
+        } else {
+            let _ = shutdown_pool(&self.pool, None);
+        }
     }
 }
 
@@ -130,7 +138,13 @@ pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<Admitted, Refused> 
         }
         Wait::Helping => {
             let _waiting = pool.places.worker_waits();
-            worker::wait_until(&mut room_or_closed, None);
+            // Until room, or until this worker is asked to halt meanwhile:
+            // then it waits as an outside thread does, on `space`, since
+            // a waiter that runs no jobs is not in the sleep mask that a
+            // freed place wakes.
+            let halting = || worker::with_current(|ctx| ctx.is_some_and(|c| c.is_halting()));
+            worker::wait_until(|| room_or_closed() || halting(), None);
+            pool.space.wait_until(&mut room_or_closed, None);
         }
         Wait::Outside => {
             pool.space.wait_until(&mut room_or_closed, None);
@@ -243,7 +257,10 @@ fn ask<T>(pool: &Pool, order: impl FnOnce(order::Reply<T>) -> Order) -> T {
 impl Dispatcher {
     pub(crate) fn from_pool(pool: Arc<Pool>) -> Dispatcher {
         Dispatcher {
-            owner: Arc::new(Owner { pool }),
+            owner: Arc::new(Owner {
+                pool,
+                background: std::sync::atomic::AtomicBool::new(false),
+            }),
         }
     }
 
@@ -569,11 +586,13 @@ impl Dispatcher {
     /// does this start fewer than `n` at once; the rest start as the
     /// halting workers leave.
     ///
-    /// Called from outside the pool, it waits for those too: a halting
-    /// worker finishes its current job first, so if that job waits for
-    /// something only the caller would give afterwards (say, a `resume` of
-    /// a pool it paused), the call waits for good. Grow before pausing, or
-    /// leave `max_workers` room. From inside a job it does not wait.
+    /// Called from outside the pool, it waits for those too (a halting
+    /// worker finishes its current job first), except while the pool is
+    /// paused: a halting worker's job may then be waiting for a queued job
+    /// that cannot start before the caller resumes, so it returns at once.
+    /// A halting job that waits for something else only the caller would
+    /// give afterwards makes the call wait for good: grow first, or leave
+    /// `max_workers` room. From inside a job it does not wait.
     ///
     /// Fails for 0, for more than the builder's `max_workers`, after
     /// shutdown, and if the operating system refuses a thread (the workers
@@ -706,7 +725,8 @@ impl Dispatcher {
     /// waits only for the control thread to close the pool): new jobs are
     /// refused from now on, every accepted job still runs, and the
     /// worker threads exit on their own after the last one, detached.
-    /// A later [`shutdown`](Self::shutdown) waits for them.
+    /// A later [`shutdown`](Self::shutdown) waits for them; dropping the
+    /// last `Dispatcher` afterwards does not.
     ///
     /// ```
     /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
@@ -716,6 +736,10 @@ impl Dispatcher {
     /// assert_eq!(handle.join().unwrap(), 42);
     /// ```
     pub fn shutdown_background(&self) {
+        // ORDERING: Relaxed: see `Owner::drop`.
+        self.owner
+            .background
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         close(self.pool());
     }
 }

@@ -3,11 +3,11 @@
 //! times and asserts exact states; a timeout only detects a hang.
 
 mod common;
-use common::{within, LIMIT};
+use common::{eventually, within, LIMIT};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workyard::{Dispatcher, JobId, WorkerError};
+use workyard::{Dispatcher, JobId, WorkerError, WorkerState};
 
 /// Rounds for the control races: each builds a pool, so a round costs a
 /// few thread starts.
@@ -229,15 +229,25 @@ fn grow_racing_shutdown_starts_no_thread_after_it_returned() {
             };
             barrier.wait();
             pool.shutdown();
-            assert_eq!(
-                threads_named(&prefix),
-                0,
-                "round {round}: a thread outlived shutdown"
-            );
+            let states = |pool: &Dispatcher| -> Vec<WorkerState> {
+                pool.stats().per_worker.iter().map(|w| w.state).collect()
+            };
+            // Joined: every thread left its loop (a thread the kernel has
+            // not yet reaped may still be listed for a moment).
+            assert!(states(&pool).iter().all(|s| *s == WorkerState::Exited));
+            eventually("the joined threads are gone", || {
+                threads_named(&prefix) == 0
+            });
             let grown = grower.join().unwrap();
             assert!(
                 matches!(grown, Ok(()) | Err(WorkerError::Shutdown)),
                 "round {round}: {grown:?}"
+            );
+            // A thread started after shutdown returned would show up here.
+            assert!(
+                states(&pool).iter().all(|s| *s == WorkerState::Exited),
+                "round {round}: {:?}",
+                states(&pool)
             );
             assert_eq!(
                 threads_named(&prefix),

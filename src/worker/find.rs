@@ -20,9 +20,6 @@ impl WorkerCtx {
         if self.pool.is_paused() {
             return None;
         }
-        if let Some(held) = self.held.take() {
-            return Some(held);
-        }
         self.local
             .pop()
             .or_else(|| self.batch.pop())

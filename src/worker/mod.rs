@@ -62,8 +62,6 @@ pub(crate) struct WorkerCtx {
     stamp: Cell<u64>,
     /// Counted in `Sleep::searching`? (False whenever a job runs.)
     searching: Cell<bool>,
-    /// A job taken just as a pause landed: it runs first after `resume`.
-    held: Cell<Option<Task>>,
     /// Jobs running on this thread now, nested ones included.
     depth: Cell<u32>,
 }
@@ -117,7 +115,6 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
         // The control thread counted a new worker as searching (rule 4 of
         // `sleep.rs`: it starts like one woken from a park).
         searching: Cell::new(true),
-        held: Cell::new(None),
         depth: Cell::new(0),
     };
     CURRENT.with(|c| c.set(&ctx));
@@ -203,13 +200,11 @@ impl WorkerCtx {
             // Checked after taking the job: a job spawned after `pause`
             // returned was pushed after the gate closed, and taking it
             // synchronised with that push, so this check cannot miss the
-            // pause (one checked before the pop could). Held here, it runs
-            // first after `resume`.
-            let earlier = self.held.replace(Some(Task::job(job)));
-            debug_assert!(earlier.is_none(), "find_job takes no job while one is held");
-            if let Some(earlier) = earlier {
-                self.local.push(earlier);
-            }
+            // pause (one checked before the pop could). Put back where
+            // this worker takes it first after `resume`, and where peers
+            // (and `has_work`) see it: a job held out of sight would keep
+            // its place in a bounded queue while this worker waits.
+            self.local.push(Task::job(job));
             return;
         }
         let header = job.header();
@@ -269,7 +264,7 @@ impl WorkerCtx {
         }
         for _ in 0..SEARCH_ROUNDS {
             crate::loom::thread::yield_now();
-            if self.pool.has_work() || self.holds_job() {
+            if self.pool.has_work() {
                 return true;
             }
             if self.pool.is_done() || self.is_halting() {
@@ -291,12 +286,7 @@ impl WorkerCtx {
         }
         let sleep = &self.pool.sleep;
         sleep.prepare(self.index);
-        if ready()
-            || self.pool.has_work()
-            || self.holds_job()
-            || self.pool.is_done()
-            || self.is_halting()
-        {
+        if ready() || self.pool.has_work() || self.pool.is_done() || self.is_halting() {
             sleep.withdraw(self.index);
             self.searching.set(true);
             return;
@@ -319,17 +309,6 @@ impl WorkerCtx {
         }
     }
 
-    /// Is a job held back by a pause waiting to run here (see `execute`)?
-    fn holds_job(&self) -> bool {
-        if self.pool.is_paused() {
-            return false;
-        }
-        let held = self.held.take();
-        let holds = held.is_some();
-        self.held.set(held);
-        holds
-    }
-
     /// The thread is leaving: hand queued jobs and the search it may be
     /// counted for on to the other workers, and tell the control thread.
     fn retire(self) {
@@ -343,10 +322,6 @@ impl WorkerCtx {
             WorkerState::Exited
         });
         let mut moved = 0;
-        if let Some(held) = self.held.take() {
-            pool.injector.push(held);
-            moved += 1;
-        }
         while let Some(job) = self.batch.pop().or_else(|| self.local.pop()) {
             pool.injector.push(job);
             moved += 1;
