@@ -19,6 +19,24 @@ pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Atom
 // `Arc` cannot be unsized. Locks are only on slow paths and stay std's too.
 pub(crate) use std::sync::{Condvar, Mutex};
 
+/// The locks of the control thread's inbox and of its one-shot replies
+/// (`order.rs`): loom's under `--cfg loom`, so that the inbox model
+/// (`order_loom.rs`) sees every lock, wait and notification, and a lost
+/// notification is a loom deadlock. Only `order.rs` uses them; nothing
+/// else locks them (their fields are private), so the rest of the crate
+/// keeps std's locks and `signal::lock`.
+pub(crate) mod inbox {
+    #[cfg(loom)]
+    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+
+    /// `signal::lock` for these locks: ignores poisoning.
+    pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// `UnsafeCell` with loom's closure-based access API, so that loom can track
 /// every read and write of a job's closure and result slot.
 #[cfg(loom)]

@@ -12,8 +12,7 @@
 
 use crate::error::WorkerError;
 use crate::job::JobId;
-use crate::loom::{Condvar, Mutex};
-use crate::signal::lock;
+use crate::loom::inbox::{lock, Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -206,3 +205,7 @@ impl<T> Answer<T> {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "order_loom.rs"]
+mod loom_tests;

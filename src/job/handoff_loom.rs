@@ -12,7 +12,8 @@
 //! `state_loom.rs` on loom and stray unparks).
 
 use super::{claim, state, JobCell, JobRef};
-use crate::job::{JobHandle, JobId};
+use crate::handle::JobHandle;
+use crate::job::JobId;
 use crate::loom::{model, AtomicUsize};
 use loom::thread;
 use std::sync::atomic::Ordering::SeqCst;
@@ -32,8 +33,8 @@ impl Drop for Tracked {
 fn spawn() -> (JobRef, JobHandle<(u32, Tracked)>, Arc<AtomicUsize>) {
     let drops = Arc::new(AtomicUsize::new(0));
     let out = drops.clone();
-    let (handle, [job]) = JobCell::spawn(JobId(1), move || (7u32, Tracked(out)), 0);
-    (job, handle, drops)
+    let (typed, [job]) = JobCell::spawn(JobId(1), move || (7u32, Tracked(out)), 0);
+    (job, JobHandle::from_typed(typed), drops)
 }
 
 fn worker(job: JobRef) -> thread::JoinHandle<()> {

@@ -6,6 +6,7 @@
 //! last reference.
 
 use super::Index;
+use crate::handle::JobHandle;
 use crate::job::cell::{JobCell, JobRef};
 use crate::job::JobId;
 use crate::loom::model;
@@ -27,7 +28,8 @@ impl Drop for Tracked {
 /// the returned reference is the only one left.
 fn record(id: u64, drops: &Arc<AtomicUsize>) -> JobRef {
     let captured = Tracked(drops.clone());
-    let (_handle, [job]) = JobCell::spawn(JobId(id), move || drop(captured), 0);
+    let (typed, [job]) = JobCell::spawn(JobId(id), move || drop(captured), 0);
+    drop(JobHandle::from_typed(typed));
     job
 }
 

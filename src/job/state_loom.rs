@@ -14,11 +14,11 @@
 //! reaches it (std ignores such a stray unpark), and a worker may unpark a
 //! joiner just after it stopped waiting.
 
-use super::{Cancel, BY_HALT, CANCELLED, SUCCEEDED};
-use crate::control::{halted, Halted};
+use super::{Cancel, BY_HALT, CANCELLED, DEFERRED, SUCCEEDED};
 use crate::error::JobError;
+use crate::handle::JobHandle;
 use crate::job::cell::{claim, JobCell, JobRef};
-use crate::job::{CancelReason, JobHandle, JobId};
+use crate::job::{CancelReason, JobId};
 use crate::loom::{model, AtomicBool, AtomicUsize};
 use loom::thread;
 use std::sync::atomic::Ordering::SeqCst;
@@ -55,14 +55,35 @@ fn job() -> (JobHandle<(u32, Tracked)>, JobRef, Counters) {
         runs.fetch_add(1, SeqCst);
         (42u32, Tracked(out))
     };
-    let (handle, [job]) = JobCell::spawn(JobId(1), job, 0);
-    (handle, job, c)
+    let (typed, [job]) = JobCell::spawn(JobId(1), job, 0);
+    (JobHandle::from_typed(typed), job, c)
 }
 
-/// What the worker thread does with a popped job: `Some(outcome)` if it
-/// won the claim and ran it.
+/// What the worker thread does with a popped job (`WorkerCtx::execute`):
+/// `Some(outcome)` if it won the claim and ran it; if it lost, it drops the
+/// closure a deferred cancel left to it (`JobRef::discard`).
 fn work(job: JobRef) -> Option<usize> {
-    claim(&job, 0, crate::time::now()).then(|| job.run(0))
+    let claimed = claim(&job, 0, crate::time::now());
+    if !claimed {
+        job.discard();
+    }
+    claimed.then(|| job.run(0))
+}
+
+/// Where the control thread's halt files a job (`Control::halt`).
+#[derive(Debug, PartialEq, Eq)]
+enum Halted {
+    NeverStarted,
+    Interrupted,
+    AlreadyOver,
+}
+
+fn halted(cancel: Cancel) -> Halted {
+    match cancel {
+        Cancel::WasQueued(_) => Halted::NeverStarted,
+        Cancel::Requested => Halted::Interrupted,
+        Cancel::TooLate => Halted::AlreadyOver,
+    }
 }
 
 #[test]
@@ -125,7 +146,7 @@ fn two_cancellers_race_the_worker() {
         };
         let halter = {
             let job = job.clone();
-            thread::spawn(move || job.cancel(BY_HALT, true))
+            thread::spawn(move || job.cancel(BY_HALT | DEFERRED, true))
         };
         let joiner = thread::spawn(move || handle.join());
         // `JobHandle::cancel` is this call with reason 0.
@@ -168,19 +189,27 @@ fn two_cancellers_race_the_worker() {
 #[test]
 fn halt_races_the_workers_pop_and_claim() {
     model(
-        "state: halt (pause, walk) vs worker (pause check, claim)",
+        "state: halt (gate, deferred walk) vs worker (pop, gate check, claim)",
         || {
             let (handle, job, c) = job();
-            let paused = Arc::new(AtomicBool::new(false));
+            let gate = Arc::new(AtomicBool::new(false));
             let worker = {
-                let (job, paused) = (job.clone(), paused.clone());
-                // `find_job` takes nothing while paused; once it took the job,
-                // `execute` claims it.
-                thread::spawn(move || (!paused.load(SeqCst)).then(|| work(job)).flatten())
+                let (job, gate) = (job.clone(), gate.clone());
+                // `WorkerCtx::execute`: the gate is checked after the pop; a
+                // job taken while it is closed is held, and runs (or is
+                // discarded) once it opens again.
+                thread::spawn(move || {
+                    while gate.load(SeqCst) {
+                        thread::yield_now();
+                    }
+                    work(job)
+                })
             };
-            // `Dispatcher::halt`: pause, then cancel.
-            paused.store(true, SeqCst);
-            let reported = halted(job.cancel(BY_HALT, true));
+            // `Control::halt`: close the gate, cancel leaving the closure
+            // to the popper (the control thread runs no user code), open.
+            gate.store(true, SeqCst);
+            let reported = halted(job.cancel(BY_HALT | DEFERRED, true));
+            gate.store(false, SeqCst);
             let ran = worker.join().unwrap();
             // What the report says is what happened to the job.
             match reported {
@@ -190,7 +219,7 @@ fn halt_races_the_workers_pop_and_claim() {
             }
             let joined = handle.join();
             assert_eq!(joined.is_ok(), reported == Halted::AlreadyOver);
-            assert_eq!(c.captured_drops.load(SeqCst), 1);
+            assert_eq!(c.captured_drops.load(SeqCst), 1, "closure dropped once");
         },
     );
 }
