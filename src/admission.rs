@@ -3,11 +3,11 @@
 //! taken back.
 //!
 //! `spawn` admits with one `fetch_add`, which also tells it whether the
-//! pool was closed and gives the job its id; `shutdown` closes with one
-//! `fetch_or`. Both are read-modify-writes of the same word, so they are
-//! totally ordered: either the spawn came first and is counted before
-//! shutdown computes what is pending, or the close came first and the spawn
-//! is refused.
+//! pool was closed and gives the job its id; the control thread closes
+//! with one `fetch_or`. Both are read-modify-writes of the same word, so
+//! they are totally ordered: either the spawn came first and is counted in
+//! every `pending` a worker computes after the close (so no worker leaves
+//! before it ran), or the close came first and the spawn is refused.
 //!
 //! Workers never write here: each counts the jobs it finished in its own
 //! cache line (`WorkerCounters::finished`), and `pending` is
@@ -99,7 +99,8 @@ impl Admission {
 #[path = "admission_loom.rs"]
 mod loom_tests;
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
+#[cfg(not(loom))]
 mod tests {
     use super::*;
 

@@ -24,7 +24,9 @@
 //!    `build`, and the one exception is a joiner's waker, woken as any
 //!    job's completion wakes it), and blocks on no lock that user code
 //!    holds. So it answers every order in bounded time, and any thread,
-//!    a worker or a destructor included, may wait for that answer.
+//!    a worker or a destructor included, may wait for that answer. An
+//!    order given from the control thread itself (from such a waker) is
+//!    queued and the call returns at once, without the answer.
 //! 2. **Workers see only single-writer flags**: the gate
 //!    (`Pool::gate`: the user's pause and a halt's hold), and one stop
 //!    flag per slot (`Slot::stop_requested`), both written by the control
@@ -58,8 +60,9 @@
 //!
 //! # Halt, in steps
 //!
-//! 1. Close the pool; close the gate to new starts (a worker that took a
-//!    job just then holds it unstarted).
+//! 1. Close the gate to new starts (a worker that took a job just then
+//!    puts it back unstarted), then close the pool, keeping the gate
+//!    closed while the user's pause is lifted.
 //! 2. Walk the index, which holds every live record: cancel each queued
 //!    job (`BY_HALT`; its closure is left for the worker that pops it),
 //!    ask each running one to stop.
@@ -73,11 +76,13 @@
 //! or whose thread has left) and halts the highest-indexed running ones.
 //! A slot whose worker is still halting is not free; if too few slots are
 //! free (only at `max_workers`), the control thread starts the missing
-//! workers as halting ones leave, and `set_workers` returns without
-//! waiting for that (a halting worker finishes its current job first,
-//! which may wait for anything). Thread handles of workers that left are
-//! kept, and handed to the next `set_workers` called from outside the
-//! pool to join, or to the shutdown.
+//! workers as halting ones leave, and keeps the caller's running-ack
+//! channel open until then, so that a `set_workers` from outside returns
+//! once `n` run; but not while the pool is paused (a halting worker's job
+//! may then wait for a queued one that cannot start before the caller
+//! resumes). Thread handles of workers that left are kept, and handed to
+//! the next `set_workers` called from outside the pool to join, or to the
+//! shutdown.
 
 use crate::error::WorkerError;
 use crate::job::state;
@@ -128,6 +133,18 @@ struct Control {
     /// slots): the running-ack sender its caller waits on. Dropped once
     /// `target` runs, or when a later order changes it.
     deferred: Option<mpsc::Sender<()>>,
+}
+
+thread_local! {
+    /// The id of the pool whose control thread this is; 0 if none.
+    static CONTROL_OF: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Is the calling thread `pool`'s control thread? (Only a joiner's waker,
+/// which it wakes when it cancels a job, runs user code there; an order
+/// given from it is queued without waiting for the answer.)
+pub(crate) fn on_control_thread(pool: &Pool) -> bool {
+    CONTROL_OF.with(std::cell::Cell::get) == pool.id
 }
 
 /// Starts the control thread of `pool` and, through it, `workers` worker
@@ -208,6 +225,7 @@ fn refuse(pool: &Pool, order: Order) {
 
 impl Control {
     fn run(mut self) {
+        CONTROL_OF.with(|c| c.set(self.pool.id));
         loop {
             let due = self.next_due();
             if let Next::Order(order) = self.pool.orders.next(due) {

@@ -210,7 +210,7 @@ pub(crate) enum Shutdown {
 /// caller's job is itself one of the jobs to wait for, or its thread one
 /// of the threads to join), and the threads exit on their own.
 pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> Shutdown {
-    if on_pool_thread(pool) {
+    if on_pool_thread(pool) || control::on_control_thread(pool) {
         close(pool);
         return Shutdown::FromPool;
     }
@@ -235,7 +235,7 @@ pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> Shut
 /// Starts a shutdown and returns once the pool is closed (spawns are
 /// refused from then on), without waiting for the jobs or the threads.
 fn close(pool: &Pool) {
-    ask(pool, |ack| Order::Shutdown {
+    let _ = ask(pool, |ack| Order::Shutdown {
         ack: Some(ack),
         waiter: None,
     });
@@ -247,11 +247,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
 /// Gives an order and waits for its answer: short, since the control
 /// thread answers every order without waiting for anything (so this is
-/// safe from any thread, one of the pool's included).
-fn ask<T>(pool: &Pool, order: impl FnOnce(order::Reply<T>) -> Order) -> T {
+/// safe from any thread, one of the pool's included). On the control
+/// thread itself (a waker it woke gave the order) the order is queued and
+/// there is no answer to wait for: `None`.
+fn ask<T>(pool: &Pool, order: impl FnOnce(order::Reply<T>) -> Order) -> Option<T> {
     let (reply, answer) = order::reply();
     control::post(pool, order(reply));
-    answer.wait()
+    if control::on_control_thread(pool) {
+        return None;
+    }
+    Some(answer.wait())
 }
 
 impl Dispatcher {
@@ -531,12 +536,12 @@ impl Dispatcher {
     /// at a time in the order given (see [`halt`](Self::halt)), so this
     /// holds also for a `pause` racing the shutdown from another thread.
     pub fn pause(&self) {
-        ask(self.pool(), Order::Pause);
+        let _ = ask(self.pool(), Order::Pause);
     }
 
     /// Lets workers start jobs again after [`pause`](Self::pause).
     pub fn resume(&self) {
-        ask(self.pool(), Order::Resume);
+        let _ = ask(self.pool(), Order::Resume);
     }
 
     /// `true` while paused.
@@ -571,7 +576,7 @@ impl Dispatcher {
     /// assert_eq!(pool.spawn(|| 5).unwrap().join().unwrap(), 5);
     /// ```
     pub fn halt_worker(&self, index: usize) -> Result<(), WorkerError> {
-        ask(self.pool(), |reply| Order::HaltWorker(index, reply))
+        ask(self.pool(), |reply| Order::HaltWorker(index, reply)).unwrap_or(Ok(()))
     }
 
     /// Grows or shrinks the pool to `n` running workers. New workers take
@@ -619,12 +624,15 @@ impl Dispatcher {
                 max: pool.config.max_workers,
             });
         }
-        let outside = !on_pool_thread(pool);
-        let started = ask(pool, |reply| Order::SetWorkers {
+        let outside = !on_pool_thread(pool) && !control::on_control_thread(pool);
+        let Some(started) = ask(pool, |reply| Order::SetWorkers {
             n,
             reap: outside,
             reply,
-        })?;
+        }) else {
+            return Ok(());
+        };
+        let started = started?;
         if outside {
             // Nothing is ever sent: this returns once every new thread runs.
             let _ = started.running.recv();
@@ -658,7 +666,10 @@ impl Dispatcher {
     /// may be given from anywhere, a job or a destructor included. Called
     /// from one of this dispatcher's own threads (a job, or a worker's
     /// thread-local destructor), `halt` returns the report without waiting
-    /// for the threads (they exit once the running jobs return).
+    /// for the threads (they exit once the running jobs return). An order
+    /// given on the control thread itself (by an async joiner's waker,
+    /// which it wakes when a deadline or a halt cancels the job) is queued
+    /// and the call returns at once, `halt` with an empty report.
     ///
     /// ```
     /// use workyard::{CancelReason, Dispatcher, JobError};
@@ -673,7 +684,7 @@ impl Dispatcher {
     /// ```
     pub fn halt(&self) -> HaltReport {
         let pool = self.pool();
-        let report = ask(pool, Order::Halt);
+        let report = ask(pool, Order::Halt).unwrap_or_default();
         let _ = shutdown_pool(pool, None);
         report
     }

@@ -34,8 +34,8 @@ pub(crate) const FEEDS: usize = 4;
 /// grows to the deepest its queue has been and never shrinks (only an
 /// owner's pop shrinks it, and a feed's owner never pops): without a limit,
 /// one burst of a million queued jobs would leave an 8 MB ring for the
-/// pool's life. 16k slots are 128 KB, deeper than the bursts of the spawn
-/// benchmark's steady state (up to ~40k, the rest of which overflow).
+/// pool's life. 16k slots are 128 KB: a burst deeper than that goes on in
+/// the injector, whose segments are freed as they drain.
 const FEED_LIMIT: usize = 16 * 1024;
 
 /// A pool's feeds.
@@ -43,7 +43,8 @@ pub(crate) struct Feeds {
     list: Box<[Feed]>,
     /// Feeds ever leased: leases go to the lowest free feed, so these are
     /// the first `used`. Workers look at no others: `Stealer::is_empty`
-    /// issues a SeqCst fence, four of them per search were measurable.
+    /// issues a SeqCst fence, and a search should not pay it for feeds
+    /// that never held a job.
     used: CachePadded<AtomicUsize>,
 }
 
@@ -58,8 +59,8 @@ impl Feeds {
     /// The feeds that may hold jobs. A worker that reads a stale count
     /// misses a feed for one search at most; the check before parking
     /// reads it after its SeqCst fence, which orders it after the
-    /// spawner's `fetch_max` if the spawner's fence came first (the park
-    /// argument in ARCHITECTURE.md).
+    /// spawner's `fetch_max` if the spawner's fence came first (rule 3 of
+    /// `sleep.rs`).
     pub(crate) fn in_use(&self) -> &[Feed] {
         // ORDERING: Acquire pairs with the Release of `fetch_max` in `take`
         // (the stealers exist from the start; this orders nothing else).
@@ -181,7 +182,8 @@ fn take(feeds: &Arc<Feeds>) -> Option<Lease> {
     })
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
+#[cfg(not(loom))]
 mod tests {
     use super::*;
     use crate::Dispatcher;

@@ -264,7 +264,8 @@ impl<T, E> fmt::Debug for JobHandle<T, E> {
 /// concurrent half). Small enough for Miri, which checks the raw accesses
 /// to the closure, result and waiter slots and the two views of one
 /// allocation.
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
+#[cfg(not(loom))]
 mod tests {
     use super::*;
     use crate::job::cell::{claim, JobCell};

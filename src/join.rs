@@ -391,7 +391,7 @@ where
 
 /// Runs `a` and `b`, potentially in parallel, and returns both results.
 ///
-/// Inside a job (on a worker thread of any [`Dispatcher`]), `a` runs on
+/// Inside a job (on a worker thread of any [`Dispatcher`](crate::Dispatcher)), `a` runs on
 /// the current thread while `b` waits on the worker's deque, where an idle
 /// peer can steal it; if nobody did by the time `a` returns, `b` runs
 /// inline. Nothing is allocated: `b` stays in this call's stack frame.
@@ -400,7 +400,7 @@ where
 ///
 /// **Outside any worker** (on a thread of your own) there is no pool to
 /// use, so `join` runs `a` and then `b` on the calling thread, with the
-/// same results and panic rules. Use [`Dispatcher::join`] to run a pair
+/// same results and panic rules. Use [`Dispatcher::join`](crate::Dispatcher::join) to run a pair
 /// on a given pool from anywhere.
 ///
 /// # Panics

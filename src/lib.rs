@@ -26,12 +26,17 @@
 //!
 //! Each worker thread owns a `crossbeam_deque::Worker`. Jobs spawned from
 //! outside go to a deque of the spawning thread's own (a *feed*, one for
-//! each of up to four spawning threads) or else to a global `Injector`;
-//! jobs spawned from inside a job go to the running worker's own deque. An
-//! idle worker takes from its own deque, then the injector, then the feeds,
-//! then steals from a random peer, spins briefly and parks; a new job
-//! wakes at most one parked worker. See `ARCHITECTURE.md`
-//! for the protocols and the reasoning behind every memory ordering.
+//! each of up to four spawning threads) or else to a global `Injector`,
+//! and start in spawn order (FIFO); jobs spawned from inside a job go to
+//! the running worker's own deque, newest first (LIFO, as rayon). An idle
+//! worker takes from its own deques, then from its peers' batches, the
+//! feeds and the injector, then steals from a random peer; it yields a
+//! few times and parks. A new job wakes a parked worker unless one is
+//! searching already, and a searcher that takes a job while more wait
+//! wakes the next, so a burst reaches every worker. One control thread
+//! per dispatcher carries out every control order (pause, resize, halt,
+//! shutdown, deadlines) one at a time. See `ARCHITECTURE.md` for the map
+//! and the invariants; the protocols are argued in the module docs.
 //!
 //! ## Features
 //!

@@ -4,11 +4,15 @@
 //! imports atomics and cells from here so the same code is model-checked.
 //!
 //! Under loom only the protocols are exercised, by the `loom_tests` modules
-//! beside the code (status word, result hand-off, park/wake, admission).
-//! Worker threads are real OS threads (`std::thread::Builder`) and are never
-//! started inside a model, so the worker loop keeps std's `park` and thread
-//! handles; the joiner's side of the result hand-off uses the [`thread`]
-//! switch below so that loom sees every park and unpark of a joiner.
+//! beside the code: the status word (`job/state_loom.rs`), the result
+//! hand-off (`job/handoff_loom.rs`), the id index (`job/index_loom.rs`),
+//! park/wake with the search hand-over (`sleep_loom.rs`), admission
+//! against shutdown (`admission_loom.rs`), a bounded queue's places
+//! (`places_loom.rs`) and the control thread's inbox (`order_loom.rs`).
+//! Worker threads are real OS threads (`std::thread::Builder`) and are
+//! never started inside a model; the worker loop parks through the
+//! [`thread`] switch below, as a joiner does, so that the models that
+//! replay its steps see every park and unpark.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};

@@ -60,7 +60,7 @@ pub(crate) struct Pool {
     /// may not run other jobs meanwhile (halting ones). Other workers wait
     /// in the sleep mask instead; see `Places::worker_waits`.
     pub(crate) space: Signal,
-    /// `wait_idle` and `shutdown` callers, waiting for `pending` to reach 0.
+    /// `wait_idle` callers, waiting for `pending` to reach 0.
     pub(crate) idle: Signal,
     /// 0 if workers may start jobs; else `GATE_PAUSE` and/or `GATE_HALT`.
     /// Written by the control thread only.
@@ -176,7 +176,7 @@ impl Pool {
     }
 
     /// Called by a worker that found no job: if the pool just became idle,
-    /// wake `wait_idle`/`shutdown` callers (every caller waiting at this
+    /// wake `wait_idle` callers (every caller waiting at this
     /// moment returns, see `Signal::wait_for_news`), and (once closed)
     /// every worker so they can exit. Also drops the finished records that
     /// a deep queue left in the index's overflow, so that memory is back
@@ -327,6 +327,9 @@ impl Pool {
                     if !self.stop_searching_last() {
                         return;
                     }
+                    // A sleeper is between clearing its bit and its
+                    // counts (`withdraw`, `claim_all`): let it finish.
+                    crate::loom::thread::yield_now();
                 }
             }
         }

@@ -315,7 +315,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     ///
     /// Called from one of the dispatcher's jobs (also from a scoped job),
     /// the job goes to the running worker's deque; from anywhere else, to
-    /// the global queue. Like [`Dispatcher::spawn`] it blocks while a
+    /// the calling thread's queue (or the global one), as `spawn`. Like [`Dispatcher::spawn`] it blocks while a
     /// bounded queue is full, and fails once the dispatcher is shut down,
     /// giving the closure back. It also fails when called after every
     /// scoped job has finished, from the destructor of a result that the

@@ -204,7 +204,8 @@ pub(crate) enum Claim {
     StandInLeft,
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
+#[cfg(not(loom))]
 mod tests {
     use super::*;
 

@@ -377,7 +377,8 @@ impl Index {
 #[path = "index_loom.rs"]
 mod loom_tests;
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
+#[cfg(not(loom))]
 mod tests {
     use super::*;
     use crate::job::cell::JobCell;

@@ -16,12 +16,190 @@
 //! the provenance of the whole allocation, and the header's
 //! [`VTable`] casts it back to the concrete type.
 
-use super::cell::Header;
-use super::state::{self, Cancel};
+use super::info::JobInfo;
+use super::state::{self, Cancel, Snapshot, State};
+use super::JobId;
 use crate::error::JobError;
-use crate::loom::fence;
+use crate::loom::{fence, AtomicPtr, AtomicU64, AtomicUsize};
+use crate::time;
+use atomic_waker::AtomicWaker;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::task::Waker;
+
+/// The status record: everything about a job that does not depend on its type.
+pub(crate) struct Header {
+    pub(crate) state: State,
+    /// References to the record (see `raw.rs`); it is freed when the last
+    /// one goes.
+    pub(crate) refs: AtomicUsize,
+    /// The functions of the record's concrete type.
+    pub(crate) vtable: &'static VTable,
+    pub(crate) id: JobId,
+    pub(crate) queued_at: u64,
+    // ORDERING (for the two fields below): Relaxed. They are written
+    // before a state transition with Release semantics and read after an
+    // Acquire load of the state, which orders them; the one exception is
+    // the finish time of a job cancelled while queued, stored just after
+    // its transition (see `cancel`). (The worker that started the job is
+    // in the status word itself.)
+    pub(crate) started_at: AtomicU64,
+    pub(crate) finished_at: AtomicU64,
+    /// What only some jobs need, allocated when one does (a deadline at
+    /// spawn, a joiner that has to wait): 24 bytes less per queued job.
+    /// Null until then; once set it stays until the record drops.
+    extras: AtomicPtr<Extras>,
+}
+
+/// The parts of a status record that most jobs never use.
+struct Extras {
+    /// When the job is cancelled if still unfinished (nanoseconds, see
+    /// `time::deadline_nanos`; 0 for none).
+    deadline: u64,
+    /// The joiner's waker (a blocked thread's, or an async task's). The
+    /// `WAITER` bit in the status word says whether anyone registered, so
+    /// finishing a job nobody waits for costs no extra atomic operation.
+    waker: AtomicWaker,
+}
+
+impl Extras {
+    fn boxed(deadline: u64) -> *mut Extras {
+        Box::into_raw(Box::new(Extras {
+            deadline,
+            waker: AtomicWaker::new(),
+        }))
+    }
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        // ORDERING: Acquire, for a box another thread installed (the last
+        // `Arc` drop has synchronised with every user already; this says so
+        // locally, and costs nothing on x86).
+        let extras = self.extras.load(Acquire);
+        if !extras.is_null() {
+            // SAFETY: a non-null `extras` came from `Extras::boxed` and is
+            // freed only here, once, when the record goes away.
+            drop(unsafe { Box::from_raw(extras) });
+        }
+    }
+}
+
+impl Header {
+    /// The header of a queued job's record of type `R`, for
+    /// `raw::allocate` (which sets its count).
+    #[inline]
+    pub(crate) fn new<R: Record>(id: JobId, deadline: u64) -> Header {
+        Header {
+            state: State::new(),
+            refs: AtomicUsize::new(0),
+            vtable: &R::VTABLE,
+            id,
+            queued_at: time::now(),
+            started_at: AtomicU64::new(0),
+            finished_at: AtomicU64::new(0),
+            extras: AtomicPtr::new(if deadline == 0 {
+                std::ptr::null_mut()
+            } else {
+                Extras::boxed(deadline)
+            }),
+        }
+    }
+
+    /// The extras, if allocated.
+    fn extras(&self) -> Option<&Extras> {
+        // ORDERING: Acquire pairs with the AcqRel of the CAS that installed
+        // them (or with the record's publication, for those made in `new`).
+        let p = self.extras.load(Acquire);
+        // SAFETY: non-null means a live box that is freed only when the
+        // record drops, which outlives `&self`.
+        unsafe { p.as_ref() }
+    }
+
+    /// The extras, allocated now if they were not yet.
+    fn extras_or_alloc(&self) -> &Extras {
+        if let Some(extras) = self.extras() {
+            return extras;
+        }
+        let new = Extras::boxed(0);
+        // ORDERING: AcqRel: Release publishes the new box's contents;
+        // Acquire, on failure, reads another thread's box.
+        let p = match self
+            .extras
+            .compare_exchange(std::ptr::null_mut(), new, AcqRel, Acquire)
+        {
+            Ok(_) => new,
+            Err(theirs) => {
+                // SAFETY: ours was never shared.
+                drop(unsafe { Box::from_raw(new) });
+                theirs
+            }
+        };
+        // SAFETY: as in `extras`.
+        unsafe { &*p }
+    }
+
+    /// When the job is cancelled if still unfinished (nanoseconds, see
+    /// `time::deadline_nanos`; 0 for none).
+    pub(crate) fn deadline(&self) -> u64 {
+        self.extras().map_or(0, |e| e.deadline)
+    }
+
+    /// When the job finished, for a finished job that this thread ran.
+    pub(crate) fn finished_at(&self) -> u64 {
+        self.finished_at.load(Relaxed)
+    }
+
+    /// How long the job ran, for a finished job that this thread ran.
+    pub(crate) fn run_nanos(&self) -> u64 {
+        time::nanos_between(
+            self.started_at.load(Relaxed),
+            self.finished_at.load(Relaxed),
+        )
+    }
+
+    /// A consistent snapshot of the record.
+    pub(crate) fn info(&self) -> JobInfo {
+        let word = self.state.load();
+        let started = word.was_started();
+        JobInfo {
+            id: self.id,
+            word,
+            worker: word.worker(),
+            queued_at: time::to_instant(self.queued_at).expect("queued_at is always set"),
+            started_at: started
+                .then(|| time::to_instant(self.started_at.load(Relaxed)))
+                .flatten(),
+            finished_at: word
+                .is_terminal()
+                .then(|| time::to_instant(self.finished_at.load(Relaxed)))
+                .flatten(),
+        }
+    }
+
+    /// Asks for `waker` to be woken when the job reaches a terminal state.
+    /// Returns `false` if it already has (then nobody will wake it).
+    /// Registering again (each poll of a future) replaces the waker.
+    pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
+        self.extras_or_alloc().waker.register(waker);
+        // Set after the registration: a finisher that sees WAITER finds the
+        // waker; if the job finished first, we see that here and do not wait.
+        !self.state.set_waiter().is_terminal()
+    }
+
+    /// Wakes the joiner if `prev`, the word just before a terminal
+    /// transition made by the caller, had one registered.
+    pub(crate) fn wake_waiter(&self, prev: Snapshot) {
+        if prev.has(state::WAITER) {
+            // A registrant installed the extras before it set WAITER, and
+            // the terminal transition that returned `prev` read WAITER
+            // with Acquire: they are visible.
+            if let Some(extras) = self.extras() {
+                extras.waker.wake();
+            }
+        }
+    }
+}
 
 /// A record type: `#[repr(C)]` with its [`Header`] as first field (which
 /// the implementor promises by implementing this unsafe trait).
@@ -310,7 +488,8 @@ impl Drop for JobRef {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
+#[cfg(not(loom))]
 mod tests {
     use super::*;
     use crate::job::cell::JobCell;

@@ -43,9 +43,9 @@ const SEARCH_ROUNDS: u32 = 8;
 /// How deep a worker nests jobs while it waits inside one (for a joined
 /// job, for room in a bounded queue, for a stolen `join` half): each level
 /// is a few frames of ours plus the job's own. Past it, a wait runs no
-/// other job (a spawn into a full queue runs its new job itself instead,
-/// see `Pool::spawn_inline`), so the stack stays bounded however many
-/// jobs a producer queues.
+/// job but those its own jobs spawned (and a spawn into a full queue runs
+/// its new job itself instead, see `dispatcher::Admitted::Inline`), so the
+/// stack stays bounded however many jobs a producer queues.
 pub(crate) const MAX_NESTING: u32 = 16;
 
 /// What a worker thread knows about itself; lives on its stack.
@@ -215,7 +215,7 @@ impl WorkerCtx {
         }
         let counters = self.counters();
         // Back to back, the previous job's end is this one's start: one
-        // clock read per job instead of two (a read costs ~50 ns in a VM).
+        // clock read per job instead of two.
         let start = match self.stamp.get() {
             0 => time::now(),
             end => end,
@@ -371,13 +371,16 @@ fn park_until(deadline: Option<Instant>) {
 ///
 /// On a worker thread that may help ([`WorkerCtx::may_help`]) it runs
 /// other jobs while it waits, parked in the sleep mask when there are
-/// none, so a job waiting on another never starves a pool. A worker that
-/// may not (it is halting, or nested too deep) waits as an outside thread
-/// does: parked outside the mask, so that no new job's wake-up is spent
-/// on it.
+/// none, so a job waiting on another never starves a pool. Nested
+/// [`MAX_NESTING`] jobs deep it runs only the jobs in its own `local`
+/// deque (those its jobs spawned: the user's own nesting, which is what it
+/// may be waiting for), then waits. A halting worker runs none. Either
+/// waits as an outside thread does: parked outside the mask, so that no
+/// new job's wake-up is spent on it.
 pub(crate) fn wait_until(mut done: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
     with_current(|ctx| match ctx {
         Some(ctx) if ctx.may_help() => ctx.wait_helping(&mut done, deadline),
+        Some(ctx) if !ctx.is_halting() => ctx.wait_on_own(&mut done, deadline),
         _ => wait_parked(&mut done, deadline),
     })
 }
@@ -396,6 +399,29 @@ fn wait_parked(done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> boo
 }
 
 impl WorkerCtx {
+    /// `wait_until` past the nesting bound: runs the jobs its own jobs
+    /// spawned (newest first, as it would anyway), never a stolen one, so
+    /// the stack grows only with the user's own nesting.
+    fn wait_on_own(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
+        loop {
+            if done() {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            if self.is_halting() || self.pool.is_paused() {
+                return wait_parked(done, deadline);
+            }
+            match self.local.pop() {
+                Some(task) => self.execute(task),
+                // Only this thread pushes to `local`: nothing more will
+                // come while it waits.
+                None => return wait_parked(done, deadline),
+            }
+        }
+    }
+
     fn wait_helping(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
         debug_assert!(!self.searching.get());
         let finished = loop {
