@@ -60,3 +60,35 @@ fn spawning_into_a_full_queue_from_jobs_nests_boundedly_one_worker() {
 fn spawning_into_a_full_queue_from_jobs_nests_boundedly_two_workers() {
     nesting(2);
 }
+
+/// A chain of jobs, each spawning a child and joining it, deeper than the
+/// nesting bound: past it, a wait still runs the jobs its own jobs spawned,
+/// so on one worker the chain finishes (it hung at depth 16 when a wait
+/// past the bound ran nothing).
+#[test]
+fn a_chain_of_joins_deeper_than_the_bound_finishes_on_one_worker() {
+    fn link(pool: workyard::Dispatcher, depth: u32) -> u32 {
+        if depth == 0 {
+            return 0;
+        }
+        let next = pool.clone();
+        pool.spawn(move || link(next, depth - 1))
+            .unwrap()
+            .join()
+            .unwrap()
+            + 1
+    }
+    within(Duration::from_secs(20), || {
+        for workers in [1, 2] {
+            let pool = Dispatcher::builder()
+                .workers(workers)
+                .stack_size(8 << 20)
+                .build()
+                .unwrap();
+            let p = pool.clone();
+            let depth = pool.spawn(move || link(p, 100)).unwrap().join().unwrap();
+            assert_eq!(depth, 100, "{workers} workers");
+            pool.shutdown();
+        }
+    });
+}
