@@ -42,7 +42,12 @@ impl WorkerCtx {
                 Steal::Empty => None,
             };
             for victim in peers() {
-                if let Some(job) = outcome(slots[victim].batch_stealer.steal()) {
+                let batch = &slots[victim].batch_stealer;
+                // `is_empty` first, as for the feeds below.
+                if batch.is_empty() {
+                    continue;
+                }
+                if let Some(job) = outcome(batch.steal()) {
                     self.counted_steal(victim);
                     return Some(job);
                 }
