@@ -144,14 +144,14 @@ thread_local! {
 /// which it wakes when it cancels a job, runs user code there; an order
 /// given from it is queued without waiting for the answer.)
 pub(crate) fn on_control_thread(pool: &Pool) -> bool {
-    CONTROL_OF.with(std::cell::Cell::get) == pool.id
+    CONTROL_OF.with(std::cell::Cell::get) == pool.id()
 }
 
 /// Starts the control thread of `pool` and, through it, `workers` worker
 /// threads; returns once they run. The thread holds the pool until it
 /// ends (after the shutdown).
 pub(crate) fn start(pool: &Arc<Pool>, names: Vec<String>, workers: usize) -> std::io::Result<()> {
-    let slots = pool.slots.len();
+    let slots = pool.slots().len();
     let control = Control {
         pool: Arc::clone(pool),
         names,
@@ -172,10 +172,10 @@ pub(crate) fn start(pool: &Arc<Pool>, names: Vec<String>, workers: usize) -> std
         .map_err(|e| {
             // Nobody will take orders: the build's shutdown is answered
             // as a stopped pool's.
-            let _ = pool.orders.stop();
+            let _ = pool.orders().stop();
             e
         })?;
-    *lock(&pool.control_thread) = Some(handle);
+    *lock(pool.control_thread()) = Some(handle);
     let (reply, answer) = crate::order::reply();
     post(
         pool,
@@ -197,7 +197,7 @@ pub(crate) fn start(pool: &Arc<Pool>, names: Vec<String>, workers: usize) -> std
 /// Posts `order`, or, if the control thread has stopped, answers it as a
 /// stopped pool does.
 pub(crate) fn post(pool: &Pool, order: Order) {
-    if let Err(order) = pool.orders.post(order) {
+    if let Err(order) = pool.orders().post(order) {
         refuse(pool, order);
     }
 }
@@ -215,7 +215,7 @@ fn refuse(pool: &Pool, order: Order) {
                 ack.send(());
             }
             if let Some(waiter) = waiter {
-                let threads = lock(&pool.gone).clone().unwrap_or_default();
+                let threads = lock(pool.gone()).clone().unwrap_or_default();
                 waiter.reply.send(Ended::Done(threads));
             }
         }
@@ -225,10 +225,10 @@ fn refuse(pool: &Pool, order: Order) {
 
 impl Control {
     fn run(mut self) {
-        CONTROL_OF.with(|c| c.set(self.pool.id));
+        CONTROL_OF.with(|c| c.set(self.pool.id()));
         loop {
             let due = self.next_due();
-            if let Next::Order(order) = self.pool.orders.next(due) {
+            if let Next::Order(order) = self.pool.orders().next(due) {
                 self.carry_out(order);
             }
             self.fire_deadlines();
@@ -318,7 +318,7 @@ impl Control {
         self.life[index] = Life::Stopping;
         self.active -= 1;
         self.publish_active();
-        let slot = &self.pool.slots[index];
+        let slot = &self.pool.slots()[index];
         slot.set_stop(true);
         slot.unpark();
     }
@@ -382,16 +382,16 @@ impl Control {
 
     fn start_worker(&mut self, index: usize, running: mpsc::Sender<()>) -> std::io::Result<()> {
         let pool = &self.pool;
-        let slot = &pool.slots[index];
+        let slot = &pool.slots()[index];
         slot.set_stop(false);
         pool.mark_used(index);
         let mut builder = std::thread::Builder::new().name(self.names[index].clone());
-        if let Some(size) = pool.config.stack_size {
+        if let Some(size) = pool.config().stack_size {
             builder = builder.stack_size(size);
         }
         // A new worker starts counted as searching, as one woken from a
         // park (rule 4 of `sleep.rs`).
-        pool.sleep.start_searching();
+        pool.sleep().start_searching();
         let thread_pool = Arc::clone(pool);
         match builder.spawn(move || worker::main_loop(thread_pool, index, running)) {
             Ok(handle) => {
@@ -438,7 +438,7 @@ impl Control {
         self.publish_gate(GATE_HALT);
         self.close_holding(GATE_HALT);
         let mut report = HaltReport::default();
-        for job in self.pool.index.live() {
+        for job in self.pool.index().live() {
             match self.pool.cancel_job(&job, state::BY_HALT, true, true) {
                 state::Cancel::WasQueued(_) => report.never_started.push(job.header().id),
                 state::Cancel::Requested => report.interrupted.push(job.header().id),
@@ -474,7 +474,7 @@ impl Control {
                 break;
             }
             self.deadlines.pop();
-            if let Some(job) = self.pool.index.get(JobId(id)) {
+            if let Some(job) = self.pool.index().get(JobId(id)) {
                 let _ = self.pool.cancel_job(&job, state::BY_DEADLINE, true, true);
             }
         }
@@ -513,11 +513,11 @@ impl Control {
         let mut all: Vec<JoinHandle<()>> = std::mem::take(&mut self.exited);
         all.extend(self.threads.iter_mut().filter_map(Option::take));
         let threads: Threads = Arc::new(std::sync::Mutex::new(all));
-        *lock(&self.pool.gone) = Some(Arc::clone(&threads));
+        *lock(self.pool.gone()) = Some(Arc::clone(&threads));
         for waiter in self.waiters.drain(..) {
             waiter.reply.send(Ended::Done(Arc::clone(&threads)));
         }
-        for order in self.pool.orders.stop() {
+        for order in self.pool.orders().stop() {
             refuse(&self.pool, order);
         }
     }
@@ -531,7 +531,7 @@ pub(crate) fn join_all(pool: &Pool, threads: &Threads) {
         // A worker thread never unwinds (jobs run under catch_unwind).
         let _ = thread.join();
     }
-    if let Some(control) = lock(&pool.control_thread).take() {
+    if let Some(control) = lock(pool.control_thread()).take() {
         let _ = control.join();
     }
 }

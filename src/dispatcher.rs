@@ -133,21 +133,21 @@ pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<Admitted, Refused> 
         Wait::Inline => {
             // It never waits in the queue: it leaves it at once, when this
             // worker claims it, and gives back the place counted here.
-            pool.places.reserve_over();
+            pool.places().reserve_over();
             return Ok(Admitted::Inline(id));
         }
         Wait::Helping => {
-            let _waiting = pool.places.worker_waits();
+            let _waiting = pool.places().worker_waits();
             // Until room, or until this worker is asked to halt meanwhile:
             // then it waits as an outside thread does, on `space`, since
             // a waiter that runs no jobs is not in the sleep mask that a
             // freed place wakes.
             let halting = || worker::with_current(|ctx| ctx.is_some_and(|c| c.is_halting()));
             worker::wait_until(|| room_or_closed() || halting(), None);
-            pool.space.wait_until(&mut room_or_closed, None);
+            pool.space().wait_until(&mut room_or_closed, None);
         }
         Wait::Outside => {
-            pool.space.wait_until(&mut room_or_closed, None);
+            pool.space().wait_until(&mut room_or_closed, None);
         }
     }
     if reserved {
@@ -164,7 +164,7 @@ pub(crate) fn admit(pool: &Arc<Pool>, block: bool) -> Result<Admitted, Refused> 
 /// this pool's jobs) and wakes a worker, unless one searches already. An
 /// `Inline` job runs right here instead.
 pub(crate) fn publish(pool: &Arc<Pool>, admitted: Admitted, [job, indexed]: [JobRef; 2], at: u64) {
-    pool.index.insert(indexed);
+    pool.index().insert(indexed);
     if at != 0 {
         // After the insert: the control thread finds the job through the index.
         control::post(
@@ -187,8 +187,8 @@ pub(crate) fn publish(pool: &Arc<Pool>, admitted: Admitted, [job, indexed]: [Job
         _ => Some(job),
     });
     if let Some(job) = job {
-        if let Err(task) = feed::push(&pool.feeds, Task::job(job)) {
-            pool.injector.push(task);
+        if let Err(task) = feed::push(pool.feeds(), Task::job(job)) {
+            pool.injector().push(task);
         }
     }
     pool.wake_one();
@@ -225,7 +225,7 @@ pub(crate) fn shutdown_pool(pool: &Arc<Pool>, deadline: Option<Instant>) -> Shut
     match answer.wait() {
         Ended::Done(threads) => {
             join_all(pool, &threads);
-            pool.index.trim();
+            pool.index().trim();
             Shutdown::Done
         }
         Ended::TimedOut(report) => Shutdown::TimedOut(report),
@@ -435,21 +435,21 @@ impl Dispatcher {
     /// `None` for an id this dispatcher does not know (any more).
     pub fn status(&self, id: JobId) -> Option<JobStatus> {
         self.pool()
-            .index
+            .index()
             .get(id)
             .map(|job| JobStatus::from_snapshot(job.header().state.load()))
     }
 
     /// A snapshot of a job's status record by id; see [`status`](Self::status).
     pub fn info(&self, id: JobId) -> Option<JobInfo> {
-        self.pool().index.get(id).map(|job| job.header().info())
+        self.pool().index().get(id).map(|job| job.header().info())
     }
 
     /// Cancels a job by id, like [`JobHandle::cancel`]. Returns `false` for
     /// an unknown id or a job that already finished.
     pub fn cancel(&self, id: JobId) -> bool {
         self.pool()
-            .index
+            .index()
             .get(id)
             .is_some_and(|job| self.pool().cancel_job(&job, 0, true, false) != Cancel::TooLate)
     }
@@ -472,7 +472,7 @@ impl Dispatcher {
     pub fn cancel_queued(&self) -> Vec<JobId> {
         let pool = self.pool();
         let mut cancelled = Vec::new();
-        for job in pool.index.live() {
+        for job in pool.index().live() {
             if let Cancel::WasQueued(_) = pool.cancel_job(&job, 0, false, false) {
                 cancelled.push(job.header().id);
             }
@@ -519,8 +519,8 @@ impl Dispatcher {
         if helped {
             return;
         }
-        pool.idle.wait_for_news(|| pool.pending() == 0);
-        pool.index.trim();
+        pool.idle().wait_for_news(|| pool.pending() == 0);
+        pool.index().trim();
     }
 
     /// Stops workers from starting new jobs; running jobs finish, queued
@@ -618,10 +618,10 @@ impl Dispatcher {
         if n == 0 {
             return Err(WorkerError::Zero);
         }
-        if n > pool.config.max_workers {
+        if n > pool.config().max_workers {
             return Err(WorkerError::AboveMax {
                 requested: n,
-                max: pool.config.max_workers,
+                max: pool.config().max_workers,
             });
         }
         let outside = !on_pool_thread(pool) && !control::on_control_thread(pool);

@@ -192,7 +192,7 @@ mod tests {
     use std::sync::Barrier;
 
     fn leased(pool: &crate::pool::Pool) -> usize {
-        pool.feeds
+        pool.feeds()
             .list
             .iter()
             .filter(|f| f.leased.load(SeqCst))
@@ -225,15 +225,19 @@ mod tests {
         spawn_from_a_thread(3);
         let pool = dispatcher.pool();
         assert_eq!(leased(pool), 0, "given back when the thread exits");
-        assert_eq!(pool.feeds.in_use().len(), 1);
-        assert_eq!(pool.feeds.list[0].stealer.len(), 3, "its jobs stay queued");
+        assert_eq!(pool.feeds().in_use().len(), 1);
+        assert_eq!(
+            pool.feeds().list[0].stealer.len(),
+            3,
+            "its jobs stay queued"
+        );
         spawn_from_a_thread(2);
         assert_eq!(
-            pool.feeds.list[0].stealer.len(),
+            pool.feeds().list[0].stealer.len(),
             5,
             "the next lessee pushes behind them"
         );
-        assert!(pool.injector.is_empty());
+        assert!(pool.injector().is_empty());
         dispatcher.resume();
         dispatcher.wait_idle();
         assert_eq!(ran.load(SeqCst), 5);
@@ -256,11 +260,11 @@ mod tests {
         let pool = second.pool();
         assert_eq!(leased(pool), 1);
         assert_eq!(
-            pool.feeds.list[0].stealer.len(),
+            pool.feeds().list[0].stealer.len(),
             1,
             "in the feed, not the injector"
         );
-        assert!(pool.injector.is_empty());
+        assert!(pool.injector().is_empty());
         second.resume();
         assert_eq!(handle.join().unwrap(), 7);
     }
@@ -276,8 +280,8 @@ mod tests {
             drop(dispatcher.spawn(move || ran.fetch_add(1, SeqCst)).unwrap());
         }
         let pool = dispatcher.pool();
-        assert_eq!(pool.feeds.list[0].stealer.len(), FEED_LIMIT);
-        assert_eq!(pool.injector.len(), 2);
+        assert_eq!(pool.feeds().list[0].stealer.len(), FEED_LIMIT);
+        assert_eq!(pool.injector().len(), 2);
         dispatcher.resume();
         dispatcher.wait_idle();
         assert_eq!(ran.load(SeqCst), FEED_LIMIT + 2);
@@ -305,9 +309,9 @@ mod tests {
             t.join().unwrap();
         }
         let pool = dispatcher.pool();
-        assert_eq!(pool.feeds.in_use().len(), FEEDS);
-        let in_feeds: usize = pool.feeds.in_use().iter().map(|f| f.stealer.len()).sum();
-        assert_eq!((in_feeds, pool.injector.len()), (FEEDS, 1));
+        assert_eq!(pool.feeds().in_use().len(), FEEDS);
+        let in_feeds: usize = pool.feeds().in_use().iter().map(|f| f.stealer.len()).sum();
+        assert_eq!((in_feeds, pool.injector().len()), (FEEDS, 1));
         assert_eq!(leased(pool), 0);
         dispatcher.resume();
         dispatcher.wait_idle();

@@ -209,7 +209,7 @@ where
         let func = job.func.with_mut(|p| unsafe { (*p).take() });
         let func = func.expect("a stack job runs once");
         let parent = job.parent;
-        let counters = &ctx.pool.slots[ctx.index].counters;
+        let counters = &ctx.pool.slots()[ctx.index].counters;
         let parent_id = if parent.is_null() {
             0
         } else {
@@ -301,7 +301,7 @@ where
     ctx.local.push(Task::stack(b_ref));
     // Wake a parked peer to steal `b`. Only a hint, so no fence while
     // nobody sleeps: if a peer is missed, we run `b` ourselves below.
-    if ctx.pool.sleep.may_have_sleepers() {
+    if ctx.pool.sleep().may_have_sleepers() {
         ctx.pool.wake_one();
     }
 
@@ -377,7 +377,7 @@ where
     // SAFETY: `job` stays in this frame until its latch is set (a worker
     // always runs a queued stack task; `guard` rules out unwinding).
     let task = unsafe { job.as_task() };
-    pool.injector.push(Task::stack(task));
+    pool.injector().push(Task::stack(task));
     pool.wake_one();
     job.latch.wait();
     mem::forget(guard);

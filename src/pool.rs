@@ -42,41 +42,41 @@ pub(crate) const GATE_HALT: usize = 2;
 
 pub(crate) struct Pool {
     /// Unique among the pools of this process (a worker thread's mark).
-    pub(crate) id: u64,
-    pub(crate) injector: Injector<Task>,
+    id: u64,
+    injector: Injector<Task>,
     /// One deque per outside spawning thread (up to `FEEDS`); see `feed.rs`.
-    pub(crate) feeds: Arc<Feeds>,
+    feeds: Arc<Feeds>,
     /// `max_workers` slots; only `slots[..high]` have ever run a thread.
-    pub(crate) slots: Box<[Slot]>,
+    slots: Box<[Slot]>,
     high: AtomicUsize,
-    pub(crate) sleep: Sleep,
+    sleep: Sleep,
     /// Admissions (with the CLOSED bit) and refusals; see `admission.rs`.
     /// Workers never write it: each counts its finished jobs in its own
     /// slot, so finishing a job touches no shared cache line.
     admission: Admission,
     /// The bounded queue's places (none counted when unbounded).
-    pub(crate) places: Places,
+    places: Places,
     /// Threads blocked on a full queue: outside spawners, and workers that
     /// may not run other jobs meanwhile (halting ones). Other workers wait
     /// in the sleep mask instead; see `Places::worker_waits`.
-    pub(crate) space: Signal,
+    space: Signal,
     /// `wait_idle` callers, waiting for `pending` to reach 0.
-    pub(crate) idle: Signal,
+    idle: Signal,
     /// 0 if workers may start jobs; else `GATE_PAUSE` and/or `GATE_HALT`.
     /// Written by the control thread only.
     gate: AtomicUsize,
     /// Workers running and not asked to halt; written by the control
     /// thread only.
     active: AtomicUsize,
-    pub(crate) index: Index,
+    index: Index,
     /// The control thread's orders.
-    pub(crate) orders: Inbox,
+    orders: Inbox,
     /// The control thread itself, joined by the shutdown that waits last.
-    pub(crate) control_thread: Mutex<Option<JoinHandle<()>>>,
+    control_thread: Mutex<Option<JoinHandle<()>>>,
     /// Set by the control thread as it ends: the threads it handed to the
     /// shutdown, for a later shutdown call to wait on too.
-    pub(crate) gone: Mutex<Option<Threads>>,
-    pub(crate) config: Config,
+    gone: Mutex<Option<Threads>>,
+    config: Config,
 }
 
 impl Pool {
@@ -102,6 +102,71 @@ impl Pool {
             gone: Mutex::new(None),
             config,
         }
+    }
+
+    /// Unique among the pools of this process (a worker thread's mark).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The global queue: spawns beyond the feeds, a halted worker's jobs.
+    pub(crate) fn injector(&self) -> &Injector<Task> {
+        &self.injector
+    }
+
+    /// The outside spawning threads' queues.
+    pub(crate) fn feeds(&self) -> &Arc<Feeds> {
+        &self.feeds
+    }
+
+    /// Every worker slot, used or not.
+    pub(crate) fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// The park/wake protocol's state.
+    pub(crate) fn sleep(&self) -> &Sleep {
+        &self.sleep
+    }
+
+    /// The bounded queue's places.
+    pub(crate) fn places(&self) -> &Places {
+        &self.places
+    }
+
+    /// Where threads blocked on a full queue wait.
+    pub(crate) fn space(&self) -> &Signal {
+        &self.space
+    }
+
+    /// Where `wait_idle` callers wait.
+    pub(crate) fn idle(&self) -> &Signal {
+        &self.idle
+    }
+
+    /// The id index of every live record and the history.
+    pub(crate) fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The control thread's inbox.
+    pub(crate) fn orders(&self) -> &Inbox {
+        &self.orders
+    }
+
+    /// The control thread's handle, for the last shutdown to join.
+    pub(crate) fn control_thread(&self) -> &Mutex<Option<JoinHandle<()>>> {
+        &self.control_thread
+    }
+
+    /// The threads the control thread handed over as it ended.
+    pub(crate) fn gone(&self) -> &Mutex<Option<Threads>> {
+        &self.gone
+    }
+
+    /// What the builder fixed.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The slots that have ever run a thread: the only ones worth stealing

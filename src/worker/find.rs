@@ -52,12 +52,12 @@ impl WorkerCtx {
                     return Some(job);
                 }
             }
-            for feed in self.pool.feeds.in_use() {
+            for feed in self.pool.feeds().in_use() {
                 if let Some(job) = outcome(self.take_batch(&feed.stealer)) {
                     return Some(job);
                 }
             }
-            if let Some(job) = outcome(self.pool.injector.steal_batch_and_pop(&self.batch)) {
+            if let Some(job) = outcome(self.pool.injector().steal_batch_and_pop(&self.batch)) {
                 return Some(job);
             }
             for victim in peers() {

@@ -88,15 +88,15 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
 /// after it (in its thread-local destructors)? Such a thread must not wait
 /// for the pool's threads to exit, nor for jobs to finish.
 pub(crate) fn on_pool_thread(pool: &Pool) -> bool {
-    POOL_THREAD.with(Cell::get) == pool.id
+    POOL_THREAD.with(Cell::get) == pool.id()
 }
 
 /// The body of the worker thread of slot `index`, started by the control
 /// thread. Drops `running` once set up (a `set_workers` from outside waits
 /// for that).
 pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc::Sender<()>) {
-    POOL_THREAD.with(|p| p.set(pool.id));
-    let slot = &pool.slots[index];
+    POOL_THREAD.with(|p| p.set(pool.id()));
+    let slot = &pool.slots()[index];
     let Deques { local, batch } = lock(&slot.deques)
         .take()
         .expect("one thread per worker slot");
@@ -125,7 +125,7 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
 
 impl WorkerCtx {
     fn slot(&self) -> &Slot {
-        &self.pool.slots[self.index]
+        &self.pool.slots()[self.index]
     }
 
     fn counters(&self) -> &WorkerCounters {
@@ -260,7 +260,7 @@ impl WorkerCtx {
         // The next job starts after a pause: read the clock afresh.
         self.stamp.set(0);
         if !self.searching.replace(true) {
-            self.pool.sleep.start_searching();
+            self.pool.sleep().start_searching();
         }
         for _ in 0..SEARCH_ROUNDS {
             crate::loom::thread::yield_now();
@@ -282,9 +282,9 @@ impl WorkerCtx {
         self.stamp.set(0);
         if self.searching.replace(false) {
             // Parking: our last look below stands in for the pass-on.
-            let _ = self.pool.sleep.stop_searching();
+            let _ = self.pool.sleep().stop_searching();
         }
-        let sleep = &self.pool.sleep;
+        let sleep = &self.pool.sleep();
         sleep.prepare(self.index);
         if ready() || self.pool.has_work() || self.pool.is_done() || self.is_halting() {
             sleep.withdraw(self.index);
@@ -313,7 +313,7 @@ impl WorkerCtx {
     /// counted for on to the other workers, and tell the control thread.
     fn retire(self) {
         let pool = Arc::clone(&self.pool);
-        let slot = &pool.slots[self.index];
+        let slot = &pool.slots()[self.index];
         let halted = slot.stop_requested();
         crate::trace::event!(debug, worker = self.index, halted, "worker exits");
         slot.counters.set_state(if halted {
@@ -323,7 +323,7 @@ impl WorkerCtx {
         });
         let mut moved = 0;
         while let Some(job) = self.batch.pop().or_else(|| self.local.pop()) {
-            pool.injector.push(job);
+            pool.injector().push(job);
             moved += 1;
         }
         if moved > 0 {
@@ -340,7 +340,7 @@ impl WorkerCtx {
         *lock(&slot.deques) = Some(Deques { local, batch });
         // Never refused: the control thread waits for every worker's
         // `Exited` before it stops taking orders.
-        let _ = pool.orders.post(Order::Exited(index));
+        let _ = pool.orders().post(Order::Exited(index));
     }
 
     fn next_random(&self) -> u64 {
