@@ -73,13 +73,17 @@
 //! The design (file layout, the state machine of a stored job, the group
 //! commit protocol, recovery) is described in `docs/persist.md`.
 
+// Lowest first: each module uses only those above it.
 mod commit;
 mod error;
+mod file;
+mod op;
 mod queue;
 mod record;
 mod retry;
 mod run;
 mod sched;
+mod shared;
 mod store;
 
 use std::fmt;
@@ -195,6 +199,19 @@ pub struct QueueStats {
     pub pruned: u64,
     /// Write transactions committed since open (each is durable).
     pub commits: u64,
-    /// `fsync` calls on the file since open (opening included).
+    /// `fsync` calls on the file since open (opening included). For a
+    /// PostgreSQL queue: durable commits (each flushes the server's WAL).
     pub fsyncs: u64,
+    /// Outcomes refused since open because the job's lease had been lost
+    /// (PostgreSQL: another process took the job over after this one
+    /// stalled past its lease). Such an attempt's result is not applied.
+    pub fenced: u64,
+    /// Heartbeats that found one of this process's jobs taken over.
+    pub leases_lost: u64,
+    /// Failed connections to the database since open (PostgreSQL).
+    pub connection_errors: u64,
+    /// Successful reconnections since open (PostgreSQL).
+    pub reconnects: u64,
+    /// The last connection failure, if any.
+    pub last_connection_error: Option<String>,
 }
