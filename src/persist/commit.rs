@@ -260,7 +260,17 @@ fn apply(s: &mut super::sched::Sched, effect: Effect, cancels: &mut Vec<crate::J
             s.running.remove(&id);
             s.fenced += 1;
         }
-        Effect::LeaseLost { .. } => s.leases_lost += 1,
+        Effect::LeaseLost { id } => {
+            s.leases_lost += 1;
+            if let Some(job) = s.running.get(&id) {
+                // Another process owns the job now: an attempt that has
+                // not started will not, and a running handler sees
+                // `is_cancelled`. Its outcome is fenced either way.
+                // ORDERING: SeqCst, as for `CancelRunning`.
+                job.cancel.store(true, SeqCst);
+            }
+        }
         Effect::Ready => {}
+        Effect::Reconnected => s.reconnects += 1,
     }
 }

@@ -78,6 +78,8 @@ mod commit;
 mod error;
 mod file;
 mod op;
+#[cfg(feature = "postgres")]
+mod pg;
 mod queue;
 mod record;
 mod retry;

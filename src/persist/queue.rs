@@ -519,6 +519,10 @@ impl Queue {
                 }
                 // A shared store: idle here, but are other processes (or
                 // jobs not yet claimed) still busy with handled names?
+                // Not if this process can run nothing any more.
+                if s.dispatcher_closed {
+                    return Err(PersistError::DispatcherClosed);
+                }
                 let handled = s.handled_names();
                 drop(s);
                 match shared.reader()?.busy(&handled) {
@@ -788,7 +792,7 @@ impl QueueBuilder {
     ///
     /// A malformed URL, an unreachable server, a wrong password or a
     /// missing database fail with [`PersistError::Connect`], saying which.
-    #[cfg(any())]
+    #[cfg(feature = "postgres")]
     pub fn connect(self, url: &str) -> Result<Queue, PersistError> {
         let config = self.config()?;
         if self.heartbeat.is_zero() || self.heartbeat >= self.lease {

@@ -126,6 +126,8 @@ pub(crate) enum Effect {
     },
     /// Work may have become claimable (shared stores): wake the feeder.
     Ready,
+    /// The store reconnected to its server.
+    Reconnected,
     /// An attempt's outcome arrived for a job that was not running in the
     /// store; only forget it in memory.
     Stray {
