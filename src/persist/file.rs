@@ -411,7 +411,15 @@ impl Store for FileStore {
     }
 
     fn close(&mut self) {
-        self.db = None;
+        // redb may panic dropping a database it found damaged: not here.
+        let db = self.db.take();
+        let _ = guard(
+            || {
+                drop(db);
+                Ok(())
+            },
+            storage,
+        );
     }
 
     fn write(
