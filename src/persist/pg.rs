@@ -1103,9 +1103,12 @@ fn listen(shared: Arc<Shared>, config: postgres::Config, channel: String) {
             let mut iter = notifications.timeout_iter(Duration::from_millis(50));
             match iter.next() {
                 Ok(Some(_)) => {
-                    // Drain what else came, then wake once.
-                    while let Ok(Some(_)) = iter.next() {}
+                    // Wake at once, then drop what else is already here
+                    // without waiting (one wake covers them all).
                     shared.wake();
+                    drop(iter);
+                    let mut pending = notifications.iter();
+                    while let Ok(Some(_)) = pending.next() {}
                 }
                 Err(_) => break,
                 Ok(None) => {
