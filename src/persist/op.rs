@@ -44,8 +44,9 @@ pub(crate) struct Picked {
 /// What a claim by name found.
 pub(crate) struct PickedBatch {
     pub(crate) jobs: Vec<Picked>,
-    /// When no job was ready: when the next backing-off one is due (Unix
-    /// ms, the store's clock), if any.
+    /// When no job was claimed: when the next pending one is due (Unix
+    /// ms, the store's clock), if any; at or before now when due jobs
+    /// exist but other processes' claims held them locked.
     pub(crate) next_due: Option<u64>,
 }
 

@@ -255,6 +255,7 @@ fn migration_1(s: &str) -> String {
              error text
          );
          CREATE INDEX workyard_jobs_pending ON {s}.workyard_jobs (id) WHERE state = 1;
+         CREATE INDEX workyard_jobs_backoff ON {s}.workyard_jobs (run_after) WHERE state = 1;
          CREATE INDEX workyard_jobs_running ON {s}.workyard_jobs (lease_until) WHERE state = 2;
          CREATE INDEX workyard_jobs_finished ON {s}.workyard_jobs (finished_at, id)
              WHERE state IN (3, 5);

@@ -187,6 +187,10 @@ const SHARED_CLAIM_MAX: usize = 256;
 /// lost connection, at first and at most (doubling in between).
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How soon the feeder of a shared store claims again when due jobs were
+/// all locked by other processes' claims in progress (a claim holds its
+/// rows only for its transaction, a few milliseconds).
+const LOCKED_RETRY: Duration = Duration::from_millis(2);
 
 /// The feeder thread's body: claims ready jobs in batches, as many as the
 /// in-flight limit allows, and spawns them on the dispatcher.
@@ -367,9 +371,11 @@ fn feed_shared(shared: Arc<Shared>, dispatcher: Dispatcher) {
             return;
         }
         if got == 0 {
+            // Due jobs that other processes' claims held locked are
+            // worth another look soon; a backoff's end, at its end.
             let until_due = batch
                 .next_due
-                .map(|due| Duration::from_millis(due.saturating_sub(now_ms()).max(1)));
+                .map(|due| Duration::from_millis(due.saturating_sub(now_ms())).max(LOCKED_RETRY));
             let wait = until_due.map_or(shared.poll, |d| d.min(shared.poll));
             wait_for_wake(&shared, wakes, Some(wait));
         }

@@ -220,7 +220,13 @@ impl Cluster {
         } else {
             stop
         };
-        let script = format!("read _ignored; {stop}; rm -rf {}", self.dir.display());
+        // Signals are ignored: `timeout` and job control signal the whole
+        // process group, and the watchdog must outlive the test process
+        // to stop the server after it.
+        let script = format!(
+            "trap '' HUP INT TERM; read _ignored; {stop}; rm -rf {}",
+            self.dir.display()
+        );
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
