@@ -70,8 +70,26 @@
 //!   truncated or damaged file gets [`PersistError::Corrupted`], never a
 //!   panic.
 //!
+//! ## On PostgreSQL (feature `postgres`)
+//!
+//! [`QueueBuilder::connect`] opens the same queue in a PostgreSQL
+//! database instead of a file, with the same API, states, retries and
+//! guarantees, shared by any number of processes on any number of
+//! machines: each claims due jobs of the names it has handlers for, in
+//! batches (`FOR UPDATE SKIP LOCKED`), holds them under a lease that it
+//! renews by heartbeat, and writes their outcomes in batches. A process
+//! that dies or stalls loses its leases: its jobs become claimable by the
+//! others with the interrupted attempt counted (the at-least-once rule
+//! above, with "the next open" read as "the lease running out"), and the
+//! late outcomes of a stalled one are refused ([`QueueStats::fenced`]).
+//! Idle queues are woken by `LISTEN`/`NOTIFY`, with polling as fallback;
+//! a lost connection is retried with backoff
+//! ([`PersistError::Connection`], [`QueueStats::reconnects`]). The crate
+//! creates and migrates its tables in a schema of your choice.
+//!
 //! The design (file layout, the state machine of a stored job, the group
-//! commit protocol, recovery) is described in `docs/persist.md`.
+//! commit protocol, recovery, and the PostgreSQL tables, claim, lease and
+//! fence protocol) is described in `docs/persist.md`.
 
 // Lowest first: each module uses only those above it.
 mod commit;
