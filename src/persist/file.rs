@@ -365,7 +365,16 @@ pub(crate) fn open(
                 },
                 storage,
             );
-            Err(e)
+            // A write that fails while recovering a file is the file's
+            // damage (e.g. "Truncated free page list"), not a running
+            // queue's storage failure.
+            Err(match e {
+                PersistError::Storage { reason } => PersistError::Corrupted {
+                    path: path.to_path_buf(),
+                    reason,
+                },
+                other => other,
+            })
         }
     }
 }
