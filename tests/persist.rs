@@ -1163,11 +1163,13 @@ fn a_damaged_file_opened_without_verification_gives_corrupted_never_a_panic() {
     }
     let good = std::fs::read(&path).unwrap();
     let damaged = path.with_file_name("damaged.redb");
-    // Every 4 KiB page, at 13 offsets, with 3 masks: one byte damaged.
+    // Each 4 KiB page, at 13 offsets, with 3 masks: one byte damaged.
     // (Before the fix, flipping the low bit of the byte at 24,584 made
     // redb panic as the failed open dropped the database.)
     let (mut opened, mut corrupted, mut variants) = (0, 0, 0);
-    for page in 0..good.len().div_ceil(4096) {
+    // The file's size varies with how commits were grouped; the first
+    // 48 pages hold the headers and the tables' roots.
+    for page in 0..good.len().div_ceil(4096).min(48) {
         for off in [0, 8, 16, 24, 32, 40, 48, 64, 100, 200, 1000, 2000, 4000] {
             let at = page * 4096 + off;
             if at >= good.len() {
