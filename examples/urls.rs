@@ -8,7 +8,16 @@
 //! ```
 //!
 //! Options: `--workers N` (default 4), `--items N` (default 10,000),
-//! `--dir DIR` (default: `workyard-urls` in the temp directory), `--fresh`.
+//! `--dir DIR` (default: `workyard-urls` in the temp directory), `--fresh`,
+//! and with `--features postgres`: `--postgres URL` to keep the queue in
+//! PostgreSQL (schema `workyard_urls`) instead of a file. Several copies
+//! of the program may then run at once, on one or more machines, sharing
+//! the work; kill one and the others finish its URLs once its leases run
+//! out (15 s):
+//!
+//! ```sh
+//! cargo run --release --features postgres --example urls -- --postgres postgres://user:pw@host/db --fresh
+//! ```
 //!
 //! "Fetching" is local work (no network): a 1–5 ms pause standing in for
 //! the request, then a checksum of the URL, appended to `results.txt`.
@@ -29,6 +38,7 @@ struct Args {
     items: usize,
     dir: PathBuf,
     fresh: bool,
+    postgres: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +47,7 @@ fn parse_args() -> Args {
         items: 10_000,
         dir: std::env::temp_dir().join("workyard-urls"),
         fresh: false,
+        postgres: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +57,7 @@ fn parse_args() -> Args {
             "--items" => args.items = value().parse().expect("--items takes a number"),
             "--dir" => args.dir = PathBuf::from(value()),
             "--fresh" => args.fresh = true,
+            "--postgres" => args.postgres = Some(value()),
             other => panic!("unknown flag {other}; see the example's docs"),
         }
     }
@@ -61,13 +73,33 @@ fn fetch(url: &[u8]) -> u64 {
     })
 }
 
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str, fresh: bool) -> Result<Queue, Box<dyn std::error::Error>> {
+    if fresh {
+        let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+        client.batch_execute("DROP SCHEMA IF EXISTS workyard_urls CASCADE")?;
+    }
+    Ok(Queue::builder().schema("workyard_urls").connect(url)?)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_url: &str, _fresh: bool) -> Result<Queue, Box<dyn std::error::Error>> {
+    Err(
+        "--postgres needs the `postgres` feature: cargo run --features postgres --example urls"
+            .into(),
+    )
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args();
     if args.fresh {
         let _ = std::fs::remove_dir_all(&args.dir);
     }
     std::fs::create_dir_all(&args.dir)?;
-    let queue = Queue::open(args.dir.join("queue.redb"))?;
+    let queue = match &args.postgres {
+        None => Queue::open(args.dir.join("queue.redb"))?,
+        Some(url) => open_postgres(url, args.fresh)?,
+    };
     // Register first, so that stored jobs count as pending, not waiting.
     let results = Arc::new(
         OpenOptions::new()

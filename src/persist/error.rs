@@ -105,6 +105,53 @@ pub enum PersistError {
     /// [`Queue::wait_idle`](super::Queue::wait_idle) was called from inside
     /// one of the queue's own handlers, which would wait for itself.
     CalledFromHandler,
+    /// [`QueueBuilder::connect`](super::QueueBuilder::connect) could not
+    /// reach a usable PostgreSQL database: a malformed URL, a server that
+    /// does not answer, a wrong password, a missing database, or a schema
+    /// the user may not create. Nothing was changed.
+    Connect {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// What went wrong, in words (the server's message where it sent one).
+        reason: String,
+    },
+    /// The connection to PostgreSQL was lost while the queue was running
+    /// (the server restarted, the network dropped). The operation that saw
+    /// it failed; the queue reconnects by itself, with backoff, and keeps
+    /// running (it is not [`Broken`](Self::Broken)). An `enqueue` that gets
+    /// this error may or may not have been stored, if the connection went
+    /// down during its commit; one that returned `Ok` is stored.
+    Connection {
+        /// What the client library reported.
+        reason: String,
+    },
+}
+
+impl PersistError {
+    /// A copy, for answering several callers with one error (`io::Error`
+    /// cannot be cloned: an `Io` becomes a `Storage` with its text).
+    pub(crate) fn duplicate(&self) -> PersistError {
+        match self {
+            PersistError::Broken { reason } => PersistError::Broken {
+                reason: reason.clone(),
+            },
+            PersistError::Storage { reason } => PersistError::Storage {
+                reason: reason.clone(),
+            },
+            PersistError::Connection { reason } => PersistError::Connection {
+                reason: reason.clone(),
+            },
+            PersistError::Stopped => PersistError::Stopped,
+            other => PersistError::Storage {
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// A failure the queue recovers from by itself (a lost connection).
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, PersistError::Connection { .. })
+    }
 }
 
 impl fmt::Display for PersistError {
@@ -148,6 +195,13 @@ impl fmt::Display for PersistError {
             PersistError::CalledFromHandler => {
                 f.write_str("Queue::stop or wait_idle was called from inside one of the queue's handlers")
             }
+            PersistError::Connect { url, reason } => {
+                write!(f, "could not open the queue in PostgreSQL at {url}: {reason}")
+            }
+            PersistError::Connection { reason } => write!(
+                f,
+                "the connection to PostgreSQL was lost ({reason}); the queue reconnects by itself"
+            ),
         }
     }
 }

@@ -70,16 +70,40 @@
 //!   truncated or damaged file gets [`PersistError::Corrupted`], never a
 //!   panic.
 //!
+//! ## On PostgreSQL (feature `postgres`)
+//!
+//! [`QueueBuilder::connect`] opens the same queue in a PostgreSQL
+//! database instead of a file, with the same API, states, retries and
+//! guarantees, shared by any number of processes on any number of
+//! machines: each claims due jobs of the names it has handlers for, in
+//! batches (`FOR UPDATE SKIP LOCKED`), holds them under a lease that it
+//! renews by heartbeat, and writes their outcomes in batches. A process
+//! that dies or stalls loses its leases: its jobs become claimable by the
+//! others with the interrupted attempt counted (the at-least-once rule
+//! above, with "the next open" read as "the lease running out"), and the
+//! late outcomes of a stalled one are refused ([`QueueStats::fenced`]).
+//! Idle queues are woken by `LISTEN`/`NOTIFY`, with polling as fallback;
+//! a lost connection is retried with backoff
+//! ([`PersistError::Connection`], [`QueueStats::reconnects`]). The crate
+//! creates and migrates its tables in a schema of your choice.
+//!
 //! The design (file layout, the state machine of a stored job, the group
-//! commit protocol, recovery) is described in `docs/persist.md`.
+//! commit protocol, recovery, and the PostgreSQL tables, claim, lease and
+//! fence protocol) is described in `docs/persist.md`.
 
+// Lowest first: each module uses only those above it.
 mod commit;
 mod error;
+mod file;
+mod op;
+#[cfg(feature = "postgres")]
+mod pg;
 mod queue;
 mod record;
 mod retry;
 mod run;
 mod sched;
+mod shared;
 mod store;
 
 use std::fmt;
@@ -195,6 +219,19 @@ pub struct QueueStats {
     pub pruned: u64,
     /// Write transactions committed since open (each is durable).
     pub commits: u64,
-    /// `fsync` calls on the file since open (opening included).
+    /// `fsync` calls on the file since open (opening included). For a
+    /// PostgreSQL queue: durable commits (each flushes the server's WAL).
     pub fsyncs: u64,
+    /// Outcomes refused since open because the job's lease had been lost
+    /// (PostgreSQL: another process took the job over after this one
+    /// stalled past its lease). Such an attempt's result is not applied.
+    pub fenced: u64,
+    /// Heartbeats that found one of this process's jobs taken over.
+    pub leases_lost: u64,
+    /// Failed connections to the database since open (PostgreSQL).
+    pub connection_errors: u64,
+    /// Successful reconnections since open (PostgreSQL).
+    pub reconnects: u64,
+    /// The last connection failure, if any.
+    pub last_connection_error: Option<String>,
 }

@@ -1,208 +1,107 @@
 //! [`Queue`] and [`QueueBuilder`]: the public face of the module, and
 //! [`Shared`], the state its threads share.
 
-use super::commit::{Committer, Op, Reply};
+use super::commit::Committer;
 use super::error::PersistError;
-use super::record::{now_ms, JobRecord, JobState, Record};
+use super::file::{self, FileReader, FileStore, OpenOptions};
+use super::op::Op;
+use super::record::{now_ms, JobRecord, JobState};
 use super::retry::Backoff;
-use super::run::{self, in_handler};
-use super::sched::Sched;
-use super::store::{self, OpenOptions, FINISHED, JOBS, PAYLOADS};
+use super::run;
+use super::sched::{HandlerFn, Sched};
+use super::shared::{in_handler, Shared, COMMITTER_NAME};
+use super::store::{storage, Config, Reader, Store};
 use super::{Delivery, JobId, QueueStats, MAX_NAME_LEN};
 use crate::signal::lock;
 use crate::{Dispatcher, JobStatus};
-use redb::{Database, ReadableDatabase, ReadableTable};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// A registered handler, type-erased: its error is turned into text.
-pub(crate) type HandlerFn = dyn Fn(&Delivery<'_>) -> Result<(), String> + Send + Sync;
-
-/// Validated options.
-pub(crate) struct Config {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) retention: Duration,
-    pub(crate) max_in_flight: usize,
-}
-
-/// What the queue's threads share.
-pub(crate) struct Shared {
-    pub(crate) path: PathBuf,
-    pub(crate) config: Config,
-    ops: mpsc::Sender<Op>,
-    pub(crate) sched: Mutex<Sched>,
-    /// Signalled (under `sched`) whenever the schedule changes.
-    pub(crate) changed: Condvar,
-    /// For reads (`status`, `list`); `None` once stopped.
-    db: RwLock<Option<Arc<Database>>>,
-    next_id: AtomicU64,
-    /// Attempts reserved by the feeder and not yet ended.
-    pub(crate) in_flight: AtomicUsize,
-    /// The feeder waits for an in-flight slot.
-    pub(crate) starved: AtomicBool,
-    /// Mirrors `Sched::stopping`, for attempts to read without the lock.
-    stopping: AtomicBool,
-    /// Attempts ended since open, for the feeder's rate estimate.
-    pub(crate) ended: AtomicU64,
-    /// A moving average of how long a commit takes, in nanoseconds.
-    pub(crate) commit_nanos: AtomicU64,
-    /// `fsync`s done on the file since it was opened.
-    syncs: Arc<AtomicU64>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Serialises `stop`.
-    stop_lock: Mutex<()>,
-}
-
-impl Shared {
-    /// Sends an op to the committer.
-    pub(crate) fn send(&self, op: Op) -> Result<(), PersistError> {
-        self.ops.send(op).map_err(|_| self.closed())
+/// `Queue::stop`, in numbered steps.
+fn stop(shared: &Shared) -> Result<(), PersistError> {
+    if in_handler() {
+        return Err(PersistError::CalledFromHandler);
     }
-
-    /// Sends an op and waits for its answer.
-    pub(crate) fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, PersistError> {
-        let (tx, rx) = mpsc::channel();
-        self.send(op(tx))?;
-        rx.recv().map_err(|_| self.closed())?
-    }
-
-    /// Why the committer no longer answers.
-    fn closed(&self) -> PersistError {
-        match &lock(&self.sched).broken {
-            Some(reason) => PersistError::Broken {
-                reason: reason.clone(),
-            },
-            None => PersistError::Stopped,
+    let _one_at_a_time = lock(&shared.stop_lock);
+    let dispatcher = {
+        let mut s = lock(&shared.sched);
+        if s.stopped {
+            return Ok(());
         }
+        s.stopping = true;
+        // ORDERING: SeqCst, see `is_stopping`.
+        shared.stopping.store(true, SeqCst);
+        s.dispatcher.clone()
+    };
+    shared.changed.notify_all();
+    // 1. The feeder exits; after it, no attempt is spawned.
+    let threads: Vec<_> = lock(&shared.threads).drain(..).collect();
+    let (committer, feeder): (Vec<_>, Vec<_>) = threads
+        .into_iter()
+        .partition(|t| t.thread().name() == Some(COMMITTER_NAME));
+    for t in feeder {
+        let _ = t.join();
     }
-
-    pub(crate) fn is_stopping(&self) -> bool {
-        // ORDERING: SeqCst: set before `stop` looks for queued attempts to
-        // cancel, so an attempt either is cancelled there or sees it here.
-        self.stopping.load(SeqCst)
-    }
-
-    /// An attempt ended (or a reservation was given back).
-    pub(crate) fn attempt_ended(&self) {
-        // ORDERING: SeqCst, paired with the feeder's store of `starved`
-        // then load of `in_flight` (see `run::feed`).
-        self.in_flight.fetch_sub(1, SeqCst);
-        // ORDERING: Relaxed: a statistic.
-        self.ended.fetch_add(1, Relaxed);
-        if self.starved.load(SeqCst) {
-            drop(lock(&self.sched));
-            self.changed.notify_all();
-        }
-    }
-
-    /// Folds one commit's duration into the moving average (weight 1/8).
-    pub(crate) fn note_commit(&self, took: Duration) {
-        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        // ORDERING: Relaxed: only the committer writes it; a statistic.
-        let avg = self.commit_nanos.load(Relaxed);
-        let avg = if avg == 0 {
-            took
-        } else {
-            avg - avg / 8 + took / 8
-        };
-        self.commit_nanos.store(avg, Relaxed);
-    }
-
-    /// Runs `f` on a read transaction of the file.
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, PersistError>,
-    ) -> Result<T, PersistError> {
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
-        let Some(db) = db.as_ref() else {
-            return Err(PersistError::Stopped);
-        };
-        let path = self.path.clone();
-        store::guard(
-            || f(&db.begin_read().map_err(store::storage)?),
-            |reason| PersistError::Corrupted { path, reason },
-        )
-    }
-
-    fn stop(&self) -> Result<(), PersistError> {
-        if in_handler() {
-            return Err(PersistError::CalledFromHandler);
-        }
-        let _one_at_a_time = lock(&self.stop_lock);
-        let dispatcher = {
-            let mut s = lock(&self.sched);
-            if s.stopped {
-                return Ok(());
-            }
-            s.stopping = true;
-            // ORDERING: SeqCst, see `is_stopping`.
-            self.stopping.store(true, SeqCst);
-            s.dispatcher.clone()
-        };
-        self.changed.notify_all();
-        // 1. The feeder exits; after it, no attempt is spawned.
-        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
-        let (committer, feeder): (Vec<_>, Vec<_>) = threads
-            .into_iter()
-            .partition(|t| t.thread().name() == Some(COMMITTER_NAME));
-        for t in feeder {
-            let _ = t.join();
-        }
-        // 2. Attempts still queued on the dispatcher will not run: cancel
-        //    them (each one's drop releases its job, uncounted). Attempts
-        //    that start anyway see `stopping` and release themselves.
-        if let Some(dispatcher) = &dispatcher {
-            let runs: Vec<_> = lock(&self.sched)
-                .running
-                .values()
-                .filter_map(|r| r.run_id)
-                .collect();
-            for run in runs {
-                if dispatcher.status(run) == Some(JobStatus::Queued) {
-                    dispatcher.cancel(run);
-                }
+    // 2. Attempts still queued on the dispatcher will not run: cancel
+    //    them (each one's drop releases its job, uncounted). Attempts
+    //    that start anyway see `stopping` and release themselves.
+    if let Some(dispatcher) = &dispatcher {
+        let runs: Vec<_> = lock(&shared.sched)
+            .running
+            .values()
+            .filter_map(|r| r.run_id)
+            .collect();
+        for run in runs {
+            if dispatcher.status(run) == Some(JobStatus::Queued) {
+                dispatcher.cancel(run);
             }
         }
-        // 3. Running attempts finish and their outcomes are committed.
-        {
-            let mut s = lock(&self.sched);
-            // ORDERING: SeqCst as everywhere on `in_flight`; attempts
-            // decrement it before sending their outcome, whose commit
-            // wakes us under the lock.
-            while s.broken.is_none() && !(s.running.is_empty() && self.in_flight.load(SeqCst) == 0)
-            {
-                s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
-            }
+    }
+    // 3. Running attempts finish and their outcomes are committed.
+    {
+        let mut s = lock(&shared.sched);
+        // ORDERING: SeqCst as everywhere on `in_flight`; attempts
+        // decrement it before sending their outcome, whose commit
+        // wakes us under the lock.
+        while s.broken.is_none() && !(s.running.is_empty() && shared.in_flight.load(SeqCst) == 0) {
+            s = shared.changed.wait(s).unwrap_or_else(|e| e.into_inner());
         }
-        // 4. No more reads; the committer commits what is left, closes
-        //    the file and exits.
-        *self.db.write().unwrap_or_else(|e| e.into_inner()) = None;
-        let result = self.call(|reply| Op::Shutdown { reply });
-        for t in committer {
-            let _ = t.join();
-        }
-        let mut s = lock(&self.sched);
-        s.stopped = true;
-        s.dispatcher = None;
-        drop(s);
-        self.changed.notify_all();
-        match result {
-            Err(PersistError::Stopped) | Ok(()) => match self.closed() {
-                PersistError::Stopped => Ok(()),
-                broken => Err(broken),
-            },
-            Err(e) => Err(e),
-        }
+    }
+    // 4. No more reads; the committer commits what is left, closes
+    //    the file and exits.
+    if let Some(reader) = shared
+        .reader
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        reader.close();
+    }
+    let result = shared.call(|reply| Op::Shutdown { reply });
+    for t in committer {
+        let _ = t.join();
+    }
+    let mut s = lock(&shared.sched);
+    s.stopped = true;
+    s.dispatcher = None;
+    drop(s);
+    shared.changed.notify_all();
+    match result {
+        Err(PersistError::Stopped) | Ok(()) => match shared.closed() {
+            PersistError::Stopped => Ok(()),
+            broken => Err(broken),
+        },
+        Err(e) => Err(e),
     }
 }
 
-const COMMITTER_NAME: &str = "workyard-persist-commit";
 const FEEDER_NAME: &str = "workyard-persist-feed";
+/// How often `wait_idle` on a shared store looks again whether other
+/// processes' jobs are done (nothing in this process signals that).
+const SHARED_IDLE_POLL: Duration = Duration::from_millis(10);
 
 fn check_name(name: &str) -> Result<(), PersistError> {
     let reason = if name.is_empty() {
@@ -263,7 +162,7 @@ struct Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        let _ = self.shared.stop();
+        let _ = stop(&self.shared);
     }
 }
 
@@ -316,6 +215,8 @@ impl Queue {
                 return Err(PersistError::Stopped);
             }
             s.lane(name).1.handler = Some(handler);
+            // A shared store's feeder claims by name: it has a new one.
+            s.wakes += 1;
         }
         self.shared().changed.notify_all();
         Ok(())
@@ -375,14 +276,7 @@ impl Queue {
             }
             return Ok(Vec::new());
         }
-        // ORDERING: Relaxed: only uniqueness matters; the committer orders
-        // the stored ids itself.
-        let first_id = shared.next_id.fetch_add(n, Relaxed);
-        shared.call(|reply| Op::Enqueue {
-            first_id,
-            jobs: batch,
-            reply,
-        })?;
+        let first_id = shared.call(|reply| Op::Enqueue { jobs: batch, reply })?;
         Ok((first_id..first_id + n).map(JobId).collect())
     }
 
@@ -411,7 +305,7 @@ impl Queue {
         let thread = std::thread::Builder::new()
             .name(FEEDER_NAME.into())
             .spawn(move || run::feed(feeder_shared, feeder_dispatcher))
-            .map_err(store::storage);
+            .map_err(storage);
         match thread {
             Ok(t) => {
                 lock(&shared.threads).push(t);
@@ -428,23 +322,7 @@ impl Queue {
     /// pruned after its retention).
     pub fn status(&self, id: JobId) -> Result<Option<JobRecord>, PersistError> {
         let shared = self.shared();
-        let found = shared.read(|txn| {
-            let jobs = txn.open_table(JOBS).map_err(store::storage)?;
-            let Some(bytes) = jobs.get(id.0).map_err(store::storage)? else {
-                return Ok(None);
-            };
-            let mut record = Record::decode(bytes.value())
-                .map_err(|why| store::storage(format!("{id}: {why}")))?;
-            let payload_len = match record.payload.take() {
-                Some(inline) => inline.len(),
-                None => {
-                    let payloads = txn.open_table(PAYLOADS).map_err(store::storage)?;
-                    let payload = payloads.get(id.0).map_err(store::storage)?;
-                    payload.map_or(0, |v| v.value().len())
-                }
-            };
-            Ok(Some((record, payload_len)))
-        })?;
+        let found = shared.reader()?.record(id.0)?;
         let Some((record, payload_len)) = found else {
             return Ok(None);
         };
@@ -465,22 +343,7 @@ impl Queue {
 
     /// The payload of the stored job `id` (e.g. to inspect a dead job).
     pub fn payload(&self, id: JobId) -> Result<Option<Vec<u8>>, PersistError> {
-        self.shared().read(|txn| {
-            let jobs = txn.open_table(JOBS).map_err(store::storage)?;
-            let Some(bytes) = jobs.get(id.0).map_err(store::storage)? else {
-                return Ok(None);
-            };
-            let record = Record::decode(bytes.value())
-                .map_err(|why| store::storage(format!("{id}: {why}")))?;
-            if let Some(inline) = record.payload {
-                return Ok(Some(inline));
-            }
-            let payloads = txn.open_table(PAYLOADS).map_err(store::storage)?;
-            let payload = payloads.get(id.0).map_err(store::storage)?;
-            Ok(Some(
-                payload.map(|v| v.value().to_vec()).unwrap_or_default(),
-            ))
-        })
+        self.shared().reader()?.payload(id.0)
     }
 
     /// Up to `limit` ids of jobs in `state`, lowest first. Pending,
@@ -505,58 +368,60 @@ impl Queue {
     /// ```
     pub fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobId>, PersistError> {
         let shared = self.shared();
-        let ids: Vec<u64> = {
+        let handled = {
             let s = lock(&shared.sched);
-            // The schedule outlives the file; answer as reads of it do.
+            // The schedule outlives the store; answer as reads of it do.
             if s.stopped {
                 return Err(PersistError::Stopped);
             }
-            match state {
-                JobState::Pending => s.pending_ids(true, limit),
-                JobState::Waiting => s.pending_ids(false, limit),
-                JobState::Running => {
-                    let mut ids: Vec<u64> = s.running.keys().copied().collect();
-                    ids.sort_unstable();
-                    ids.truncate(limit);
-                    ids
-                }
-                JobState::Dead => s.dead.iter().copied().take(limit).collect(),
-                JobState::Succeeded | JobState::Cancelled => {
-                    drop(s);
-                    return shared.read(|txn| {
-                        let finished = txn.open_table(FINISHED).map_err(store::storage)?;
-                        let jobs = txn.open_table(JOBS).map_err(store::storage)?;
-                        let mut out = Vec::new();
-                        for entry in finished.iter().map_err(store::storage)? {
-                            if out.len() == limit {
-                                break;
-                            }
-                            let (key, _) = entry.map_err(store::storage)?;
-                            let id = key.value().1;
-                            let Some(bytes) = jobs.get(id).map_err(store::storage)? else {
-                                continue;
-                            };
-                            let record = Record::decode(bytes.value())
-                                .map_err(|why| store::storage(format!("job {id}: {why}")))?;
-                            if record.state == state {
-                                out.push(JobId(id));
-                            }
-                        }
-                        Ok(out)
-                    });
-                }
+            s.handled_names()
+        };
+        if let Some(ids) = shared.reader()?.list(state, &handled, limit)? {
+            return Ok(ids.into_iter().map(JobId).collect());
+        }
+        let s = lock(&shared.sched);
+        let ids: Vec<u64> = match state {
+            JobState::Pending => s.pending_ids(true, limit),
+            JobState::Waiting => s.pending_ids(false, limit),
+            JobState::Running => {
+                let mut ids: Vec<u64> = s.running.keys().copied().collect();
+                ids.sort_unstable();
+                ids.truncate(limit);
+                ids
             }
+            JobState::Dead => s.dead.iter().copied().take(limit).collect(),
+            // The file's reader lists these.
+            JobState::Succeeded | JobState::Cancelled => Vec::new(),
         };
         Ok(ids.into_iter().map(JobId).collect())
     }
 
     /// Counts: jobs by state, and what the queue did since it was opened
     /// (commits and fsyncs included).
+    ///
+    /// For a PostgreSQL queue the counts by state are of the whole shared
+    /// queue (every process's jobs), read from the database; the counts
+    /// since open are this process's. If the database cannot be read, the
+    /// counts by state are the last ones read.
     pub fn stats(&self) -> QueueStats {
         let shared = self.shared();
+        let counts = if shared.local {
+            None
+        } else {
+            let handled = lock(&shared.sched).handled_names();
+            let fresh = shared.reader().ok().and_then(|r| r.counts(&handled));
+            match fresh {
+                Some(Ok(counts)) => {
+                    let mut s = lock(&shared.sched);
+                    s.counts = Some(counts);
+                    s.counts.clone()
+                }
+                _ => lock(&shared.sched).counts.clone(),
+            }
+        };
         let s = lock(&shared.sched);
         let retrying = s.delayed_count(true);
-        QueueStats {
+        let mut stats = QueueStats {
             pending: s.ready_count(true) + retrying,
             retrying,
             waiting: s.ready_count(false) + s.delayed_count(false),
@@ -573,7 +438,30 @@ impl Queue {
             commits: s.commits,
             // ORDERING: Relaxed: a counter read for display.
             fsyncs: shared.syncs.load(Relaxed),
+            fenced: s.fenced,
+            leases_lost: s.leases_lost,
+            connection_errors: s.connection_errors,
+            reconnects: s.reconnects,
+            last_connection_error: s.last_connection_error.clone(),
+        };
+        if let Some(c) = counts {
+            stats.pending = c.pending;
+            stats.retrying = c.retrying;
+            stats.waiting = c.waiting;
+            stats.waiting_names = c.waiting_names;
+            stats.running = c.running;
+            stats.succeeded = c.succeeded;
+            stats.dead = c.dead;
+            stats.cancelled = c.cancelled;
+        } else if !shared.local {
+            stats.pending = 0;
+            stats.retrying = 0;
+            stats.waiting = 0;
+            stats.dead = 0;
+            stats.succeeded = 0;
+            stats.cancelled = 0;
         }
+        stats
     }
 
     /// Cancels a stored job: a pending, waiting or dead one becomes
@@ -626,7 +514,30 @@ impl Queue {
             // ORDERING: SeqCst, see `stop`.
             let in_flight = shared.in_flight.load(SeqCst);
             if s.is_idle(in_flight) {
-                return Ok(());
+                if shared.local {
+                    return Ok(());
+                }
+                // A shared store: idle here, but are other processes (or
+                // jobs not yet claimed) still busy with handled names?
+                // Not if this process can run nothing any more.
+                if s.dispatcher_closed {
+                    return Err(PersistError::DispatcherClosed);
+                }
+                let handled = s.handled_names();
+                drop(s);
+                match shared.reader()?.busy(&handled) {
+                    None | Some(Ok(false)) => return Ok(()),
+                    Some(Ok(true)) => {}
+                    Some(Err(e)) if e.is_transient() => {}
+                    Some(Err(e)) => return Err(e),
+                }
+                s = lock(&shared.sched);
+                s = shared
+                    .changed
+                    .wait_timeout(s, SHARED_IDLE_POLL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
             }
             // Once the refused attempts are back to pending.
             if s.dispatcher_closed && in_flight == 0 && s.running.is_empty() {
@@ -647,7 +558,7 @@ impl Queue {
     /// It waits for running handlers, so it fails with
     /// [`PersistError::CalledFromHandler`] inside one.
     pub fn stop(&self) -> Result<(), PersistError> {
-        self.shared().stop()
+        stop(self.shared())
     }
 }
 
@@ -692,6 +603,10 @@ pub struct QueueBuilder {
     max_in_flight: usize,
     cache_size: usize,
     verify_on_open: bool,
+    schema: String,
+    lease: Duration,
+    heartbeat: Duration,
+    poll_interval: Duration,
 }
 
 impl Default for QueueBuilder {
@@ -703,6 +618,10 @@ impl Default for QueueBuilder {
             max_in_flight: 1024,
             cache_size: 64 << 20,
             verify_on_open: true,
+            schema: "workyard".to_owned(),
+            lease: Duration::from_secs(15),
+            heartbeat: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -765,11 +684,43 @@ impl QueueBuilder {
         self
     }
 
-    /// Checks the options, opens (or creates) the file, locks it, and
-    /// recovers: jobs that were running when a previous process died go
-    /// back to pending (their interrupted attempt counted) or, if that was
-    /// their last attempt, dead.
-    pub fn open(self, path: impl AsRef<Path>) -> Result<Queue, PersistError> {
+    /// PostgreSQL: the schema that holds the queue's tables (default
+    /// `workyard`), created by [`connect`](Self::connect) if needed. Queues
+    /// in different schemas of one database are independent. Lower-case
+    /// letters, digits and `_`, starting with a letter or `_`, at most 63
+    /// bytes.
+    pub fn schema(mut self, name: &str) -> Self {
+        self.schema = name.to_owned();
+        self
+    }
+
+    /// PostgreSQL: how long a claimed job stays this process's without a
+    /// heartbeat (default 15 s). A job whose lease ran out (its process
+    /// died, stalled or lost the database) is claimable by any process,
+    /// its interrupted attempt counted; a late outcome from the process
+    /// that lost it is refused ([`QueueStats::fenced`]).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// PostgreSQL: how often this process renews the leases of all its
+    /// claimed jobs, in one statement (default 5 s; less than the lease).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// PostgreSQL: how long an idle queue waits for a notification
+    /// (`LISTEN`/`NOTIFY`) before it looks for due jobs anyway (default
+    /// 1 s): the fallback for a lost notification, and when retries that
+    /// backed off in other processes come due.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every;
+        self
+    }
+
+    fn config(&self) -> Result<Config, PersistError> {
         let invalid = |option, reason| Err(PersistError::InvalidOption { option, reason });
         if self.max_attempts == 0 {
             return invalid("max_attempts", "must be at least 1");
@@ -777,6 +728,20 @@ impl QueueBuilder {
         if self.max_in_flight == 0 {
             return invalid("max_in_flight", "must be at least 1");
         }
+        Ok(Config {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            retention: self.retention,
+            max_in_flight: self.max_in_flight,
+        })
+    }
+
+    /// Checks the options, opens (or creates) the file, locks it, and
+    /// recovers: jobs that were running when a previous process died go
+    /// back to pending (their interrupted attempt counted) or, if that was
+    /// their last attempt, dead.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Queue, PersistError> {
+        let config = self.config()?;
         let path = path.as_ref().to_path_buf();
         let options = OpenOptions {
             cache_size: self.cache_size,
@@ -784,9 +749,8 @@ impl QueueBuilder {
             max_attempts: self.max_attempts,
         };
         let syncs = Arc::new(AtomicU64::new(0));
-        let db = Arc::new(store::open_database(&path, &options, Arc::clone(&syncs))?);
         let now = now_ms();
-        let recovered = store::recover(&db, &path, &options, now)?;
+        let (db, recovered) = file::open(&path, &options, Arc::clone(&syncs), now)?;
 
         let mut sched = Sched::default();
         for (name, jobs) in &recovered.pending {
@@ -802,38 +766,122 @@ impl QueueBuilder {
         sched.succeeded = recovered.succeeded;
         sched.cancelled = recovered.cancelled;
         sched.recovered = recovered.interrupted;
+        let reader = Arc::new(FileReader::new(path.clone(), Arc::clone(&db)));
+        let store = Box::new(FileStore::new(db, &recovered));
+        let parts = Parts {
+            path,
+            config,
+            sched,
+            reader,
+            store,
+            local: true,
+            poll: self.poll_interval,
+            syncs,
+        };
+        let (queue, _) = parts.launch()?;
+        Ok(queue)
+    }
 
+    /// Checks the options, connects to the PostgreSQL database at `url`
+    /// (e.g. `postgres://user:password@host:5432/db`, or the key=value
+    /// form), creates or migrates the queue's tables in its
+    /// [`schema`](Self::schema), and opens the queue there. Many
+    /// processes, on many machines, may open the same queue at once: each
+    /// claims jobs for the names it has handlers for. See
+    /// `docs/persist.md` for the protocol (claims, leases, fencing).
+    ///
+    /// A malformed URL, an unreachable server, a wrong password or a
+    /// missing database fail with [`PersistError::Connect`], saying which.
+    #[cfg(feature = "postgres")]
+    pub fn connect(self, url: &str) -> Result<Queue, PersistError> {
+        let config = self.config()?;
+        if self.heartbeat.is_zero() || self.heartbeat >= self.lease {
+            return Err(PersistError::InvalidOption {
+                option: "heartbeat",
+                reason: "must be more than zero and less than the lease",
+            });
+        }
+        if self.poll_interval.is_zero() {
+            return Err(PersistError::InvalidOption {
+                option: "poll_interval",
+                reason: "must be more than zero",
+            });
+        }
+        let options = super::pg::PgOptions {
+            url: url.to_owned(),
+            schema: self.schema.clone(),
+            lease: self.lease,
+            heartbeat: self.heartbeat,
+            max_attempts: self.max_attempts,
+        };
+        let opened = super::pg::connect(&options)?;
+        let parts = Parts {
+            path: PathBuf::from(opened.description.clone()),
+            config,
+            sched: Sched::default(),
+            reader: opened.reader,
+            store: opened.store,
+            local: false,
+            poll: self.poll_interval,
+            syncs: opened.commits,
+        };
+        let (queue, shared) = parts.launch()?;
+        let listener = opened.listener;
+        let listen_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("workyard-persist-listen".into())
+            .spawn(move || listener(listen_shared))
+            .map_err(storage)?;
+        lock(&shared.threads).push(thread);
+        Ok(queue)
+    }
+}
+
+/// What a store's opening hands to [`Parts::launch`].
+struct Parts {
+    path: PathBuf,
+    config: Config,
+    sched: Sched,
+    reader: Arc<dyn Reader>,
+    store: Box<dyn Store>,
+    local: bool,
+    poll: Duration,
+    syncs: Arc<AtomicU64>,
+}
+
+impl Parts {
+    /// Builds the shared state and starts the committer.
+    fn launch(self) -> Result<(Queue, Arc<Shared>), PersistError> {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
-            path,
-            config: Config {
-                max_attempts: self.max_attempts,
-                backoff: self.backoff,
-                retention: self.retention,
-                max_in_flight: self.max_in_flight,
-            },
+            path: self.path,
+            config: self.config,
             ops: tx,
-            sched: Mutex::new(sched),
+            sched: Mutex::new(self.sched),
             changed: Condvar::new(),
-            db: RwLock::new(Some(Arc::clone(&db))),
-            next_id: AtomicU64::new(recovered.next_id),
+            reader: RwLock::new(Some(self.reader)),
+            local: self.local,
+            poll: self.poll,
             in_flight: AtomicUsize::new(0),
             starved: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             ended: AtomicU64::new(0),
             commit_nanos: AtomicU64::new(0),
-            syncs,
+            syncs: self.syncs,
             threads: Mutex::new(Vec::new()),
             stop_lock: Mutex::new(()),
         });
-        let committer = Committer::new(Arc::clone(&shared), db, recovered.oldest_finished);
+        let committer = Committer::new(Arc::clone(&shared), self.store);
         let thread = std::thread::Builder::new()
             .name(COMMITTER_NAME.into())
             .spawn(move || committer.run(rx))
-            .map_err(store::storage)?;
+            .map_err(storage)?;
         lock(&shared.threads).push(thread);
-        Ok(Queue {
-            owner: Arc::new(Owner { shared }),
-        })
+        let queue = Queue {
+            owner: Arc::new(Owner {
+                shared: Arc::clone(&shared),
+            }),
+        };
+        Ok((queue, shared))
     }
 }

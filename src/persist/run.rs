@@ -10,43 +10,17 @@
 //! job or use up its retries. (Unless `Queue::cancel` asked for it: that
 //! cancels the queued run too, and the job ends `Cancelled`.)
 
-use super::commit::{Op, Outcome};
-use super::queue::{HandlerFn, Shared};
+use super::op::{Op, Outcome};
 use super::record::now_ms;
+use super::sched::HandlerFn;
+use super::shared::{HandlerScope, Shared};
 use super::{Delivery, JobId};
 use crate::signal::lock;
 use crate::{Dispatcher, Job, TrySpawnError};
-use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-thread_local! {
-    /// How many handlers this thread is inside (a handler may run a
-    /// nested job through `JobHandle::join`).
-    static IN_HANDLER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// `true` on a thread that is running one of a queue's handlers.
-pub(crate) fn in_handler() -> bool {
-    IN_HANDLER.with(Cell::get) > 0
-}
-
-struct HandlerScope;
-
-impl HandlerScope {
-    fn enter() -> HandlerScope {
-        IN_HANDLER.with(|c| c.set(c.get() + 1));
-        HandlerScope
-    }
-}
-
-impl Drop for HandlerScope {
-    fn drop(&mut self) {
-        IN_HANDLER.with(|c| c.set(c.get() - 1));
-    }
-}
 
 /// One attempt at one stored job, as a dispatcher job. Its status record
 /// on the dispatcher is the attempt's: `Succeeded`, `Failed` with the
@@ -73,6 +47,7 @@ impl Attempt {
         // stays `Running` in the file and is recovered on the next open.
         let _ = self.shared.send(Op::Finish {
             id: self.id,
+            attempt: self.attempt,
             outcome,
         });
     }
@@ -204,9 +179,32 @@ impl Window {
     }
 }
 
+/// The most jobs one claim asks a shared store for: tens to hundreds per
+/// round trip is where batching pays; more only holds jobs that other
+/// processes could run.
+const SHARED_CLAIM_MAX: usize = 256;
+/// How long the feeder of a shared store waits after a claim failed on a
+/// lost connection, at first and at most (doubling in between).
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How soon the feeder of a shared store claims again when due jobs were
+/// all locked by other processes' claims in progress (a claim holds its
+/// rows only for its transaction, a few milliseconds).
+const LOCKED_RETRY: Duration = Duration::from_millis(2);
+
 /// The feeder thread's body: claims ready jobs in batches, as many as the
 /// in-flight limit allows, and spawns them on the dispatcher.
 pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
+    if shared.local {
+        feed_local(shared, dispatcher);
+    } else {
+        feed_shared(shared, dispatcher);
+    }
+}
+
+/// For a store with a local schedule (the file): takes ready ids from the
+/// schedule in memory and claims exactly those.
+fn feed_local(shared: Arc<Shared>, dispatcher: Dispatcher) {
     let mut window = Window::new(&shared, dispatcher.workers());
     loop {
         let batch = {
@@ -256,16 +254,12 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
             Err(_) => {
                 // The queue is broken or stopped: these jobs stay pending
                 // in the file.
-                for _ in &batch {
-                    shared.attempt_ended();
-                }
+                shared.slots_freed(batch.len());
                 return;
             }
         };
-        let mut runs = Vec::with_capacity(batch.len());
-        let mut refused = false;
+        let mut attempts = Vec::with_capacity(batch.len());
         let mut skipped = false;
-        let mut stopping = false;
         for (take, claimed) in batch.into_iter().zip(claimed) {
             let Some(claimed) = claimed else {
                 // Cancelled between our take and the claim.
@@ -273,7 +267,7 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
                 skipped = true;
                 continue;
             };
-            let attempt = Attempt {
+            attempts.push(Attempt {
                 shared: Arc::clone(&shared),
                 id: take.id,
                 name: take.name,
@@ -282,50 +276,189 @@ pub(crate) fn feed(shared: Arc<Shared>, dispatcher: Dispatcher) {
                 handler: take.handler,
                 cancel: claimed.cancel,
                 reported: false,
-            };
-            if stopping {
-                // Dropping it releases its job.
-                drop(attempt);
-                continue;
-            }
-            match hand_over(&shared, &dispatcher, attempt) {
-                Handed::Run(run) => runs.push((take.id, run)),
-                Handed::Refused => refused = true,
-                Handed::Stopping => stopping = true,
-                Handed::Cancelled => {}
-            }
+            });
         }
-        let mut cancel = Vec::new();
-        {
-            let mut s = lock(&shared.sched);
-            for (id, run) in runs {
-                if let Some(job) = s.running.get_mut(&id) {
-                    job.run_id = Some(run);
-                    // A cancel that came before we knew the run id.
-                    // ORDERING: SeqCst, as the committer's store.
-                    if job.cancel.load(SeqCst) {
-                        cancel.push(run);
-                    }
-                }
-            }
-            if refused {
-                s.dispatcher_closed = true;
-            }
-        }
-        // A freed slot may be what `wait_idle` waits for (we took the lock
-        // after freeing it, so no waiter can miss this).
-        if skipped || refused {
-            shared.changed.notify_all();
-        }
-        for run in cancel {
-            dispatcher.cancel(run);
-        }
-        // Stopping: the runs handed over are recorded above, where `stop`
-        // looks for the queued ones to cancel.
-        if refused || stopping {
+        if !launch(&shared, &dispatcher, attempts, skipped) {
             return;
         }
     }
+}
+
+/// For a store shared between processes (PostgreSQL): asks the store for
+/// up to the free in-flight slots' worth of due jobs of the names this
+/// process handles; when none is due, waits for a wake (a notification
+/// from the server, a local commit, a new handler), the next backoff's
+/// end, or the poll interval, whichever comes first.
+fn feed_shared(shared: Arc<Shared>, dispatcher: Dispatcher) {
+    let mut window = Window::new(&shared, dispatcher.workers());
+    let mut retry = RETRY_MIN;
+    loop {
+        let (names, free, wakes) = {
+            let mut s = lock(&shared.sched);
+            loop {
+                if s.stopping || s.broken.is_some() {
+                    return;
+                }
+                // ORDERING: SeqCst, as in `feed_local`.
+                shared.starved.store(true, SeqCst);
+                let limit = window.limit(&shared).min(SHARED_CLAIM_MAX);
+                let free = limit.saturating_sub(shared.in_flight.load(SeqCst));
+                let names = s.handled_names();
+                if free > 0 && !names.is_empty() {
+                    // ORDERING: SeqCst, as in `feed_local`.
+                    shared.starved.store(false, SeqCst);
+                    shared.in_flight.fetch_add(free, SeqCst);
+                    break (names, free, s.wakes);
+                }
+                s = shared.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+                // ORDERING: SeqCst, as above.
+                shared.starved.store(false, SeqCst);
+            }
+        };
+        let batch = match shared.call(|reply| Op::ClaimNext {
+            names,
+            max: free,
+            reply,
+        }) {
+            Ok(batch) => {
+                retry = RETRY_MIN;
+                batch
+            }
+            Err(e) if e.is_transient() => {
+                shared.slots_freed(free);
+                wait_for_wake(&shared, wakes, Some(retry));
+                retry = (retry * 2).min(RETRY_MAX);
+                continue;
+            }
+            Err(_) => {
+                // Broken or stopped: nothing was claimed.
+                shared.slots_freed(free);
+                return;
+            }
+        };
+        let got = batch.jobs.len();
+        if got < free {
+            shared.slots_freed(free - got);
+        }
+        let mut attempts = Vec::with_capacity(got);
+        let mut skipped = false;
+        for picked in batch.jobs {
+            let handler = lock(&shared.sched).handler(&picked.name);
+            let Some((name, handler)) = handler else {
+                // Handlers are never unregistered, so this does not
+                // happen; give the job back uncounted if it does.
+                let _ = shared.send(Op::Finish {
+                    id: picked.id,
+                    attempt: picked.attempt,
+                    outcome: Outcome::Released,
+                });
+                shared.attempt_ended();
+                skipped = true;
+                continue;
+            };
+            attempts.push(Attempt {
+                shared: Arc::clone(&shared),
+                id: picked.id,
+                name,
+                payload: picked.payload,
+                attempt: picked.attempt,
+                handler,
+                cancel: picked.cancel,
+                reported: false,
+            });
+        }
+        if !launch(&shared, &dispatcher, attempts, skipped) {
+            return;
+        }
+        if got == 0 {
+            // Due jobs that other processes' claims held locked are
+            // worth another look soon; a backoff's end, at its end.
+            let until_due = batch
+                .next_due
+                .map(|due| Duration::from_millis(due.saturating_sub(now_ms())).max(LOCKED_RETRY));
+            let wait = until_due.map_or(shared.poll, |d| d.min(shared.poll));
+            wait_for_wake(&shared, wakes, Some(wait));
+        }
+    }
+}
+
+/// Waits until `Sched::wakes` moves past `seen`, the queue stops, or
+/// `limit` passes.
+fn wait_for_wake(shared: &Shared, seen: u64, limit: Option<Duration>) {
+    let deadline = limit.map(|l| Instant::now() + l);
+    let mut s = lock(&shared.sched);
+    while s.wakes == seen && !s.stopping && s.broken.is_none() {
+        s = match deadline {
+            None => shared.changed.wait(s).unwrap_or_else(|e| e.into_inner()),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return;
+                }
+                shared
+                    .changed
+                    .wait_timeout(s, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
+/// Hands claimed attempts to the dispatcher and records their run ids;
+/// `false` when the feeder must exit (the dispatcher refused, or the
+/// queue is stopping).
+fn launch(
+    shared: &Arc<Shared>,
+    dispatcher: &Dispatcher,
+    attempts: Vec<Attempt>,
+    skipped: bool,
+) -> bool {
+    let mut runs = Vec::with_capacity(attempts.len());
+    let mut refused = false;
+    let mut stopping = false;
+    for attempt in attempts {
+        let id = attempt.id;
+        if stopping {
+            // Dropping it releases its job.
+            drop(attempt);
+            continue;
+        }
+        match hand_over(shared, dispatcher, attempt) {
+            Handed::Run(run) => runs.push((id, run)),
+            Handed::Refused => refused = true,
+            Handed::Stopping => stopping = true,
+            Handed::Cancelled => {}
+        }
+    }
+    let mut cancel = Vec::new();
+    {
+        let mut s = lock(&shared.sched);
+        for (id, run) in runs {
+            if let Some(job) = s.running.get_mut(&id) {
+                job.run_id = Some(run);
+                // A cancel that came before we knew the run id.
+                // ORDERING: SeqCst, as the committer's store.
+                if job.cancel.load(SeqCst) {
+                    cancel.push(run);
+                }
+            }
+        }
+        if refused {
+            s.dispatcher_closed = true;
+        }
+    }
+    // A freed slot may be what `wait_idle` waits for (we took the lock
+    // after freeing it, so no waiter can miss this).
+    if skipped || refused {
+        shared.changed.notify_all();
+    }
+    for run in cancel {
+        dispatcher.cancel(run);
+    }
+    // Stopping: the runs handed over are recorded above, where `stop`
+    // looks for the queued ones to cancel.
+    !(refused || stopping)
 }
 
 /// How [`hand_over`] ended. Unless it is `Run`, the attempt was dropped,

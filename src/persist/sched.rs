@@ -7,11 +7,14 @@
 //! feeder taking ready ids out of the lanes to claim them: a claim that
 //! is not committed leaves the queue broken, so nothing reads them again.
 
-use super::queue::HandlerFn;
+use super::Delivery;
 use crate::Dispatcher;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+
+/// A registered handler, type-erased: its error is turned into text.
+pub(crate) type HandlerFn = dyn Fn(&Delivery<'_>) -> Result<(), String> + Send + Sync;
 
 /// The jobs of one name.
 #[derive(Default)]
@@ -55,6 +58,21 @@ pub(crate) struct Sched {
     pub(crate) recovered: u64,
     pub(crate) pruned: u64,
     pub(crate) commits: u64,
+    /// Late completions refused because the job's lease was lost (its
+    /// fencing token was stale), since open.
+    pub(crate) fenced: u64,
+    /// Heartbeats that found a job's lease taken over, since open.
+    pub(crate) leases_lost: u64,
+    /// Connection failures and reconnects to the store's server.
+    pub(crate) connection_errors: u64,
+    pub(crate) reconnects: u64,
+    pub(crate) last_connection_error: Option<String>,
+    /// Bumped whenever work may have become claimable elsewhere (a
+    /// notification from the server, a new handler, a local commit that
+    /// made jobs ready): the feeder of a shared store waits for it.
+    pub(crate) wakes: u64,
+    /// A shared store's counts by state, as last read (for `stats`).
+    pub(crate) counts: Option<super::store::Counts>,
     /// Lifecycle.
     pub(crate) dispatcher: Option<Dispatcher>,
     pub(crate) stopping: bool,
@@ -165,6 +183,24 @@ impl Sched {
         }
     }
 
+    /// The names that have a handler, sorted.
+    pub(crate) fn handled_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| l.handler.is_some())
+            .map(|(n, _)| n.to_string())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The handler for `name`, if one is registered.
+    pub(crate) fn handler(&self, name: &str) -> Option<(Arc<str>, Arc<HandlerFn>)> {
+        let (key, lane) = self.lanes.get_key_value(name)?;
+        Some((Arc::clone(key), lane.handler.clone()?))
+    }
+
     fn has_handler(&self, name: &str) -> bool {
         self.lanes.get(name).is_some_and(|l| l.handler.is_some())
     }
@@ -241,7 +277,7 @@ mod tests {
     use super::*;
 
     fn handler() -> Arc<HandlerFn> {
-        Arc::new(|_: &super::super::Delivery<'_>| Ok(()))
+        Arc::new(|_: &Delivery<'_>| Ok(()))
     }
 
     #[test]
