@@ -42,13 +42,33 @@ use crate::{time, Arc};
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::thread;
 use std::collections::BinaryHeap;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 
 /// The pool, its control thread's state and what the checks count.
 struct World {
     pool: Arc<Pool>,
     /// Workers that posted `Exited` (counted just before the post).
     exited: AtomicUsize,
+    /// Loom's view of the queues' hand-off (see [`World::before_push`]).
+    handoff: AtomicUsize,
+}
+
+impl World {
+    /// Before any push to a crossbeam queue: crossbeam's own Release/Acquire
+    /// is invisible to loom (it is not built on loom's atomics), so without
+    /// this the popping worker's first touch of a job's record (the
+    /// `started_at` store in `cell::claim`) reads to loom as racing the
+    /// record's creation. A Release RMW before the push, and an Acquire
+    /// RMW after each pop (which reads the latest value, so this one or a
+    /// later one in its release sequence), stand in for crossbeam's.
+    fn before_push(&self) {
+        self.handoff.fetch_add(1, Release);
+    }
+
+    /// After a pop from a crossbeam queue: see [`World::before_push`].
+    fn after_pop(&self) {
+        self.handoff.fetch_add(0, Acquire);
+    }
 }
 
 /// A pool of `workers` slots, all `Active`, and its `Control`.
@@ -84,6 +104,7 @@ fn world(workers: usize) -> (Arc<World>, Control) {
     let world = Arc::new(World {
         pool,
         exited: AtomicUsize::new(0),
+        handoff: AtomicUsize::new(0),
     });
     (world, control)
 }
@@ -151,6 +172,7 @@ fn spawn(world: &World, job: impl FnOnce() + Send + 'static) -> Option<JobHandle
     let id = pool.admit()?;
     let (typed, [job, indexed]) = JobCell::spawn(JobId(id), job, 0);
     pool.index.insert(indexed);
+    world.before_push();
     pool.injector.push(Task::job(job));
     pool.wake_one();
     Some(JobHandle::from_typed(typed))
@@ -193,6 +215,7 @@ fn worker(world: &World, index: usize) {
             break;
         }
         if let Some(task) = find(&local, &batch) {
+            world.after_pop();
             // `execute_found`: stop searching (rule 2), then `execute`.
             if std::mem::replace(&mut searching, false) {
                 pool.pass_on();
@@ -202,6 +225,7 @@ fn worker(world: &World, index: usize) {
                 Kind::Stack(_) => unreachable!("no join in these models"),
             };
             if pool.is_paused() {
+                world.before_push();
                 local.push(Task::job(job));
                 continue;
             }
@@ -245,6 +269,8 @@ fn worker(world: &World, index: usize) {
     // `retire`.
     let mut moved = 0;
     while let Some(job) = batch.pop().or_else(|| local.pop()) {
+        world.after_pop();
+        world.before_push();
         pool.injector.push(job);
         moved += 1;
     }
@@ -334,7 +360,8 @@ fn halt_against_a_worker_and_a_spawner() {
 
 /// Pause, then a spawn after the pause was answered, then resume, against
 /// a worker and a second spawner, then a shutdown: the first job never
-/// starts before the resume was posted; both jobs run exactly once.
+/// starts before the resume was posted; each accepted job runs exactly
+/// once (the second spawn may be refused by the shutdown's close).
 #[test]
 fn pause_resume_against_a_spawner_and_a_worker() {
     model("control: pause/resume vs spawner vs worker, then shutdown", || {
@@ -343,7 +370,7 @@ fn pause_resume_against_a_spawner_and_a_worker() {
         let runs = Arc::new(AtomicUsize::new(0));
         let other = {
             let (world, runs) = (Arc::clone(&world), Arc::clone(&runs));
-            thread::spawn(move || spawn(&world, counted(&runs)).expect("open pool"))
+            thread::spawn(move || spawn(&world, counted(&runs)))
         };
         pause(&world);
         let resumed = Arc::new(AtomicBool::new(false));
@@ -361,17 +388,20 @@ fn pause_resume_against_a_spawner_and_a_worker() {
         resumed.store(true, SeqCst);
         resume(&world);
         shutdown(&world, 1);
+        // The other spawn may come after the shutdown's close: refused.
         let other = other.join().unwrap();
         end(&world, threads);
-        assert_eq!(runs.load(SeqCst), 2);
+        assert_eq!(runs.load(SeqCst), 1 + usize::from(other.is_some()));
         assert_eq!(gated.status(), JobStatus::Succeeded);
-        assert_eq!(other.status(), JobStatus::Succeeded);
+        if let Some(other) = other {
+            assert_eq!(other.status(), JobStatus::Succeeded);
+        }
     });
 }
 
 /// Halting one of two workers against the workers and a spawner, then a
 /// shutdown: the first halt is granted, the second would halt the last
-/// worker and is refused, the halted worker leaves, the job runs once,
+/// worker and is refused, the halted worker leaves, an accepted job runs once,
 /// and the shutdown waiter is answered after both workers posted Exited.
 #[test]
 fn halt_worker_against_worker_exit_and_shutdown() {
@@ -381,7 +411,7 @@ fn halt_worker_against_worker_exit_and_shutdown() {
         let runs = Arc::new(AtomicUsize::new(0));
         let spawner = {
             let (world, runs) = (Arc::clone(&world), Arc::clone(&runs));
-            thread::spawn(move || spawn(&world, counted(&runs)).expect("open pool"))
+            thread::spawn(move || spawn(&world, counted(&runs)))
         };
         assert_eq!(halt_worker(&world, 1), Ok(()));
         assert_eq!(halt_worker(&world, 1), Err(WorkerError::NotRunning(1)));
@@ -392,9 +422,12 @@ fn halt_worker_against_worker_exit_and_shutdown() {
         );
         assert_eq!(world.pool.running_workers(), 1);
         shutdown(&world, 2);
+        // The spawn may come after the shutdown's close: refused.
         let handle = spawner.join().unwrap();
         end(&world, threads);
-        assert_eq!(runs.load(SeqCst), 1);
-        assert_eq!(handle.status(), JobStatus::Succeeded);
+        assert_eq!(runs.load(SeqCst), usize::from(handle.is_some()));
+        if let Some(handle) = handle {
+            assert_eq!(handle.status(), JobStatus::Succeeded);
+        }
     });
 }
