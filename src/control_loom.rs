@@ -363,6 +363,7 @@ fn halt_against_a_worker_and_a_spawner() {
 /// starts before the resume was posted; each accepted job runs exactly
 /// once (the second spawn may be refused by the shutdown's close).
 #[test]
+#[ignore = "too large for CI's budget at LOOM_MAX_PREEMPTIONS=2 (ran past 4 min on 2 shared cores without finishing); run with --ignored"]
 fn pause_resume_against_a_spawner_and_a_worker() {
     model("control: pause/resume vs spawner vs worker, then shutdown", || {
         let (world, control) = world(1);
@@ -404,6 +405,7 @@ fn pause_resume_against_a_spawner_and_a_worker() {
 /// worker and is refused, the halted worker leaves, an accepted job runs once,
 /// and the shutdown waiter is answered after both workers posted Exited.
 #[test]
+#[ignore = "too large for CI's budget at LOOM_MAX_PREEMPTIONS=2 (ran past 4 min on 2 shared cores without finishing); run with --ignored"]
 fn halt_worker_against_worker_exit_and_shutdown() {
     model("control: halt_worker vs worker exit vs shutdown", || {
         let (world, control) = world(2);
@@ -429,5 +431,75 @@ fn halt_worker_against_worker_exit_and_shutdown() {
         if let Some(handle) = handle {
             assert_eq!(handle.status(), JobStatus::Succeeded);
         }
+    });
+}
+
+/// The pause model without the second spawner: the order-giver's own
+/// spawn, made after its pause was answered, is the one under test.
+#[test]
+fn pause_resume_against_a_worker() {
+    model("control: pause, spawn, resume vs worker, then shutdown", || {
+        let (world, control) = world(1);
+        let threads = start(&world, control, 1);
+        let resumed = Arc::new(AtomicBool::new(false));
+        pause(&world);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let gated = {
+            let (runs, resumed) = (Arc::clone(&runs), Arc::clone(&resumed));
+            spawn(&world, move || {
+                assert!(
+                    resumed.load(SeqCst),
+                    "a job started while the pool was paused"
+                );
+                runs.fetch_add(1, SeqCst);
+            })
+            .expect("open pool")
+        };
+        resumed.store(true, SeqCst);
+        resume(&world);
+        shutdown(&world, 1);
+        end(&world, threads);
+        assert_eq!(runs.load(SeqCst), 1);
+        assert_eq!(gated.status(), JobStatus::Succeeded);
+    });
+}
+
+/// The halt_worker model without the spawner: two idle workers, one
+/// halted (it leaves while the other may be parked or searching), the
+/// last one refused, then the shutdown.
+#[test]
+#[ignore = "too large for CI's budget at LOOM_MAX_PREEMPTIONS=2 (ran past 5 min on 2 shared cores without finishing); run with --ignored"]
+fn halt_worker_against_idle_workers_and_shutdown() {
+    model("control: halt_worker vs idle workers vs shutdown", || {
+        let (world, control) = world(2);
+        let threads = start(&world, control, 2);
+        assert_eq!(halt_worker(&world, 1), Ok(()));
+        assert_eq!(
+            halt_worker(&world, 0),
+            Err(WorkerError::LastWorker),
+            "the last worker was halted"
+        );
+        assert_eq!(world.pool.running_workers(), 1);
+        shutdown(&world, 2);
+        end(&world, threads);
+    });
+}
+
+/// The last worker of a one-worker pool against that worker and a
+/// shutdown: halting it is refused, a free slot is not running.
+#[test]
+fn halt_worker_refuses_the_last_worker() {
+    model("control: halt_worker of the last worker vs worker vs shutdown", || {
+        let (world, control) = world(1);
+        let threads = start(&world, control, 1);
+        assert_eq!(
+            halt_worker(&world, 0),
+            Err(WorkerError::LastWorker),
+            "the last worker was halted"
+        );
+        assert_eq!(halt_worker(&world, 1), Err(WorkerError::NotRunning(1)));
+        assert_eq!(world.pool.running_workers(), 1);
+        shutdown(&world, 1);
+        end(&world, threads);
     });
 }
