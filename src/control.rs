@@ -535,3 +535,7 @@ pub(crate) fn join_all(pool: &Pool, threads: &Threads) {
         let _ = control.join();
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "control_loom.rs"]
+mod loom_tests;
