@@ -81,10 +81,10 @@ fn world(workers: usize) -> (Arc<World>, Control) {
     }));
     for index in 0..workers {
         // What `start_worker` does before and after its spawn.
-        let slot = &pool.slots[index];
+        let slot = &pool.slots()[index];
         slot.set_stop(false);
         pool.mark_used(index);
-        pool.sleep.start_searching();
+        pool.sleep().start_searching();
     }
     let control = Control {
         pool: Arc::clone(&pool),
@@ -171,9 +171,9 @@ fn spawn(world: &World, job: impl FnOnce() + Send + 'static) -> Option<JobHandle
     let pool = &world.pool;
     let id = pool.admit()?;
     let (typed, [job, indexed]) = JobCell::spawn(JobId(id), job, 0);
-    pool.index.insert(indexed);
+    pool.index().insert(indexed);
     world.before_push();
-    pool.injector.push(Task::job(job));
+    pool.injector().push(Task::job(job));
     pool.wake_one();
     Some(JobHandle::from_typed(typed))
 }
@@ -181,13 +181,12 @@ fn spawn(world: &World, job: impl FnOnce() + Send + 'static) -> Option<JobHandle
 /// A modelled worker of slot `index`: `main_loop`, `run` and `retire`.
 fn worker(world: &World, index: usize) {
     let pool = &*world.pool;
-    let slot = &pool.slots[index];
+    let slot = &pool.slots()[index];
     let Deques { local, batch } = lock(&slot.deques).take().expect("one thread per slot");
     *lock(&slot.thread) = Some(crate::loom::thread::current());
     // Started counted as searching (`start_worker`).
     let mut searching = true;
-    let find = |local: &crossbeam_deque::Worker<Task>,
-                batch: &crossbeam_deque::Worker<Task>| {
+    let find = |local: &crossbeam_deque::Worker<Task>, batch: &crossbeam_deque::Worker<Task>| {
         if pool.is_paused() {
             return None;
         }
@@ -199,7 +198,7 @@ fn worker(world: &World, index: usize) {
                     return Some(t);
                 }
             }
-            if let Some(t) = pool.injector.steal_batch_and_pop(batch).success() {
+            if let Some(t) = pool.injector().steal_batch_and_pop(batch).success() {
                 return Some(t);
             }
             for v in peers() {
@@ -247,23 +246,23 @@ fn worker(world: &World, index: usize) {
         }
         // `search`: one round.
         if !std::mem::replace(&mut searching, true) {
-            pool.sleep.start_searching();
+            pool.sleep().start_searching();
         }
         if pool.has_work() || pool.is_done() || slot.stop_requested() {
             continue;
         }
         // `park`.
         if std::mem::replace(&mut searching, false) {
-            let _ = pool.sleep.stop_searching();
+            let _ = pool.sleep().stop_searching();
         }
-        pool.sleep.prepare(index);
+        pool.sleep().prepare(index);
         if pool.has_work() || pool.is_done() || slot.stop_requested() {
-            pool.sleep.withdraw(index);
+            pool.sleep().withdraw(index);
             searching = true;
             continue;
         }
         crate::loom::thread::park();
-        pool.sleep.withdraw(index);
+        pool.sleep().withdraw(index);
         searching = true;
     }
     // `retire`.
@@ -271,7 +270,7 @@ fn worker(world: &World, index: usize) {
     while let Some(job) = batch.pop().or_else(|| local.pop()) {
         world.after_pop();
         world.before_push();
-        pool.injector.push(job);
+        pool.injector().push(job);
         moved += 1;
     }
     if moved > 0 {
@@ -284,7 +283,7 @@ fn worker(world: &World, index: usize) {
     *lock(&slot.thread) = None;
     *lock(&slot.deques) = Some(Deques { local, batch });
     world.exited.fetch_add(1, SeqCst);
-    let _ = pool.orders.post(Order::Exited(index));
+    let _ = pool.orders().post(Order::Exited(index));
 }
 
 /// Starts the control thread (the real loop) and `workers` workers.
@@ -301,7 +300,11 @@ fn end(world: &World, threads: Vec<thread::JoinHandle<()>>) {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(world.pool.pending(), 0, "an accepted job was never finished");
+    assert_eq!(
+        world.pool.pending(),
+        0,
+        "an accepted job was never finished"
+    );
 }
 
 /// A job that counts its runs.
@@ -365,39 +368,42 @@ fn halt_against_a_worker_and_a_spawner() {
 #[test]
 #[ignore = "too large for CI's budget at LOOM_MAX_PREEMPTIONS=2 (ran past 4 min on 2 shared cores without finishing); run with --ignored"]
 fn pause_resume_against_a_spawner_and_a_worker() {
-    model("control: pause/resume vs spawner vs worker, then shutdown", || {
-        let (world, control) = world(1);
-        let threads = start(&world, control, 1);
-        let runs = Arc::new(AtomicUsize::new(0));
-        let other = {
-            let (world, runs) = (Arc::clone(&world), Arc::clone(&runs));
-            thread::spawn(move || spawn(&world, counted(&runs)))
-        };
-        pause(&world);
-        let resumed = Arc::new(AtomicBool::new(false));
-        let gated = {
-            let (runs, resumed) = (Arc::clone(&runs), Arc::clone(&resumed));
-            spawn(&world, move || {
-                assert!(
-                    resumed.load(SeqCst),
-                    "a job started while the pool was paused"
-                );
-                runs.fetch_add(1, SeqCst);
-            })
-            .expect("open pool")
-        };
-        resumed.store(true, SeqCst);
-        resume(&world);
-        shutdown(&world, 1);
-        // The other spawn may come after the shutdown's close: refused.
-        let other = other.join().unwrap();
-        end(&world, threads);
-        assert_eq!(runs.load(SeqCst), 1 + usize::from(other.is_some()));
-        assert_eq!(gated.status(), JobStatus::Succeeded);
-        if let Some(other) = other {
-            assert_eq!(other.status(), JobStatus::Succeeded);
-        }
-    });
+    model(
+        "control: pause/resume vs spawner vs worker, then shutdown",
+        || {
+            let (world, control) = world(1);
+            let threads = start(&world, control, 1);
+            let runs = Arc::new(AtomicUsize::new(0));
+            let other = {
+                let (world, runs) = (Arc::clone(&world), Arc::clone(&runs));
+                thread::spawn(move || spawn(&world, counted(&runs)))
+            };
+            pause(&world);
+            let resumed = Arc::new(AtomicBool::new(false));
+            let gated = {
+                let (runs, resumed) = (Arc::clone(&runs), Arc::clone(&resumed));
+                spawn(&world, move || {
+                    assert!(
+                        resumed.load(SeqCst),
+                        "a job started while the pool was paused"
+                    );
+                    runs.fetch_add(1, SeqCst);
+                })
+                .expect("open pool")
+            };
+            resumed.store(true, SeqCst);
+            resume(&world);
+            shutdown(&world, 1);
+            // The other spawn may come after the shutdown's close: refused.
+            let other = other.join().unwrap();
+            end(&world, threads);
+            assert_eq!(runs.load(SeqCst), 1 + usize::from(other.is_some()));
+            assert_eq!(gated.status(), JobStatus::Succeeded);
+            if let Some(other) = other {
+                assert_eq!(other.status(), JobStatus::Succeeded);
+            }
+        },
+    );
 }
 
 /// Halting one of two workers against the workers and a spawner, then a
@@ -438,30 +444,33 @@ fn halt_worker_against_worker_exit_and_shutdown() {
 /// spawn, made after its pause was answered, is the one under test.
 #[test]
 fn pause_resume_against_a_worker() {
-    model("control: pause, spawn, resume vs worker, then shutdown", || {
-        let (world, control) = world(1);
-        let threads = start(&world, control, 1);
-        let resumed = Arc::new(AtomicBool::new(false));
-        pause(&world);
-        let runs = Arc::new(AtomicUsize::new(0));
-        let gated = {
-            let (runs, resumed) = (Arc::clone(&runs), Arc::clone(&resumed));
-            spawn(&world, move || {
-                assert!(
-                    resumed.load(SeqCst),
-                    "a job started while the pool was paused"
-                );
-                runs.fetch_add(1, SeqCst);
-            })
-            .expect("open pool")
-        };
-        resumed.store(true, SeqCst);
-        resume(&world);
-        shutdown(&world, 1);
-        end(&world, threads);
-        assert_eq!(runs.load(SeqCst), 1);
-        assert_eq!(gated.status(), JobStatus::Succeeded);
-    });
+    model(
+        "control: pause, spawn, resume vs worker, then shutdown",
+        || {
+            let (world, control) = world(1);
+            let threads = start(&world, control, 1);
+            let resumed = Arc::new(AtomicBool::new(false));
+            pause(&world);
+            let runs = Arc::new(AtomicUsize::new(0));
+            let gated = {
+                let (runs, resumed) = (Arc::clone(&runs), Arc::clone(&resumed));
+                spawn(&world, move || {
+                    assert!(
+                        resumed.load(SeqCst),
+                        "a job started while the pool was paused"
+                    );
+                    runs.fetch_add(1, SeqCst);
+                })
+                .expect("open pool")
+            };
+            resumed.store(true, SeqCst);
+            resume(&world);
+            shutdown(&world, 1);
+            end(&world, threads);
+            assert_eq!(runs.load(SeqCst), 1);
+            assert_eq!(gated.status(), JobStatus::Succeeded);
+        },
+    );
 }
 
 /// The halt_worker model without the spawner: two idle workers, one
@@ -489,17 +498,20 @@ fn halt_worker_against_idle_workers_and_shutdown() {
 /// shutdown: halting it is refused, a free slot is not running.
 #[test]
 fn halt_worker_refuses_the_last_worker() {
-    model("control: halt_worker of the last worker vs worker vs shutdown", || {
-        let (world, control) = world(1);
-        let threads = start(&world, control, 1);
-        assert_eq!(
-            halt_worker(&world, 0),
-            Err(WorkerError::LastWorker),
-            "the last worker was halted"
-        );
-        assert_eq!(halt_worker(&world, 1), Err(WorkerError::NotRunning(1)));
-        assert_eq!(world.pool.running_workers(), 1);
-        shutdown(&world, 1);
-        end(&world, threads);
-    });
+    model(
+        "control: halt_worker of the last worker vs worker vs shutdown",
+        || {
+            let (world, control) = world(1);
+            let threads = start(&world, control, 1);
+            assert_eq!(
+                halt_worker(&world, 0),
+                Err(WorkerError::LastWorker),
+                "the last worker was halted"
+            );
+            assert_eq!(halt_worker(&world, 1), Err(WorkerError::NotRunning(1)));
+            assert_eq!(world.pool.running_workers(), 1);
+            shutdown(&world, 1);
+            end(&world, threads);
+        },
+    );
 }
