@@ -3,7 +3,7 @@
 //! times and asserts exact states; a timeout only detects a hang.
 
 mod common;
-use common::{eventually, within, LIMIT};
+use common::{eventually, threads_named, within, LIMIT};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,19 +184,6 @@ fn a_job_moving_out_of_the_ring_stays_findable() {
             pool.shutdown();
         }
     });
-}
-
-/// The worker threads of this process whose name starts with `prefix`
-/// (Linux: `/proc/self/task/*/comm`).
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .filter(|name| name.starts_with(prefix))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// `set_workers` growing the pool races `shutdown`: shutdown returns only

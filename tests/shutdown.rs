@@ -3,7 +3,7 @@
 //! job, or by dropping the last handle.
 
 mod common;
-use common::{eventually, within, Gate, LIMIT};
+use common::{eventually, threads_named, within, Gate, LIMIT};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,19 +142,6 @@ fn shutdown_from_inside_a_job_does_not_deadlock() {
         pool.shutdown();
         assert_eq!(pool.stats().workers, 0);
     });
-}
-
-/// The worker threads of this process whose name starts with `prefix`
-/// (Linux: `/proc/self/task/*/comm`).
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .filter(|name| name.starts_with(prefix))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 #[test]

@@ -62,3 +62,16 @@ impl Gate {
         }
     }
 }
+
+/// The worker threads of this process whose name starts with `prefix`
+/// (Linux: `/proc/self/task/*/comm`).
+pub fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
