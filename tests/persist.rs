@@ -206,6 +206,10 @@ fn runs_jobs_and_records_outcomes(kind: Kind) {
     assert_eq!((stats.pending, stats.running, stats.waiting), (0, 0, 0));
     assert!(stats.fsyncs >= 1 && stats.commits >= 1);
     // Each attempt was an ordinary dispatcher job.
+    // The queue is idle once every outcome is stored, which each attempt
+    // does before it returns to the dispatcher, so the dispatcher's own
+    // count is read after its own wait_idle.
+    pool.wait_idle();
     assert_eq!(pool.stats().succeeded, 100);
     assert_eq!(
         queue.list(JobState::Succeeded, 3).unwrap(),
@@ -333,6 +337,10 @@ fn dead_jobs_are_kept_listed_and_requeueable(kind: Kind) {
     assert_eq!(record.last_error(), Some("downstream is down"));
     assert_eq!(queue.list(JobState::Dead, 10).unwrap(), [id]);
     assert_eq!(queue.stats().dead, 1);
+    // The queue is idle once every outcome is stored, which each attempt
+    // does before it returns to the dispatcher, so the dispatcher's own
+    // count is read after its own wait_idle.
+    pool.wait_idle();
     assert_eq!(pool.stats().failed, 3);
 
     healthy.store(true, Ordering::SeqCst);
@@ -368,6 +376,10 @@ fn a_panicking_handler_does_not_take_the_process_down(kind: Kind) {
     let record = queue.status(id).unwrap().unwrap();
     assert_eq!(record.state(), JobState::Dead);
     assert_eq!(record.last_error(), Some("panicked: handler exploded"));
+    // The queue is idle once every outcome is stored, which each attempt
+    // does before it returns to the dispatcher, so the dispatcher's own
+    // count is read after its own wait_idle.
+    pool.wait_idle();
     assert_eq!(pool.stats().panicked, 2);
     // The worker carries on.
     assert_eq!(pool.spawn(|| 5).unwrap().join().unwrap(), 5);
@@ -474,6 +486,10 @@ fn cancel_pending_and_running_jobs(kind: Kind) {
         (record.state(), record.attempts()),
         (JobState::Cancelled, 1)
     );
+    // The queue is idle once every outcome is stored, which each attempt
+    // does before it returns to the dispatcher, so the dispatcher's own
+    // count is read after its own wait_idle.
+    pool.wait_idle();
     assert_eq!(pool.stats().cancelled, 1);
 
     assert!(queue.requeue(pending).unwrap());

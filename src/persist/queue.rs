@@ -490,6 +490,12 @@ impl Queue {
     /// handler (backing-off ones included) and none running. Jobs waiting
     /// for a handler do not count.
     ///
+    /// It returns once every outcome is stored. Each attempt stores its
+    /// outcome before it returns to the dispatcher, so the dispatcher's own
+    /// [`stats`](crate::Dispatcher::stats) may not count the last attempts
+    /// yet; call [`Dispatcher::wait_idle`](crate::Dispatcher::wait_idle)
+    /// too before reading them.
+    ///
     /// Fails if the queue was never started, stops, breaks, or its
     /// dispatcher shuts down, since then it would wait forever; and inside
     /// one of the queue's handlers, which would wait for itself.
