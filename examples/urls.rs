@@ -118,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
 
     let before = queue.stats();
-    let known = before.pending + before.running + before.dead + before.succeeded as usize;
+    let known = before.pending + before.running + before.dead + before.succeeded;
 
     if known == 0 {
         // First run: write the input file, then enqueue it, 1,000 per commit.
@@ -143,8 +143,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let total = queue.stats();
-    let total = total.pending + total.running + total.succeeded as usize + total.dead;
-    let bar = ProgressBar::new(total as u64);
+    let total = total.pending + total.running + total.succeeded + total.dead;
+    let bar = ProgressBar::new(total);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} URLs  {per_sec}  eta {eta}",
     )?);
@@ -153,7 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Redraw a few times a second until nothing is left to run.
     loop {
         let s = queue.stats();
-        bar.set_position(s.succeeded + s.dead as u64);
+        bar.set_position(s.succeeded + s.dead);
         if s.pending + s.running == 0 {
             break;
         }

@@ -82,6 +82,14 @@ impl Admission {
         self.closed.load(SeqCst)
     }
 
+    /// Jobs accepted so far, for `stats`. Refusals are read first: each
+    /// was counted in `spawned` before it was taken back.
+    pub(crate) fn accepted(&self) -> u64 {
+        let refused = self.refused.load(SeqCst);
+        let spawned = self.spawned.load(SeqCst) & !CLOSED;
+        spawned.saturating_sub(refused) as u64
+    }
+
     /// Jobs accepted and not yet finished, given `finished`, the sum of the
     /// workers' finished counts read before this call.
     pub(crate) fn pending(&self, finished: usize) -> usize {

@@ -232,7 +232,7 @@ fn worker(world: &World, index: usize) {
             pool.release_place(&job, claimed);
             if claimed {
                 slot.counters.count_start();
-                let _ = job.run(index);
+                job.run(index, &slot.counters);
             } else {
                 job.discard();
             }

@@ -366,7 +366,7 @@ mod tests {
             if w == Worker::CancelRunning {
                 assert_eq!(job.cancel(0, true), Cancel::Requested);
             }
-            let state = job.run(0);
+            let state = job.run(0, &crate::job::raw::NoTally);
             assert_eq!(captured.load(SeqCst), 1, "the worker drops the closure");
             let expected = match w {
                 Worker::Succeed => state::SUCCEEDED,
@@ -462,11 +462,11 @@ mod tests {
         let (outer_handle, [outer]) = spawn(JobId(1), move || {
             let me = crate::current_job();
             assert!(claim(&inner, 0, crate::time::now()));
-            inner.run(0);
+            inner.run(0, &crate::job::raw::NoTally);
             (me, crate::current_job())
         });
         assert!(claim(&outer, 0, crate::time::now()));
-        assert_eq!(outer.run(0), state::SUCCEEDED);
+        assert_eq!(outer.run(0, &crate::job::raw::NoTally), state::SUCCEEDED);
         assert_eq!(
             outer_handle.join().unwrap(),
             (Some(JobId(1)), Some(JobId(1)))
@@ -482,7 +482,7 @@ mod tests {
             let (handle, [job]) = spawn(JobId(i), move || i * 2);
             let joiner = std::thread::spawn(move || handle.join().unwrap());
             assert!(claim(&job, 0, crate::time::now()));
-            job.run(0);
+            job.run(0, &crate::job::raw::NoTally);
             assert_eq!(joiner.join().unwrap(), i * 2);
         }
     }
@@ -496,7 +496,7 @@ mod tests {
             let (handle, [job]) = spawn(JobId(i), move || Probe(out));
             let dropper = std::thread::spawn(move || drop(handle));
             assert!(claim(&job, 0, crate::time::now()));
-            job.run(0);
+            job.run(0, &crate::job::raw::NoTally);
             dropper.join().unwrap();
             drop(job);
             assert_eq!(drops.load(SeqCst), i as usize + 1);

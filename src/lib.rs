@@ -43,6 +43,13 @@
 //! * `tracing`: a `tracing` span per job (`id`, `job` type name, `worker`)
 //!   and events (target `workyard`) for steals, parking, halts and
 //!   cancellations. Off by default; without it there is no cost.
+//! * `persist`: `persist::Queue`, a durable job queue stored with
+//!   [redb](https://crates.io/crates/redb) in one file: an acknowledged
+//!   enqueue survives a crash, and a job a crash interrupted runs again.
+//!   Off by default; the only part of the crate that does I/O (Rust 1.90).
+//! * `postgres` (implies `persist`): the same queue on PostgreSQL
+//!   (`persist::QueueBuilder::connect`), shared by many processes on many
+//!   machines.
 //!
 //! ## Fork-join
 //!

@@ -8,8 +8,9 @@
 //! long. So a cancel that knows the pool (`Dispatcher::cancel`,
 //! `cancel_queued`, `halt`, a deadline) gives the place back at once, and
 //! says so in the job's status word: its QUEUED → CANCELLED transition sets
-//! `PLACE_FREED` in the same compare-and-swap. The worker that pops the job
-//! sees the flag when its own claim fails and gives nothing back. Exactly
+//! `BY_POOL` in the same compare-and-swap (the flag also says the pool
+//! counted the cancel, for `stats`). The worker that pops the job sees the
+//! flag when its own claim fails and gives nothing back. Exactly
 //! one of the two gives the place back, whichever order they run in: the
 //! transition decides, and the flag travels with it. A cancel through a
 //! `JobHandle`, which does not know its pool, leaves the flag clear and the

@@ -3,22 +3,22 @@
 //! `JobCell` status word and the real `Places`.
 //!
 //! The pool's cancel is `Pool::cancel_job`: `cancel_then` with
-//! `PLACE_FREED` in its flags, giving the place back in the callback that
+//! `BY_POOL` in its flags, giving the place back in the callback that
 //! runs once QUEUED → CANCELLED is won. The worker is `WorkerCtx::execute`
 //! with `Pool::release_place`: claim, then give the place back unless its
-//! claim failed on a word that has `PLACE_FREED`, then run or discard.
+//! claim failed on a word that has `BY_POOL`, then run or discard.
 //!
 //! Checked in every interleaving: each job gives its place back exactly
 //! once (counted per job, whoever gives it), the count is never given back
 //! below zero and ends at zero, whichever of the worker and the canceller
 //! wins; also with a second job cancelled through its handle (no
-//! `PLACE_FREED`), whose place its pop gives back; and the place is back
+//! `BY_POOL`), whose place its pop gives back; and the place is back
 //! before the cancelled closure drops.
 
 use super::Places;
 use crate::handle::JobHandle;
 use crate::job::cell::{claim, JobCell, JobRef};
-use crate::job::state::{Cancel, BY_HALT, DEFERRED, PLACE_FREED};
+use crate::job::state::{Cancel, BY_HALT, BY_POOL, DEFERRED};
 use crate::job::JobId;
 use crate::loom::model;
 use loom::sync::atomic::AtomicUsize;
@@ -56,20 +56,20 @@ impl World {
     /// popped: `true` if it claimed and ran it.
     fn pop(&self, k: usize, job: &JobRef) -> bool {
         let claimed = claim(job, 0, crate::time::now());
-        if claimed || !job.header().state.load().has(PLACE_FREED) {
+        if claimed || !job.header().state.load().has(BY_POOL) {
             self.give_back(k);
         }
         if claimed {
-            job.run(0);
+            job.run(0, &crate::job::raw::NoTally);
         } else {
             job.discard();
         }
         claimed
     }
 
-    /// `Pool::cancel_job` of job `k` (bounded: with `PLACE_FREED`).
+    /// `Pool::cancel_job` of job `k` (bounded: with `BY_POOL`).
     fn cancel_by_pool(&self, k: usize, job: &JobRef, flags: usize) -> Cancel {
-        job.cancel_then(flags | PLACE_FREED, true, &mut || self.give_back(k))
+        job.cancel_then(flags | BY_POOL, true, &mut || self.give_back(k))
     }
 
     fn check_end(&self, jobs: usize) {
@@ -131,7 +131,7 @@ fn pool_cancel_of_one_job_handle_cancel_of_another() {
                 let (world, j, k) = (world.clone(), j.clone(), k.clone());
                 thread::spawn(move || (world.pop(1, &k), world.pop(0, &j)))
             };
-            // `JobHandle::cancel`: no PLACE_FREED, the pop gives it back.
+            // `JobHandle::cancel`: no BY_POOL, the pop gives it back.
             let by_handle = {
                 let k = k.clone();
                 thread::spawn(move || k.cancel(0, true))

@@ -15,7 +15,7 @@ use crate::job::index::Index;
 use crate::job::state::{self, Cancel};
 use crate::job::task::Task;
 use crate::job::{JobId, JobStatus};
-use crate::loom::{fence, AtomicUsize, Mutex};
+use crate::loom::{fence, AtomicU64, AtomicUsize, Mutex};
 use crate::order::{Inbox, Threads};
 use crate::places::Places;
 use crate::signal::Signal;
@@ -56,6 +56,9 @@ pub(crate) struct Pool {
     admission: Admission,
     /// The bounded queue's places (none counted when unbounded).
     places: Places,
+    /// Queued jobs cancelled through the pool (`cancel_job`), for `stats`;
+    /// the worker that pops such a job does not count it again.
+    queued_cancels: AtomicU64,
     /// Threads blocked on a full queue: outside spawners, and workers that
     /// may not run other jobs meanwhile (halting ones). Other workers wait
     /// in the sleep mask instead; see `Places::worker_waits`.
@@ -92,6 +95,7 @@ impl Pool {
             sleep: Sleep::new(config.max_workers),
             admission: Admission::new(),
             places: Places::new(config.capacity),
+            queued_cancels: AtomicU64::new(0),
             space: Signal::default(),
             idle: Signal::default(),
             gate: AtomicUsize::new(0),
@@ -299,7 +303,7 @@ impl Pool {
         if !self.places.is_bounded() {
             return;
         }
-        if claimed || !job.header().state.load().has(state::PLACE_FREED) {
+        if claimed || !job.header().state.load().has(state::BY_POOL) {
             self.places.give_back();
             self.place_freed();
         }
@@ -307,10 +311,10 @@ impl Pool {
 
     /// Cancels `job` for this pool's own callers (by id, `cancel_queued`,
     /// `halt`, a deadline): like `JobRef::cancel`, and a job found still
-    /// queued gives its place in a bounded queue back at once, marked in
-    /// the same transition (see `places.rs`). `defer`: leave the closure
-    /// for the worker that pops the job to drop (the control thread runs
-    /// no user code).
+    /// queued is settled at once, as `BY_POOL` in the same transition says:
+    /// it gives its place in a bounded queue back (see `places.rs`) and is
+    /// counted cancelled. `defer`: leave the closure for the worker that
+    /// pops the job to drop (the control thread runs no user code).
     pub(crate) fn cancel_job(
         &self,
         job: &JobRef,
@@ -319,14 +323,15 @@ impl Pool {
         defer: bool,
     ) -> Cancel {
         let bounded = self.places.is_bounded();
-        let mut flags = reason;
-        if bounded {
-            flags |= state::PLACE_FREED;
-        }
+        let mut flags = reason | state::BY_POOL;
         if defer {
             flags |= state::DEFERRED;
         }
         job.cancel_then(flags, running, &mut || {
+            // ORDERING: Relaxed: a count for `stats` only. The caller's
+            // later `stats` sees it: on the same thread, or after the
+            // control thread's reply to its order.
+            self.queued_cancels.fetch_add(1, Relaxed);
             if bounded {
                 self.places.give_back();
                 self.place_freed();
@@ -447,10 +452,20 @@ impl Pool {
             // its publication of the next: keep only what runs.
             .filter(|info| info.status() == JobStatus::Running)
             .collect();
+        let queued_cancels = self.queued_cancels.load(Relaxed)
+            + self
+                .used_slots()
+                .iter()
+                .map(|s| s.counters.discarded())
+                .sum::<u64>();
+        // After every count above, so that it covers each job they count.
+        let accepted = self.admission.accepted();
         Stats::new(
             self.running_workers(),
             per_worker,
-            self.pending(),
+            accepted,
+            queued_cancels,
+            self.config.capacity,
             self.index.len(),
             running_jobs,
         )

@@ -28,7 +28,7 @@ use crate::dispatcher;
 use crate::error::{JobError, SpawnError};
 use crate::handle::JobHandle;
 use crate::job::cell::{self, CurrentGuard, Header, JobRef};
-use crate::job::raw::{self, Record};
+use crate::job::raw::{self, Record, Tally};
 use crate::job::state::{self, Cancel};
 use crate::job::{JobId, JobInfo, JobStatus};
 use crate::join::{AbortOnUnwind, Latch};
@@ -179,7 +179,7 @@ where
     type Output = T;
     type Error = Infallible;
 
-    fn run(&self, _worker: usize) -> usize {
+    fn run(&self, _worker: usize, tally: &dyn Tally) -> usize {
         // `claim` stored the worker and start time before RUNNING.
         // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
         // canceller touches `job` only after winning QUEUED → CANCELLED.
@@ -200,9 +200,14 @@ where
 
         // An unread panic goes to the scope (also when a stop was
         // requested: a panic is a bug, and a cancellation must not hide it).
-        let end = cell::complete(&self.header, &self.output, outcome_state, outcome, |o| {
-            self.dispose(o)
-        });
+        let end = cell::complete(
+            &self.header,
+            &self.output,
+            outcome_state,
+            outcome,
+            |o| self.dispose(o),
+            tally,
+        );
         // SAFETY: we hold one unit of the scope's count (taken in `spawn`)
         // and use neither the scope nor `'scope` data after this.
         unsafe { ScopeState::count_out(self.scope) };

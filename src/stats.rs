@@ -1,6 +1,7 @@
 //! Counters: per-worker ones written by their worker alone, and the
 //! [`Stats`] snapshot built from them.
 
+use crate::job::raw::Tally;
 use crate::job::{JobId, JobInfo};
 use crate::loom::{AtomicU64, AtomicUsize};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -61,16 +62,25 @@ impl WorkerState {
 
 /// One worker's counters. Only that worker writes them, so an update is a
 /// plain load and store, not a locked read-modify-write.
+///
+/// A job is counted by its outcome (succeeded, failed, panicked or
+/// cancelled while running) before its terminal state is published
+/// (`Tally`), so whoever sees it finished finds it counted.
 #[derive(Default)]
 pub(crate) struct WorkerCounters {
-    /// Jobs claimed; minus `jobs_run`, the jobs running on this worker
-    /// (more than one while a job waits inside another for one it runs).
+    /// Jobs claimed; minus the outcomes below, the jobs running on this
+    /// worker (more than one while a job waits inside another for one it
+    /// runs).
     started: AtomicU64,
-    jobs_run: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
+    /// Jobs this worker ran that were asked to stop while they ran.
     cancelled: AtomicU64,
+    /// Jobs cancelled through their handle while queued, which this
+    /// worker popped and dropped: counted in `Stats::cancelled`, not in
+    /// this worker's own figures (it never ran them).
+    discarded: AtomicU64,
     steals: AtomicU64,
     busy_nanos: AtomicU64,
     state: AtomicUsize,
@@ -87,24 +97,28 @@ impl WorkerCounters {
         counter.store(counter.load(Relaxed) + by, Relaxed);
     }
 
-    pub(crate) fn count_outcome(&self, state: usize) {
+    fn outcome(&self, state: usize) -> &AtomicU64 {
         use crate::job::state as s;
-        let counter = match state {
+        match state {
             s::SUCCEEDED => &self.succeeded,
             s::FAILED => &self.failed,
             s::PANICKED => &self.panicked,
             _ => &self.cancelled,
-        };
-        Self::bump(counter, 1);
+        }
     }
 
     pub(crate) fn count_start(&self) {
         Self::bump(&self.started, 1);
     }
 
-    pub(crate) fn count_run(&self, busy_nanos: u64) {
-        Self::bump(&self.jobs_run, 1);
-        Self::bump(&self.busy_nanos, busy_nanos);
+    /// A job cancelled through its handle while queued was popped and
+    /// dropped (one cancelled through the pool was counted by the pool).
+    pub(crate) fn count_discarded(&self) {
+        Self::bump(&self.discarded, 1);
+    }
+
+    pub(crate) fn discarded(&self) -> u64 {
+        self.discarded.load(Relaxed)
     }
 
     /// Counts a job out. SeqCst, not Relaxed: `Pool::pending` and the idle
@@ -138,23 +152,40 @@ impl WorkerCounters {
 
     pub(crate) fn snapshot(&self, index: usize) -> WorkerStats {
         let current = self.current.load(Relaxed);
-        // `jobs_run` first: it trails `started` (saturating all the same,
-        // as Relaxed loads of two counters need not agree).
-        let jobs_run = self.jobs_run.load(Relaxed);
+        // The outcomes first: each job's trails its start, so `running`
+        // cannot come out negative.
+        let succeeded = self.succeeded.load(Relaxed);
+        let failed = self.failed.load(Relaxed);
+        let panicked = self.panicked.load(Relaxed);
+        let cancelled = self.cancelled.load(Relaxed);
+        let jobs_run = succeeded + failed + panicked + cancelled;
         let running = self.started.load(Relaxed).saturating_sub(jobs_run);
         WorkerStats {
             index,
             state: WorkerState::from_usize(self.state.load(Relaxed)),
             current_job: (current != 0).then_some(JobId(current)),
-            running: running as usize,
+            running,
             jobs_run,
-            succeeded: self.succeeded.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            panicked: self.panicked.load(Relaxed),
-            cancelled: self.cancelled.load(Relaxed),
+            succeeded,
+            failed,
+            panicked,
+            cancelled,
             steals: self.steals.load(Relaxed),
             busy: Duration::from_nanos(self.busy_nanos.load(Relaxed)),
         }
+    }
+}
+
+impl Tally for WorkerCounters {
+    fn count(&self, state: usize, run_nanos: u64) {
+        Self::bump(self.outcome(state), 1);
+        Self::bump(&self.busy_nanos, run_nanos);
+    }
+
+    fn recount(&self, state: usize) {
+        let counted = self.outcome(state);
+        counted.store(counted.load(Relaxed) - 1, Relaxed);
+        Self::bump(&self.cancelled, 1);
     }
 }
 
@@ -182,7 +213,7 @@ pub struct WorkerStats {
     /// Jobs running on it now: usually 0 or 1, more while jobs wait
     /// inside one another. A stolen half of a `join` is not a job of its
     /// own and does not count.
-    pub running: usize,
+    pub running: u64,
     /// Jobs it ran to the end.
     pub jobs_run: u64,
     /// Of the jobs it finished, how many succeeded.
@@ -191,7 +222,9 @@ pub struct WorkerStats {
     pub failed: u64,
     /// How many panicked.
     pub panicked: u64,
-    /// How many ended cancelled (including queued ones it discarded).
+    /// How many were asked to stop while they ran here, and so ended
+    /// cancelled. Queued jobs that were cancelled count only in
+    /// [`Stats::cancelled`]: no worker ran them.
     pub cancelled: u64,
     /// Successful steals from other workers' deques.
     pub steals: u64,
@@ -202,9 +235,33 @@ pub struct WorkerStats {
 /// A snapshot of a dispatcher's counters, from
 /// [`Dispatcher::stats`](crate::Dispatcher::stats).
 ///
-/// Totals are exact once the dispatcher is idle (after
-/// [`wait_idle`](crate::Dispatcher::wait_idle)); while jobs run, each figure
-/// is a recent value.
+/// What it promises:
+///
+/// - **A job is counted by the time anyone can see it finished.** When
+///   its [`join`](crate::JobHandle::join) (or `.await`, or the end of its
+///   [`scope`](crate::Dispatcher::scope), or
+///   [`wait_idle`](crate::Dispatcher::wait_idle)) returns, the job is in
+///   [`succeeded`](Self::succeeded), [`failed`](Self::failed),
+///   [`panicked`](Self::panicked) or [`cancelled`](Self::cancelled), and
+///   no longer in [`queued`](Self::queued) or [`running`](Self::running).
+///   A queued job cancelled through the dispatcher
+///   ([`Dispatcher::cancel`](crate::Dispatcher::cancel),
+///   [`cancel_queued`](crate::Dispatcher::cancel_queued), a halt, a
+///   deadline) is counted before that call returns; one cancelled through
+///   its [`JobHandle`](crate::JobHandle), which does not know its
+///   dispatcher, when a worker drops it.
+/// - **`queued` never exceeds the
+///   [`queue_capacity`](crate::DispatcherBuilder::queue_capacity).** A
+///   spawn still waiting for room counts in
+///   [`waiting_spawns`](Self::waiting_spawns) until it gets a place.
+/// - **Each figure is read on its own, without a lock**, while jobs move
+///   from queued to running to finished: in a snapshot taken while jobs
+///   run, `waiting_spawns + queued + running + finished()` may differ from
+///   the number of jobs accepted by the few that changed state during the
+///   read. Once the
+///   dispatcher is idle every figure is exact.
+///
+/// All counts of jobs are `u64`.
 ///
 /// ```
 /// use workyard::Dispatcher;
@@ -223,25 +280,29 @@ pub struct WorkerStats {
 pub struct Stats {
     /// Worker threads running (not halted).
     pub workers: usize,
-    /// Jobs accepted and not yet started (or cancelled but not yet discarded).
-    pub queued: usize,
+    /// Jobs accepted and not yet started, including ones cancelled through
+    /// their handle that no worker has dropped yet.
+    pub queued: u64,
+    /// Spawns blocked on a full bounded queue, waiting for room (always 0
+    /// for an unbounded one). Their jobs are accepted, but not queued yet.
+    pub waiting_spawns: u64,
     /// Jobs running now, each counted once: also one that waits inside
     /// another on the same worker, and one whose `join` halves run on two.
-    pub running: usize,
+    pub running: u64,
     /// Jobs that succeeded.
     pub succeeded: u64,
     /// Jobs that failed.
     pub failed: u64,
     /// Jobs that panicked.
     pub panicked: u64,
-    /// Jobs cancelled.
+    /// Jobs cancelled: while queued, or asked to stop while running.
     pub cancelled: u64,
     /// Successful steals between workers.
     pub steals: u64,
     /// Status records held for lookup by id: the live jobs plus at most
     /// the configured history of finished ones. It does not grow with the
     /// number of jobs ever run.
-    pub records: usize,
+    pub records: u64,
     /// The jobs the workers are running now, each with its worker and start
     /// time: each worker's [`current_job`](WorkerStats::current_job), once
     /// per job. A job waiting inside another is in [`running`](Self::running)
@@ -252,25 +313,38 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// `accepted`: jobs accepted so far, read after every worker's figures
+    /// (so it covers every job they counted); `queued_cancels`: jobs
+    /// cancelled while queued and counted (by the pool, or by the worker
+    /// that dropped one cancelled through its handle); `capacity`: the
+    /// queue bound, if any.
     pub(crate) fn new(
         workers: usize,
         per_worker: Vec<WorkerStats>,
-        pending: usize,
+        accepted: u64,
+        queued_cancels: u64,
+        capacity: Option<usize>,
         records: usize,
         running_jobs: Vec<JobInfo>,
     ) -> Stats {
         let sum = |f: fn(&WorkerStats) -> u64| per_worker.iter().map(f).sum::<u64>();
-        let running = per_worker.iter().map(|w| w.running).sum();
+        let running = sum(|w| w.running);
+        let finished = sum(|w| w.jobs_run) + queued_cancels;
+        // What is neither running nor finished waits in the queue, or is a
+        // spawn still waiting for room in a full one.
+        let unfinished = accepted.saturating_sub(running + finished);
+        let queued = capacity.map_or(unfinished, |c| unfinished.min(c as u64));
         Stats {
             workers,
-            queued: pending.saturating_sub(running),
+            queued,
+            waiting_spawns: unfinished - queued,
             running,
             succeeded: sum(|w| w.succeeded),
             failed: sum(|w| w.failed),
             panicked: sum(|w| w.panicked),
-            cancelled: sum(|w| w.cancelled),
+            cancelled: sum(|w| w.cancelled) + queued_cancels,
             steals: sum(|w| w.steals),
-            records,
+            records: records as u64,
             running_jobs,
             per_worker,
         }

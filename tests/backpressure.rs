@@ -145,7 +145,10 @@ fn a_spawner_blocked_on_a_full_queue_is_refused_when_the_pool_closes() {
         let queued = pool.spawn(|| 1).unwrap();
         let p = pool.clone();
         let blocked = std::thread::spawn(move || p.spawn(|| 2).map_err(|e| (e.into_inner())()));
-        eventually("spawner waits for room", || pool.stats().queued == 2);
+        eventually("spawner waits for room", || {
+            let stats = pool.stats();
+            (stats.queued, stats.waiting_spawns) == (1, 1)
+        });
         pool.shutdown();
         assert_eq!(
             blocked.join().unwrap().unwrap_err(),
@@ -431,7 +434,10 @@ fn a_waiting_spawner_gets_a_cancelled_jobs_place_before_its_destructor_runs() {
             spawned_tx.send(()).unwrap();
             accepted
         });
-        eventually("spawner waits for room", || pool.stats().queued == 2);
+        eventually("spawner waits for room", || {
+            let stats = pool.stats();
+            (stats.queued, stats.waiting_spawns) == (1, 1)
+        });
         assert!(pool.cancel(queued.id()));
         assert!(spawner.join().unwrap());
         gate.open();

@@ -732,7 +732,7 @@ fn shutdown_timeout_returns_in_time_when_a_job_never_returns() {
 fn finished_records_are_released_without_wait_idle() {
     within(TEST_LIMIT, || {
         let history: usize = 100;
-        let bound = history.next_power_of_two();
+        let bound = history.next_power_of_two() as u64;
         let pool = Dispatcher::builder()
             .workers(2)
             .history(history)

@@ -210,12 +210,12 @@ fn threadpool_test_shrink() {
         }
         b0.wait();
         pool.set_workers(TEST_TASKS).unwrap();
-        assert_eq!(pool.stats().running, begin);
+        assert_eq!(pool.stats().running, begin as u64);
         b1.wait();
         b2.wait();
         common::eventually("the last 4 run alone", || {
             let stats = pool.stats();
-            stats.running == TEST_TASKS && stats.workers == TEST_TASKS
+            stats.running == TEST_TASKS as u64 && stats.workers == TEST_TASKS
         });
         b3.wait();
         pool.wait_idle();

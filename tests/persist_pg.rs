@@ -243,7 +243,7 @@ fn processes_starting_at_once_on_an_empty_database_migrate_it_once() {
     assert_eq!(ids, (1..=N as u64).collect::<BTreeSet<_>>());
     // One version row, and the queue works for a newcomer.
     let queue = Queue::builder().connect(&url).unwrap();
-    assert_eq!(queue.stats().waiting, N);
+    assert_eq!(queue.stats().waiting, N as u64);
     assert_eq!(queue.list(JobState::Waiting, 10).unwrap().len(), N);
     queue.stop().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -218,7 +218,7 @@ fn stats_count_each_running_job_once() {
             "one job on two workers, one queued"
         );
         let per_worker: Vec<_> = stats.per_worker.iter().map(|w| w.running).collect();
-        assert_eq!(per_worker.iter().sum::<usize>(), 1, "{per_worker:?}");
+        assert_eq!(per_worker.iter().sum::<u64>(), 1, "{per_worker:?}");
         a_gate.open();
         b_gate.open();
         parent.join().unwrap();

@@ -74,11 +74,11 @@ impl Load {
             let started = self.started.load(SeqCst);
             let stats = pool.stats();
             assert!(
-                started <= workers && stats.running <= workers,
+                started <= workers && stats.running <= workers as u64,
                 "{case}: more jobs running ({started} started, {} running) than workers ({workers})",
                 stats.running
             );
-            if started == workers && stats.running == workers {
+            if started == workers && stats.running == workers as u64 {
                 return;
             }
             if Instant::now() >= deadline {
@@ -307,7 +307,7 @@ fn from_inside_a_job(workers: usize) {
             loop {
                 let started = load.started.load(SeqCst);
                 let running = pool.stats().running;
-                if started == workers - 1 && running == workers {
+                if started == workers - 1 && running == workers as u64 {
                     break;
                 }
                 assert!(

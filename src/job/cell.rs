@@ -8,7 +8,7 @@
 
 use super::info::CancelReason;
 use super::raw::{self, Record};
-pub(crate) use super::raw::{Header, JobRef, Typed};
+pub(crate) use super::raw::{Header, JobRef, Tally, Typed};
 use super::state::{self, Cancel, Start};
 use super::{Job, JobId};
 use crate::error::JobError;
@@ -212,7 +212,7 @@ unsafe impl<J: Job> Record for JobCell<J> {
     type Error = J::Error;
 
     #[cfg_attr(not(feature = "tracing"), allow(clippy::let_unit_value))]
-    fn run(&self, worker: usize) -> usize {
+    fn run(&self, worker: usize, tally: &dyn Tally) -> usize {
         debug_assert_eq!(self.header.state.load().worker(), Some(worker));
         // SAFETY: the caller won QUEUED → RUNNING, which happens once; a
         // canceller touches the slot only after winning QUEUED → CANCELLED.
@@ -242,6 +242,7 @@ unsafe impl<J: Job> Record for JobCell<J> {
             outcome_state,
             outcome,
             unwind::drop_quietly,
+            tally,
         )
     }
 
@@ -302,17 +303,20 @@ unsafe impl<J: Job> Record for JobCell<J> {
 
 /// The second half of every run, shared by plain and scoped jobs: keeps
 /// `outcome` in `slot` if a handle may still read it (else hands it to
-/// `dispose`), stamps the finish time, moves the status word to its
-/// terminal state and wakes the joiner. Returns the terminal state.
+/// `dispose`), stamps the finish time, counts the job in `tally`, moves
+/// the status word to its terminal state and wakes the joiner. Returns the
+/// terminal state.
 pub(crate) fn complete<T>(
     header: &Header,
     slot: &impl OutcomeSlot<T>,
     outcome_state: usize,
     outcome: T,
     dispose: impl Fn(Option<T>),
+    tally: &dyn Tally,
 ) -> usize {
     let now = header.state.load();
-    let keep = now.has(state::HANDLE) && !now.has(state::CANCEL_REQUESTED);
+    let stopped = now.has(state::CANCEL_REQUESTED);
+    let keep = now.has(state::HANDLE) && !stopped;
     if keep {
         // SAFETY: only the running worker writes the slot, before `finish`
         // publishes OUTPUT; nobody reads it until OUTPUT is set.
@@ -321,6 +325,15 @@ pub(crate) fn complete<T>(
         dispose(Some(outcome));
     }
     header.finished_at.store(time::now(), Relaxed);
+    // Counted before `finish` publishes the terminal state (Release), so
+    // a joiner that sees it (Acquire) sees the count as well. A stop
+    // request that lands in between is rare: it is recounted after.
+    let counted = if stopped {
+        state::CANCELLED
+    } else {
+        outcome_state
+    };
+    tally.count(counted, header.run_nanos());
     let prev = header.state.finish(outcome_state, keep);
     let published = keep && prev.has(state::HANDLE) && !prev.has(state::CANCEL_REQUESTED);
     if keep && !published {
@@ -329,12 +342,16 @@ pub(crate) fn complete<T>(
         // SAFETY: as above; no reader can see OUTPUT.
         dispose(unsafe { slot.take() });
     }
-    header.wake_waiter(prev);
-    if prev.has(state::CANCEL_REQUESTED) {
+    let end = if prev.has(state::CANCEL_REQUESTED) {
         state::CANCELLED
     } else {
         outcome_state
+    };
+    if end != counted {
+        tally.recount(counted);
     }
+    header.wake_waiter(prev);
+    end
 }
 
 /// Claims a popped job for worker `worker`, starting at `now` (a

@@ -40,7 +40,7 @@ fn spawn() -> (JobRef, JobHandle<(u32, Tracked)>, Arc<AtomicUsize>) {
 fn worker(job: JobRef) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         assert!(claim(&job, 0, crate::time::now()));
-        job.run(0);
+        job.run(0, &crate::job::raw::NoTally);
     })
 }
 

@@ -390,7 +390,7 @@ mod tests {
 
     fn finish(job: &JobRef) {
         assert!(crate::job::cell::claim(job, 0, crate::time::now()));
-        job.run(0);
+        job.run(0, &crate::job::raw::NoTally);
     }
 
     #[test]

@@ -201,6 +201,27 @@ impl Header {
     }
 }
 
+/// Where the worker running a job counts it: told the job's outcome
+/// before the terminal state is published, so that whoever sees the job
+/// finished (its joiner, `wait_idle`, a scope's end) finds it counted too.
+pub(crate) trait Tally {
+    /// The job ran for `run_nanos` and is about to end in `state`.
+    fn count(&self, state: usize, run_nanos: u64);
+    /// A stop request reached the job between `count` and its terminal
+    /// transition: it ended `CANCELLED` rather than the `state` counted.
+    fn recount(&self, state: usize);
+}
+
+/// A tally that counts nothing, for tests that run records by hand.
+#[cfg(test)]
+pub(crate) struct NoTally;
+
+#[cfg(test)]
+impl Tally for NoTally {
+    fn count(&self, _: usize, _: u64) {}
+    fn recount(&self, _: usize) {}
+}
+
 /// A record type: `#[repr(C)]` with its [`Header`] as first field (which
 /// the implementor promises by implementing this unsafe trait).
 ///
@@ -214,8 +235,9 @@ pub(crate) unsafe trait Record: Sized {
     /// What a failed run gives the handle.
     type Error;
 
-    /// Runs the job on worker `worker`; returns its terminal state.
-    fn run(&self, worker: usize) -> usize;
+    /// Runs the job on worker `worker`, counting its outcome in `tally`
+    /// before anyone can see it finished; returns its terminal state.
+    fn run(&self, worker: usize, tally: &dyn Tally) -> usize;
     /// Cancels the job (see `State::cancel`). If it wins QUEUED →
     /// CANCELLED, calls `won` at once, before any user code runs (the
     /// closure's destructor, a waker).
@@ -236,9 +258,9 @@ pub(crate) unsafe trait Record: Sized {
     /// invariant) and under the contract of the `JobRef` method that
     /// calls it.
     const VTABLE: VTable = VTable {
-        run: |header, worker| {
+        run: |header, worker, tally| {
             // SAFETY: see above.
-            unsafe { record::<Self>(header) }.run(worker)
+            unsafe { record::<Self>(header) }.run(worker, tally)
         },
         cancel: |header, reason, running, won| {
             // SAFETY: see above.
@@ -337,8 +359,9 @@ pub(crate) unsafe fn allocate<R: Record, const N: usize>(
 /// The functions of one record type, each taking a pointer to the header
 /// of a live record of that type.
 pub(crate) struct VTable {
-    /// Runs the job on worker `worker`; returns its terminal state.
-    pub(crate) run: unsafe fn(NonNull<Header>, usize) -> usize,
+    /// Runs the job on worker `worker`, counting it in the tally; returns
+    /// its terminal state.
+    pub(crate) run: unsafe fn(NonNull<Header>, usize, &dyn Tally) -> usize,
     /// Cancels the job (see `State::cancel`), calling the callback once it
     /// won, before any user code.
     pub(crate) cancel: unsafe fn(NonNull<Header>, usize, bool, &mut dyn FnMut()) -> Cancel,
@@ -402,9 +425,9 @@ impl JobRef {
     /// Runs the job on worker `worker` and returns its terminal state.
     /// Only the caller that won [`claim`](super::cell::claim) may call it.
     #[inline]
-    pub(crate) fn run(&self, worker: usize) -> usize {
+    pub(crate) fn run(&self, worker: usize, tally: &dyn Tally) -> usize {
         // SAFETY: a live record of the type its vtable was made for.
-        unsafe { (self.header().vtable.run)(self.0, worker) }
+        unsafe { (self.header().vtable.run)(self.0, worker, tally) }
     }
 
     /// Cancels the job (see [`State::cancel`](super::state::State::cancel);

@@ -45,16 +45,17 @@ pub(crate) const OUTPUT: usize = 1 << 6;
 pub(crate) const BY_DEADLINE: usize = 1 << 7;
 /// The cancellation came from `Dispatcher::halt` or a shutdown timeout.
 pub(crate) const BY_HALT: usize = 1 << 8;
-/// Set with CANCELLED by a cancel through the pool, which gave the job's
-/// place in a bounded queue back at once: the worker that pops the job
-/// gives nothing back (see `places.rs`).
-pub(crate) const PLACE_FREED: usize = 1 << 9;
+/// Set with CANCELLED by a cancel through the pool, which settled the
+/// job's accounts at once: it gave the job's place in a bounded queue back
+/// (see `places.rs`) and counted the cancel in the pool's stats. The worker
+/// that pops the job only drops it.
+pub(crate) const BY_POOL: usize = 1 << 9;
 /// Set with CANCELLED by a cancel that left the closure in the record for
 /// the worker that pops the job to drop (the control thread's cancels: it
 /// runs no user code).
 pub(crate) const DEFERRED: usize = 1 << 10;
 /// The flags a cancel may pass: who cancelled, and the two above.
-pub(crate) const CANCEL_FLAGS: usize = BY_DEADLINE | BY_HALT | PLACE_FREED | DEFERRED;
+pub(crate) const CANCEL_FLAGS: usize = BY_DEADLINE | BY_HALT | BY_POOL | DEFERRED;
 
 /// Where the index of the worker that started the job sits: set by the
 /// QUEUED → RUNNING transition itself, so a reader that sees a job started
@@ -180,7 +181,7 @@ impl State {
 
     /// QUEUED → CANCELLED, or RUNNING → RUNNING|CANCEL_REQUESTED.
     /// `flags` are some of [`CANCEL_FLAGS`]: who cancelled (`BY_DEADLINE`,
-    /// `BY_HALT`, neither for a caller), and for a queued job `PLACE_FREED`
+    /// `BY_HALT`, neither for a caller), and for a queued job `BY_POOL`
     /// and `DEFERRED` (a running job keeps only the first two).
     /// With `running == false`, only a queued job is cancelled.
     pub(crate) fn cancel(&self, flags: usize, running: bool) -> Cancel {

@@ -67,7 +67,7 @@ fn work(job: JobRef) -> Option<usize> {
     if !claimed {
         job.discard();
     }
-    claimed.then(|| job.run(0))
+    claimed.then(|| job.run(0, &crate::job::raw::NoTally))
 }
 
 /// Where the control thread's halt files a job (`Control::halt`).

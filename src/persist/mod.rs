@@ -192,19 +192,19 @@ impl<'a> Delivery<'a> {
 #[non_exhaustive]
 pub struct QueueStats {
     /// Pending jobs with a handler: ready, or waiting out a backoff.
-    pub pending: usize,
+    pub pending: u64,
     /// Of those, the ones waiting out a retry backoff.
-    pub retrying: usize,
+    pub retrying: u64,
     /// Pending jobs whose name has no registered handler.
-    pub waiting: usize,
+    pub waiting: u64,
     /// The names those jobs wait for, sorted.
     pub waiting_names: Vec<String>,
     /// Claimed jobs, out on the dispatcher.
-    pub running: usize,
+    pub running: u64,
     /// Succeeded jobs still stored (within the retention).
     pub succeeded: u64,
     /// Dead jobs.
-    pub dead: usize,
+    pub dead: u64,
     /// Cancelled jobs still stored (within the retention).
     pub cancelled: u64,
     /// Jobs enqueued since open.

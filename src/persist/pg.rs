@@ -1292,7 +1292,7 @@ impl Reader for PgReader {
                 let name: String = r.get(0);
                 let state: i16 = r.get(1);
                 let later: bool = r.get(2);
-                let n = usize::try_from(r.get::<_, i64>(3)).unwrap_or(0);
+                let n = u64::try_from(r.get::<_, i64>(3)).unwrap_or(0);
                 match state {
                     PENDING if handled.contains(&name) => {
                         counts.pending += n;
@@ -1305,9 +1305,9 @@ impl Reader for PgReader {
                         waiting.insert(name);
                     }
                     RUNNING => counts.running += n,
-                    SUCCEEDED => counts.succeeded += n as u64,
+                    SUCCEEDED => counts.succeeded += n,
                     DEAD => counts.dead += n,
-                    _ => counts.cancelled += n as u64,
+                    _ => counts.cancelled += n,
                 }
             }
             counts.waiting_names = waiting.into_iter().collect();

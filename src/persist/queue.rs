@@ -420,15 +420,15 @@ impl Queue {
             }
         };
         let s = lock(&shared.sched);
-        let retrying = s.delayed_count(true);
+        let retrying = s.delayed_count(true) as u64;
         let mut stats = QueueStats {
-            pending: s.ready_count(true) + retrying,
+            pending: s.ready_count(true) as u64 + retrying,
             retrying,
-            waiting: s.ready_count(false) + s.delayed_count(false),
+            waiting: (s.ready_count(false) + s.delayed_count(false)) as u64,
             waiting_names: s.waiting_names(),
-            running: s.running.len(),
+            running: s.running.len() as u64,
             succeeded: s.succeeded,
-            dead: s.dead.len(),
+            dead: s.dead.len() as u64,
             cancelled: s.cancelled,
             enqueued: s.enqueued,
             completed: s.completed,

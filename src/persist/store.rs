@@ -170,13 +170,13 @@ pub(crate) trait Store: Send {
 /// Counts of stored jobs by state, for a shared store's `stats`.
 #[derive(Default, Clone)]
 pub(crate) struct Counts {
-    pub(crate) pending: usize,
-    pub(crate) retrying: usize,
-    pub(crate) waiting: usize,
+    pub(crate) pending: u64,
+    pub(crate) retrying: u64,
+    pub(crate) waiting: u64,
     pub(crate) waiting_names: Vec<String>,
-    pub(crate) running: usize,
+    pub(crate) running: u64,
     pub(crate) succeeded: u64,
-    pub(crate) dead: usize,
+    pub(crate) dead: u64,
     pub(crate) cancelled: u64,
 }
 

@@ -232,12 +232,10 @@ impl WorkerCtx {
             counters.count_start();
             counters.set_state(WorkerState::Running);
             let depth = self.depth.replace(self.depth.get() + 1);
-            let outcome = job.run(self.index);
+            // Counts the outcome itself, before the job shows finished.
+            job.run(self.index, counters);
             self.depth.set(depth);
             self.stamp.set(header.finished_at());
-            let busy = header.run_nanos();
-            counters.count_run(busy);
-            counters.count_outcome(outcome);
             counters.set_current(outer);
             if outer == 0 {
                 counters.set_state(WorkerState::Idle);
@@ -246,7 +244,10 @@ impl WorkerCtx {
             // Cancelled while queued; a cancel from the control thread left
             // the closure for us to drop (user code belongs on a worker).
             job.discard();
-            counters.count_outcome(state::CANCELLED);
+            if !header.state.load().has(state::BY_POOL) {
+                // Cancelled through its handle: nobody counted it yet.
+                counters.count_discarded();
+            }
         }
         drop(job);
         counters.count_finished();

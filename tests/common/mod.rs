@@ -75,3 +75,18 @@ pub fn threads_named(prefix: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Keeps the panic message of a job that panics on purpose, with the
+/// payload `"deliberate"`, out of the test output; every other panic
+/// (a failing assertion) is reported as usual.
+pub fn silence_deliberate_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&"deliberate") {
+                report(info)
+            }
+        }));
+    });
+}
