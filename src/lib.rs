@@ -113,15 +113,17 @@ mod handle;
 #[cfg(feature = "persist")]
 pub mod persist;
 mod scope;
+// The global dispatcher and the free functions on the current pool:
+mod global;
 
 pub(crate) use std::sync::Arc;
 
 pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
 pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
+pub use global::{current_num_threads, current_thread_index, join, scope, shutdown_global, spawn};
 pub use handle::JobHandle;
 pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};
-pub use join::join;
 pub use order::HaltReport;
 pub use scope::{Scope, ScopedHandle};
 pub use stats::{Stats, WorkerState, WorkerStats};
