@@ -60,6 +60,24 @@ thread_local! {
     static BUILDING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Marks this thread as `BUILDING` until dropped, also if the build
+/// unwinds: the flag must not outlive it, or this thread would never see
+/// the global dispatcher.
+struct Building;
+
+impl Building {
+    fn enter() -> Building {
+        BUILDING.with(|b| b.set(true));
+        Building
+    }
+}
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        BUILDING.with(|b| b.set(false));
+    }
+}
+
 /// Sets `GLOBAL` to what `make` gives, unless it is set already (then
 /// `Err(None)`) or `make` fails (`Err(Some(error))`, and it stays unset).
 fn initialize(
@@ -72,9 +90,10 @@ fn initialize(
     if GLOBAL.get().is_some() {
         return Err(None);
     }
-    BUILDING.with(|b| b.set(true));
-    let made = make();
-    BUILDING.with(|b| b.set(false));
+    let made = {
+        let _building = Building::enter();
+        make()
+    };
     let set = GLOBAL.set(made.map_err(Some)?);
     debug_assert!(set.is_ok(), "only set under INIT");
     Ok(())

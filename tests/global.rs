@@ -1,9 +1,10 @@
 //! The global dispatcher, which the free functions use outside any pool:
-//! configured once by `build_global`, parallel from a plain thread
-//! (`join`'s halves meet on two workers, `scope`'s body and jobs run on
-//! workers, `spawn` returns a handle), reporting its 8 workers, and ended
-//! for good by `shutdown_global`, after which the free functions answer on
-//! the caller or refuse, without hanging.
+//! configured once by `build_global` (whose `thread_name` may itself call
+//! them), parallel from a plain thread (`join`'s halves meet on two
+//! workers, `scope`'s body and jobs run on workers, `spawn` returns a
+//! handle), reporting its 8 workers, and ended for good by
+//! `shutdown_global`, after which the free functions answer on the caller
+//! or refuse, without hanging.
 //!
 //! The global dispatcher is process-wide, so this binary holds one test,
 //! which drives the whole sequence in order. It sleeps nowhere; it runs
@@ -61,7 +62,14 @@ fn global_dispatcher_from_build_to_shutdown() {
         // Configured before any use; a second configuration is refused.
         Dispatcher::builder()
             .workers(WORKERS)
-            .thread_name(|i| format!("{PREFIX}{i}"))
+            .thread_name(|i| {
+                // Called while the global dispatcher is being built, on
+                // this thread: `join` finds none and runs here, rather
+                // than wait for the build it is part of.
+                let (index, threads) = workyard::join(|| i, workyard::current_num_threads);
+                assert_eq!(threads, 1);
+                format!("{PREFIX}{index}")
+            })
             .build_global()
             .unwrap();
         let again = Dispatcher::builder().workers(2).build_global().unwrap_err();
