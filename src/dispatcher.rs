@@ -11,7 +11,7 @@ use crate::job::cell::{JobCell, JobRef};
 use crate::job::state::Cancel;
 use crate::job::task::Task;
 use crate::job::{Job, JobId, JobInfo, JobStatus};
-use crate::join::{join_cold, join_in_worker};
+use crate::join::{join_cold, join_in_worker, run_admitted};
 use crate::order::{self, Ended, HaltReport, Order, Waiter};
 use crate::pool::Pool;
 use crate::stats::Stats;
@@ -194,6 +194,27 @@ pub(crate) fn publish(pool: &Arc<Pool>, admitted: Admitted, [job, indexed]: [Job
     pool.wake_one();
 }
 
+/// Every spawn onto `pool`, top to bottom: admit, allocate, publish.
+/// Also the free `spawn`'s, which reaches the pool without a
+/// `Dispatcher` (see `global.rs`).
+pub(crate) fn submit<J: Job>(
+    pool: &Arc<Pool>,
+    job: J,
+    block: bool,
+    deadline: Option<Instant>,
+) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
+    let admitted = match admit(pool, block) {
+        Ok(admitted) => admitted,
+        Err(Refused::Full) => return Err(TrySpawnError::Full(job)),
+        Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
+    };
+    let at = deadline.map_or(0, time::deadline_nanos);
+    let (typed, refs) = JobCell::spawn(JobId(admitted.id()), job, at);
+    let handle = JobHandle::from_typed(typed);
+    publish(pool, admitted, refs, at);
+    Ok(handle)
+}
+
 /// How a shutdown ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Shutdown {
@@ -331,17 +352,7 @@ impl Dispatcher {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
-        let pool = self.pool();
-        let admitted = match admit(pool, block) {
-            Ok(admitted) => admitted,
-            Err(Refused::Full) => return Err(TrySpawnError::Full(job)),
-            Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
-        };
-        let at = deadline.map_or(0, time::deadline_nanos);
-        let (typed, refs) = JobCell::spawn(JobId(admitted.id()), job, at);
-        let handle = JobHandle::from_typed(typed);
-        publish(pool, admitted, refs, at);
-        Ok(handle)
+        submit(self.pool(), job, block, deadline)
     }
 
     /// Like [`spawn`](Self::spawn), with a deadline: if the job has not
@@ -428,6 +439,79 @@ impl Dispatcher {
             _ => Err((a, b)),
         });
         cold.unwrap_or_else(|(a, b)| join_cold(pool, a, b))
+    }
+
+    /// Runs `f` on one of this dispatcher's workers and returns its
+    /// result, blocking the caller until then (rayon's
+    /// `ThreadPool::install`). Inside `f`, the free functions
+    /// [`join`](crate::join), [`scope`](crate::scope),
+    /// [`spawn`](crate::spawn) and
+    /// [`current_num_threads`](crate::current_num_threads) use this
+    /// dispatcher, so work that forks inside `f` runs in parallel on it.
+    ///
+    /// * Called from one of this dispatcher's jobs, `f` runs right there.
+    /// * Called from any other thread, `f` is queued and the caller blocks,
+    ///   without polling, until a worker has run it. It counts as pending
+    ///   work for [`wait_idle`](Self::wait_idle) and
+    ///   [`shutdown`](Self::shutdown), waits for [`resume`](Self::resume)
+    ///   while paused, and never counts against
+    ///   [`queue_capacity`](crate::DispatcherBuilder::queue_capacity).
+    /// * Called from a job of *another* dispatcher, that job's worker runs
+    ///   its own dispatcher's queued jobs while it waits (as in rayon), so
+    ///   neither pool stalls; it only waits for good if the two pools'
+    ///   jobs wait on each other in a cycle.
+    /// * Once this dispatcher is shut down, `f` runs on the caller, as
+    ///   [`join`](Self::join) does then; [`try_install`](Self::try_install)
+    ///   gives it back instead.
+    ///
+    /// `f` is a call, not a job: it gets no id or status record. Queued,
+    /// it runs inside no job ([`current_job`](crate::current_job) is
+    /// `None`); inline, inside the calling one.
+    ///
+    /// # Panics
+    ///
+    /// If `f` panics, the panic resumes in the caller; the worker survives.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// let (index, threads) = pool.install(|| {
+    ///     (workyard::current_thread_index(), workyard::current_num_threads())
+    /// });
+    /// assert!(index.is_some_and(|i| i < 2));
+    /// assert_eq!(threads, 2);
+    /// ```
+    pub fn install<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        self.try_install(f).unwrap_or_else(|refused| (refused.0)())
+    }
+
+    /// [`install`](Self::install), but once the dispatcher is shut down
+    /// it refuses, giving `f` back unrun.
+    ///
+    /// ```
+    /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+    /// assert_eq!(pool.try_install(|| 6 * 7).unwrap(), 42);
+    /// pool.shutdown();
+    /// let refused = pool.try_install(|| "run me elsewhere").unwrap_err();
+    /// assert_eq!((refused.into_inner())(), "run me elsewhere");
+    /// ```
+    pub fn try_install<F, R>(&self, f: F) -> Result<R, SpawnError<F>>
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        let pool = self.pool();
+        let here = worker::with_current(|ctx| ctx.is_some_and(|ctx| Arc::ptr_eq(&ctx.pool, pool)));
+        if here {
+            return Ok(f());
+        }
+        if pool.admit().is_none() {
+            return Err(SpawnError(f));
+        }
+        Ok(run_admitted(pool, f))
     }
 
     /// The status of a job by id: every queued or running job, and finished

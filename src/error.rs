@@ -212,6 +212,12 @@ pub enum BuildError {
     /// The operating system refused to start a worker thread. Threads
     /// already started were shut down again.
     Spawn(io::Error),
+    /// [`DispatcherBuilder::build_global`](crate::DispatcherBuilder::build_global)
+    /// came after the global dispatcher was initialised: built by an
+    /// earlier `build_global` or on first use, or ended by
+    /// [`shutdown_global`](crate::shutdown_global). (rayon's
+    /// `GlobalPoolAlreadyInitialized`.) The new configuration was not used.
+    GlobalPoolAlreadyInitialized,
 }
 
 impl fmt::Display for BuildError {
@@ -221,6 +227,11 @@ impl fmt::Display for BuildError {
                 write!(f, "invalid DispatcherBuilder::{option}: {reason}")
             }
             BuildError::Spawn(e) => write!(f, "could not start a worker thread: {e}"),
+            BuildError::GlobalPoolAlreadyInitialized => f.write_str(
+                "the global dispatcher is already initialised (by an earlier build_global, \
+                 a first use of a free function, or shutdown_global): \
+                 call build_global once, before any use",
+            ),
         }
     }
 }
@@ -229,7 +240,7 @@ impl error::Error for BuildError {
     fn source(&self) -> Option<&(dyn error::Error + 'static)> {
         match self {
             BuildError::Spawn(e) => Some(e),
-            BuildError::InvalidOption { .. } => None,
+            BuildError::InvalidOption { .. } | BuildError::GlobalPoolAlreadyInitialized => None,
         }
     }
 }

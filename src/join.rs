@@ -1,5 +1,7 @@
-//! Fork-join: [`join`] and [`Dispatcher::join`] run two closures, in
-//! parallel when a peer is free, without a heap allocation.
+//! Fork-join: [`join`](crate::join) and [`Dispatcher::join`] run two
+//! closures, in parallel when a peer is free, without a heap allocation.
+//! (The free `join` picks its pool in `global.rs`: the current worker's,
+//! else the global dispatcher's.)
 //!
 //! The caller keeps closure `b` in a [`StackJob`] in its own stack frame
 //! and pushes a [`StackRef`] to it on its deque, where an idle peer can
@@ -272,7 +274,7 @@ fn finish<RA, RB>(a: Caught<RA>, b: Caught<RB>) -> (RA, RB) {
 }
 
 /// Runs `a` then `b` on the calling thread, with `join`'s panic rules.
-fn join_sequential<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+pub(crate) fn join_sequential<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA,
     B: FnOnce() -> RB,
@@ -359,7 +361,8 @@ fn put_back(ctx: &WorkerCtx, set_aside: Vec<Task>) {
 }
 
 /// `Dispatcher::join` from a thread that is not one of the pool's
-/// workers: the pair runs on the pool while this thread blocks.
+/// workers: the pair runs on the pool while this thread blocks. Refused
+/// (the pool is shut down): both halves run here.
 pub(crate) fn join_cold<A, B, RA, RB>(pool: &Arc<Pool>, a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA + Send,
@@ -367,12 +370,28 @@ where
     RA: Send,
     RB: Send,
 {
-    // Counting it in `pending` keeps the workers alive and makes
-    // `wait_idle`/`shutdown` wait for it. Refused: run it here.
     if pool.admit().is_none() {
         return join_sequential(a, b);
     }
-    let job = StackJob::new(move || join(a, b), ptr::null());
+    run_admitted(pool, move || {
+        worker::with_current(|ctx| {
+            let ctx = ctx.expect("a stack task runs on a worker");
+            join_in_worker(ctx, a, b)
+        })
+    })
+}
+
+/// Runs `f` on one of `pool`'s workers and blocks this thread (on a
+/// worker of another pool: runs that pool's jobs) until it returned; a
+/// panic in `f` resumes here. The caller admitted `f` (`Pool::admit`):
+/// counted in `pending`, it keeps the workers alive and makes
+/// `wait_idle`/`shutdown` wait for it; it is counted out here.
+pub(crate) fn run_admitted<F, R>(pool: &Arc<Pool>, f: F) -> R
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    let job = StackJob::new(f, ptr::null());
     let guard = AbortOnUnwind;
     // SAFETY: `job` stays in this frame until its latch is set (a worker
     // always runs a queued stack task; `guard` rules out unwinding).
@@ -384,62 +403,23 @@ where
     // Counted out like a refused job: no worker counted it as finished.
     pool.unadmit();
     match job.into_result() {
-        Ok(pair) => pair,
+        Ok(value) => value,
         Err(payload) => resume_unwind(payload),
     }
 }
 
-/// Runs `a` and `b`, potentially in parallel, and returns both results.
-///
-/// Inside a job (on a worker thread of any [`Dispatcher`](crate::Dispatcher)), `a` runs on
-/// the current thread while `b` waits on the worker's deque, where an idle
-/// peer can steal it; if nobody did by the time `a` returns, `b` runs
-/// inline. Nothing is allocated: `b` stays in this call's stack frame.
-/// While it waits for a stolen `b`, the thread runs other jobs, so nesting
-/// `join` to any depth never deadlocks, even on one worker.
-///
-/// **Outside any worker** (on a thread of your own) there is no pool to
-/// use, so `join` runs `a` and then `b` on the calling thread, with the
-/// same results and panic rules. Use [`Dispatcher::join`](crate::Dispatcher::join) to run a pair
-/// on a given pool from anywhere.
-///
-/// # Panics
-///
-/// If `a` or `b` panics, the other still runs to completion, then the
-/// panic resumes here; if both panic, `a`'s panic is the one that
-/// resumes. The worker thread itself survives.
-///
-/// ```
-/// fn fib(n: u64) -> u64 {
-///     if n < 12 {
-///         return (1..=n).fold((0, 1), |(a, b), _| (b, a + b)).0;
-///     }
-///     let (a, b) = workyard::join(|| fib(n - 1), || fib(n - 2));
-///     a + b
-/// }
-///
-/// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
-/// let handle = pool.spawn(|| fib(25)).unwrap();
-/// assert_eq!(handle.join().unwrap(), 75_025);
-/// assert_eq!(fib(20), 6_765); // outside a worker: sequential
-/// ```
-///
-/// Both closures must be `Send`, since either may run on another thread:
-///
-/// ```compile_fail,E0277
-/// let shared = std::rc::Rc::new(1);
-/// workyard::join(|| *shared + 1, || 2);
-/// ```
-pub fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+/// `join` on the worker this thread is, if it is one; the pair back
+/// otherwise (the caller picks a pool: see `global::join`).
+#[inline]
+pub(crate) fn join_on_worker<A, B, RA, RB>(a: A, b: B) -> Result<(RA, RB), (A, B)>
 where
     A: FnOnce() -> RA + Send,
     B: FnOnce() -> RB + Send,
     RA: Send,
     RB: Send,
 {
-    let outside = worker::with_current(|ctx| match ctx {
+    worker::with_current(|ctx| match ctx {
         Some(ctx) => Ok(join_in_worker(ctx, a, b)),
         None => Err((a, b)),
-    });
-    outside.unwrap_or_else(|(a, b)| join_sequential(a, b))
+    })
 }

@@ -55,10 +55,12 @@
 //!
 //! [`join`] (and [`Dispatcher::join`]) splits work in two without a heap
 //! allocation, the second half waiting on the worker's deque where an idle
-//! peer can steal it; [`Dispatcher::scope`] runs jobs that borrow from the
-//! caller's stack and are all finished when it returns. Waiting inside a
-//! job (a handle's `join`, a stolen half, the end of a scope) runs other
-//! jobs instead of blocking the worker.
+//! peer can steal it; [`scope`] (and [`Dispatcher::scope`]) runs jobs that
+//! borrow from the caller's stack and are all finished when it returns.
+//! Waiting inside a job (a handle's `join`, a stolen half, the end of a
+//! scope) runs other jobs instead of blocking the worker.
+//! [`Dispatcher::install`] runs a closure on a pool's worker, so that the
+//! `join`s and scopes inside it run on that pool.
 //!
 //! ```
 //! fn sum(v: &[u64]) -> u64 {
@@ -74,6 +76,37 @@
 //! let data: Vec<u64> = (1..=100_000).collect();
 //! let (a, b) = pool.join(|| sum(&data[..50_000]), || sum(&data[50_000..]));
 //! assert_eq!(a + b, 5_000_050_000);
+//! ```
+//!
+//! ## The current pool and the global dispatcher
+//!
+//! The free functions [`join`], [`scope`], [`spawn`],
+//! [`current_num_threads`] and [`current_thread_index`] (rayon's names)
+//! work on the *current pool*: inside a job, that job's dispatcher;
+//! anywhere else, `main` included, the **global dispatcher**. It is built
+//! on first use with the defaults, or once beforehand with
+//! [`DispatcherBuilder::build_global`]. Unlike rayon's, it can be stopped:
+//! [`shutdown_global`] runs what it accepted and joins its threads. It
+//! stays ended: outside any pool, `join` then runs on the caller and
+//! `spawn` (and a scope's spawns) are refused, giving the job back.
+//!
+//! ```
+//! fn sum(v: &[u64]) -> u64 {
+//!     if v.len() <= 1024 {
+//!         return v.iter().sum();
+//!     }
+//!     let (l, r) = v.split_at(v.len() / 2);
+//!     let (a, b) = workyard::join(|| sum(l), || sum(r));
+//!     a + b
+//! }
+//!
+//! workyard::Dispatcher::builder().workers(4).build_global()?;
+//! let data: Vec<u64> = (1..=100_000).collect();
+//! assert_eq!(sum(&data), 5_000_050_000); // in parallel, from `main`
+//! let handle = workyard::spawn(|| workyard::current_thread_index())?;
+//! assert!(handle.join()?.is_some_and(|i| i < 4));
+//! workyard::shutdown_global();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! ## Guarantees
@@ -120,15 +153,17 @@ mod handle;
 #[cfg(feature = "persist")]
 pub mod persist;
 mod scope;
+// The global dispatcher and the free functions on the current pool:
+mod global;
 
 pub(crate) use std::sync::Arc;
 
 pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
 pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
+pub use global::{current_num_threads, current_thread_index, join, scope, shutdown_global, spawn};
 pub use handle::JobHandle;
 pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};
-pub use join::join;
 pub use order::HaltReport;
 pub use scope::{Scope, ScopedHandle};
 pub use stats::{Stats, WorkerState, WorkerStats};

@@ -571,7 +571,9 @@ impl Dispatcher {
     /// stack, and returns once every job spawned in it has finished (like
     /// [`std::thread::scope`], but on this dispatcher's workers).
     ///
-    /// `f` itself runs on the calling thread. While the scope waits for
+    /// `f` itself runs on the calling thread (to run it on a worker too,
+    /// call the free [`scope`](crate::scope) inside
+    /// [`install`](Self::install)). While the scope waits for
     /// its jobs, a worker thread runs queued jobs (so a scope inside a job
     /// never deadlocks, even on one worker); another thread blocks without
     /// polling. When `scope` returns, every scoped job has a terminal
@@ -599,48 +601,58 @@ impl Dispatcher {
     where
         F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
     {
-        let scope = Scope {
-            pool: Arc::clone(self.pool()),
-            state: ScopeState {
-                pending: AtomicUsize::new(1),
-                done: Latch::new(),
-                panic: Mutex::new(None),
-                members: Injector::new(),
-            },
-            scope: PhantomData,
-            env: PhantomData,
-        };
-        // From the first spawn until the count is zero, running jobs point
-        // into `scope`: this frame must not unwind meanwhile.
-        let guard = AbortOnUnwind;
-        let result = unwind::catch(|| f(&scope));
-        // SAFETY: the body's unit of the count, given up once; the state
-        // lives in this frame until after the wait below.
-        unsafe { ScopeState::count_out(&scope.state) };
-        scope.state.done.wait();
-        std::mem::forget(guard);
+        scope_on(self.pool(), f)
+    }
+}
 
-        // Every job is done; drop what leaked handles left behind.
-        loop {
-            match scope.state.members.steal() {
-                Steal::Success(member) => member.drain(),
-                Steal::Retry => continue,
-                Steal::Empty => break,
-            }
+/// [`Dispatcher::scope`] on `pool`, with the body on the calling thread;
+/// also the free `scope`'s, which reaches the pool without a `Dispatcher`
+/// (see `global.rs`).
+pub(crate) fn scope_on<'env, F, R>(pool: &Arc<Pool>, f: F) -> R
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
+{
+    let scope = Scope {
+        pool: Arc::clone(pool),
+        state: ScopeState {
+            pending: AtomicUsize::new(1),
+            done: Latch::new(),
+            panic: Mutex::new(None),
+            members: Injector::new(),
+        },
+        scope: PhantomData,
+        env: PhantomData,
+    };
+    // From the first spawn until the count is zero, running jobs point
+    // into `scope`: this frame must not unwind meanwhile.
+    let guard = AbortOnUnwind;
+    let result = unwind::catch(|| f(&scope));
+    // SAFETY: the body's unit of the count, given up once; the state
+    // lives in this frame until after the wait below.
+    unsafe { ScopeState::count_out(&scope.state) };
+    scope.state.done.wait();
+    std::mem::forget(guard);
+
+    // Every job is done; drop what leaked handles left behind.
+    loop {
+        match scope.state.members.steal() {
+            Steal::Success(member) => member.drain(),
+            Steal::Retry => continue,
+            Steal::Empty => break,
         }
-        let job_panic = lock(&scope.state.panic).take();
-        match result {
-            Err(payload) => {
-                unwind::drop_quietly(job_panic);
+    }
+    let job_panic = lock(&scope.state.panic).take();
+    match result {
+        Err(payload) => {
+            unwind::drop_quietly(job_panic);
+            resume_unwind(payload)
+        }
+        Ok(value) => match job_panic {
+            Some(payload) => {
+                unwind::drop_quietly(value);
                 resume_unwind(payload)
             }
-            Ok(value) => match job_panic {
-                Some(payload) => {
-                    unwind::drop_quietly(value);
-                    resume_unwind(payload)
-                }
-                None => value,
-            },
-        }
+            None => value,
+        },
     }
 }

@@ -177,21 +177,21 @@ fn quicksort_through_join_matches_sort() {
 }
 
 #[test]
-fn join_outside_any_worker_runs_sequentially_on_the_caller() {
-    let me = thread::current().id();
-    let order = std::sync::Mutex::new(Vec::new());
-    let (a, b) = workyard::join(
-        || {
-            order.lock().unwrap().push('a');
-            thread::current().id()
-        },
-        || {
-            order.lock().unwrap().push('b');
-            thread::current().id()
-        },
-    );
-    assert_eq!((a, b), (me, me));
-    assert_eq!(*order.lock().unwrap(), ['a', 'b']);
+fn join_outside_any_worker_runs_on_the_global_dispatcher() {
+    watchdog(30, || {
+        let me = thread::current().id();
+        let half = || {
+            let on = thread::current();
+            let name = on.name().unwrap_or("").to_string();
+            (on.id(), name, workyard::current_thread_index())
+        };
+        let ((a_id, a_name, a_index), (b_id, b_name, b_index)) = workyard::join(half, half);
+        assert!(a_id != me && b_id != me, "a half ran on the caller");
+        assert!(a_name.starts_with("workyard-"), "{a_name}");
+        assert!(b_name.starts_with("workyard-"), "{b_name}");
+        assert!(a_index.is_some() && b_index.is_some());
+        assert_eq!(workyard::current_thread_index(), None);
+    });
 }
 
 #[test]

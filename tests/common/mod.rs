@@ -90,3 +90,19 @@ pub fn silence_deliberate_panics() {
         }));
     });
 }
+
+/// Counts the caller in at `arrived` and waits (yielding, with a deadline)
+/// until `n` threads have arrived: `true` if they all did, so that all `n`
+/// were running at the same moment. Unlike a `Barrier`, it cannot hang.
+pub fn meet(arrived: &std::sync::atomic::AtomicUsize, n: usize) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    arrived.fetch_add(1, SeqCst);
+    let deadline = std::time::Instant::now() + LIMIT;
+    while arrived.load(SeqCst) < n {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
