@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-use workyard::persist::{Backoff, JobId, JobState, PersistError, Queue, QueueBuilder};
+use workyard::persist::{Backoff, PersistError, Queue, QueueBuilder, StoredJobId, StoredJobState};
 use workyard::{Dispatcher, JobStatus};
 
 /// A fresh file path for one test, in a directory removed at the end.
@@ -145,7 +145,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn state(queue: &Queue, id: JobId) -> JobState {
+fn state(queue: &Queue, id: StoredJobId) -> StoredJobState {
     queue.status(id).unwrap().expect("stored").state()
 }
 
@@ -163,7 +163,7 @@ fn runs_jobs_and_records_outcomes(kind: Kind) {
             Ok(())
         })
         .unwrap();
-    let ids: Vec<JobId> = (0..50u8)
+    let ids: Vec<StoredJobId> = (0..50u8)
         .map(|i| queue.enqueue("echo", &[i]).unwrap())
         .collect();
     let batch = queue
@@ -190,7 +190,7 @@ fn runs_jobs_and_records_outcomes(kind: Kind) {
         .collect();
     assert_eq!(seen, expected);
     let record = queue.status(ids[3]).unwrap().unwrap();
-    assert_eq!(record.state(), JobState::Succeeded);
+    assert_eq!(record.state(), StoredJobState::Succeeded);
     assert_eq!((record.attempts(), record.interrupted()), (1, 0));
     assert_eq!(record.name(), "echo");
     assert_eq!(record.payload_len(), 1);
@@ -212,8 +212,8 @@ fn runs_jobs_and_records_outcomes(kind: Kind) {
     pool.wait_idle();
     assert_eq!(pool.stats().succeeded, 100);
     assert_eq!(
-        queue.list(JobState::Succeeded, 3).unwrap(),
-        queue.list(JobState::Succeeded, 100).unwrap()[..3]
+        queue.list(StoredJobState::Succeeded, 3).unwrap(),
+        queue.list(StoredJobState::Succeeded, 100).unwrap()[..3]
     );
     queue.stop().unwrap();
     assert!(matches!(
@@ -232,7 +232,7 @@ fn jobs_survive_reopen_and_ids_are_not_reused(kind: Kind) {
     queue.stop().unwrap();
 
     let queue = Queue::builder().on(&path).unwrap();
-    assert_eq!(state(&queue, a), JobState::Waiting);
+    assert_eq!(state(&queue, a), StoredJobState::Waiting);
     assert_eq!(queue.payload(b).unwrap(), Some(b"beta".to_vec()));
     let c = queue.enqueue("later", b"gamma").unwrap();
     assert!(c > b);
@@ -301,7 +301,7 @@ fn failures_retry_with_backoff_then_succeed(kind: Kind) {
     let record = queue.status(id).unwrap().unwrap();
     assert_eq!(
         (record.state(), record.attempts()),
-        (JobState::Succeeded, 3)
+        (StoredJobState::Succeeded, 3)
     );
     assert_eq!(record.last_error(), Some("panicked: second"));
     let times = times.lock().unwrap();
@@ -333,9 +333,12 @@ fn dead_jobs_are_kept_listed_and_requeueable(kind: Kind) {
     queue.start(&pool).unwrap();
     queue.wait_idle().unwrap();
     let record = queue.status(id).unwrap().unwrap();
-    assert_eq!((record.state(), record.attempts()), (JobState::Dead, 3));
+    assert_eq!(
+        (record.state(), record.attempts()),
+        (StoredJobState::Dead, 3)
+    );
     assert_eq!(record.last_error(), Some("downstream is down"));
-    assert_eq!(queue.list(JobState::Dead, 10).unwrap(), [id]);
+    assert_eq!(queue.list(StoredJobState::Dead, 10).unwrap(), [id]);
     assert_eq!(queue.stats().dead, 1);
     // The queue is idle once every outcome is stored, which each attempt
     // does before it returns to the dispatcher, so the dispatcher's own
@@ -350,9 +353,9 @@ fn dead_jobs_are_kept_listed_and_requeueable(kind: Kind) {
     let record = queue.status(id).unwrap().unwrap();
     assert_eq!(
         (record.state(), record.attempts()),
-        (JobState::Succeeded, 1)
+        (StoredJobState::Succeeded, 1)
     );
-    assert!(queue.list(JobState::Dead, 10).unwrap().is_empty());
+    assert!(queue.list(StoredJobState::Dead, 10).unwrap().is_empty());
     assert!(
         !queue.requeue(id).unwrap(),
         "a succeeded job is not requeued"
@@ -374,7 +377,7 @@ fn a_panicking_handler_does_not_take_the_process_down(kind: Kind) {
     queue.start(&pool).unwrap();
     queue.wait_idle().unwrap();
     let record = queue.status(id).unwrap().unwrap();
-    assert_eq!(record.state(), JobState::Dead);
+    assert_eq!(record.state(), StoredJobState::Dead);
     assert_eq!(record.last_error(), Some("panicked: handler exploded"));
     // The queue is idle once every outcome is stored, which each attempt
     // does before it returns to the dispatcher, so the dispatcher's own
@@ -397,18 +400,18 @@ fn unregistered_names_wait_visibly_until_a_handler_comes(kind: Kind) {
     let unknown = queue.enqueue("unknown", b"").unwrap();
     queue.start(&pool(2)).unwrap();
     queue.wait_idle().unwrap();
-    assert_eq!(state(&queue, known), JobState::Succeeded);
-    assert_eq!(state(&queue, unknown), JobState::Waiting);
+    assert_eq!(state(&queue, known), StoredJobState::Succeeded);
+    assert_eq!(state(&queue, unknown), StoredJobState::Waiting);
     let stats = queue.stats();
     assert_eq!((stats.waiting, stats.pending), (1, 0));
     assert_eq!(stats.waiting_names, ["unknown"]);
-    assert_eq!(queue.list(JobState::Waiting, 10).unwrap(), [unknown]);
+    assert_eq!(queue.list(StoredJobState::Waiting, 10).unwrap(), [unknown]);
 
     queue
         .register("unknown", |_| -> Result<(), String> { Ok(()) })
         .unwrap();
     queue.wait_idle().unwrap();
-    assert_eq!(state(&queue, unknown), JobState::Succeeded);
+    assert_eq!(state(&queue, unknown), StoredJobState::Succeeded);
     assert_eq!(queue.stats().waiting, 0);
     queue.stop().unwrap();
 }
@@ -437,7 +440,7 @@ fn finished_jobs_are_pruned_after_retention(kind: Kind) {
         assert!(queue.status(id).unwrap().is_none());
         assert!(queue.payload(id).unwrap().is_none());
     }
-    assert_eq!(state(&queue, keep), JobState::Waiting);
+    assert_eq!(state(&queue, keep), StoredJobState::Waiting);
     assert_eq!(queue.stats().succeeded, 0);
 
     // With a long retention nothing goes.
@@ -449,7 +452,7 @@ fn finished_jobs_are_pruned_after_retention(kind: Kind) {
     queue.start(&pool(1)).unwrap();
     queue.wait_idle().unwrap();
     assert_eq!(queue.prune().unwrap(), 0);
-    assert_eq!(state(&queue, keep), JobState::Succeeded);
+    assert_eq!(state(&queue, keep), StoredJobState::Succeeded);
     queue.stop().unwrap();
 }
 
@@ -471,20 +474,23 @@ fn cancel_pending_and_running_jobs(kind: Kind) {
     let pending = queue.enqueue("nobody", b"").unwrap();
     assert!(queue.cancel(pending).unwrap());
     assert!(!queue.cancel(pending).unwrap());
-    assert_eq!(state(&queue, pending), JobState::Cancelled);
-    assert_eq!(queue.list(JobState::Cancelled, 10).unwrap(), [pending]);
+    assert_eq!(state(&queue, pending), StoredJobState::Cancelled);
+    assert_eq!(
+        queue.list(StoredJobState::Cancelled, 10).unwrap(),
+        [pending]
+    );
 
     let running = queue.enqueue("spin", b"").unwrap();
     let pool = pool(2);
     queue.start(&pool).unwrap();
     started.wait();
-    assert_eq!(state(&queue, running), JobState::Running);
+    assert_eq!(state(&queue, running), StoredJobState::Running);
     assert!(queue.cancel(running).unwrap());
     queue.wait_idle().unwrap();
     let record = queue.status(running).unwrap().unwrap();
     assert_eq!(
         (record.state(), record.attempts()),
-        (JobState::Cancelled, 1)
+        (StoredJobState::Cancelled, 1)
     );
     // The queue is idle once every outcome is stored, which each attempt
     // does before it returns to the dispatcher, so the dispatcher's own
@@ -493,7 +499,7 @@ fn cancel_pending_and_running_jobs(kind: Kind) {
     assert_eq!(pool.stats().cancelled, 1);
 
     assert!(queue.requeue(pending).unwrap());
-    assert_eq!(state(&queue, pending), JobState::Waiting);
+    assert_eq!(state(&queue, pending), StoredJobState::Waiting);
     assert_eq!(queue.stats().cancelled, 1);
     queue.stop().unwrap();
 }
@@ -528,7 +534,7 @@ fn a_run_cancelled_on_the_dispatcher_before_it_started_goes_back_uncounted(kind:
     let record = queue.status(id).unwrap().unwrap();
     assert_eq!(
         (record.state(), record.attempts()),
-        (JobState::Succeeded, 1)
+        (StoredJobState::Succeeded, 1)
     );
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     assert_eq!(pool.status(run), Some(JobStatus::Cancelled));
@@ -553,7 +559,7 @@ fn cancelling_a_job_whose_run_is_queued_on_the_dispatcher_cancels_it(kind: Kind)
     });
     assert!(queue.cancel(id).unwrap());
     queue.wait_idle().unwrap();
-    assert_eq!(state(&queue, id), JobState::Cancelled);
+    assert_eq!(state(&queue, id), StoredJobState::Cancelled);
     assert_eq!(pool.status(run.unwrap()), Some(JobStatus::Cancelled));
     pool.resume();
     queue.stop().unwrap();
@@ -595,8 +601,8 @@ fn stop_puts_unstarted_runs_back_and_lets_running_ones_finish(kind: Kind) {
     let queue = Queue::builder().on(&path).unwrap();
     let a = queue.status(first).unwrap().unwrap();
     let b = queue.status(second).unwrap().unwrap();
-    assert_eq!((a.state(), a.attempts()), (JobState::Succeeded, 1));
-    assert_eq!((b.state(), b.attempts()), (JobState::Waiting, 0));
+    assert_eq!((a.state(), a.attempts()), (StoredJobState::Succeeded, 1));
+    assert_eq!((b.state(), b.attempts()), (StoredJobState::Waiting, 0));
     assert_eq!(queue.stats().recovered, 0);
     queue.stop().unwrap();
 }
@@ -645,7 +651,10 @@ fn a_shut_down_dispatcher_leaves_jobs_pending(kind: Kind) {
         Err(PersistError::DispatcherClosed)
     ));
     let record = queue.status(id).unwrap().unwrap();
-    assert_eq!((record.state(), record.attempts()), (JobState::Pending, 0));
+    assert_eq!(
+        (record.state(), record.attempts()),
+        (StoredJobState::Pending, 0)
+    );
     queue.stop().unwrap();
 }
 
@@ -668,7 +677,7 @@ fn concurrent_enqueues_share_commits(kind: Kind) {
             })
         })
         .collect();
-    let mut ids: Vec<JobId> = handles
+    let mut ids: Vec<StoredJobId> = handles
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect();
@@ -685,7 +694,10 @@ fn concurrent_enqueues_share_commits(kind: Kind) {
     );
     queue.stop().unwrap();
     let queue = Queue::builder().on(&path).unwrap();
-    assert_eq!(queue.list(JobState::Waiting, usize::MAX).unwrap(), ids);
+    assert_eq!(
+        queue.list(StoredJobState::Waiting, usize::MAX).unwrap(),
+        ids
+    );
     queue.stop().unwrap();
 }
 
@@ -720,17 +732,17 @@ fn bad_names_and_options_are_refused(kind: Kind) {
 fn exercise(queue: Queue) {
     let _ = queue.stats();
     for state in [
-        JobState::Pending,
-        JobState::Waiting,
-        JobState::Running,
-        JobState::Succeeded,
-        JobState::Dead,
-        JobState::Cancelled,
+        StoredJobState::Pending,
+        StoredJobState::Waiting,
+        StoredJobState::Running,
+        StoredJobState::Succeeded,
+        StoredJobState::Dead,
+        StoredJobState::Cancelled,
     ] {
         let _ = queue.list(state, 1000);
     }
     for id in 0..400 {
-        let _ = queue.status(JobId::from_u64(id));
+        let _ = queue.status(StoredJobId::from_u64(id));
     }
     let _ = queue.enqueue("fresh", b"after damage");
     let _ = queue.prune();
@@ -861,7 +873,7 @@ fn dropping_the_last_clone_stops_the_queue_and_closes_the_file(kind: Kind) {
     }
     drop(clone);
     let queue = Queue::builder().on(&path).unwrap();
-    assert_eq!(state(&queue, id), JobState::Succeeded);
+    assert_eq!(state(&queue, id), StoredJobState::Succeeded);
 }
 
 both!(small_and_large_payloads_round_trip);
@@ -913,7 +925,7 @@ fn halting_the_dispatcher_puts_unstarted_runs_back_and_loses_nothing(kind: Kind)
             .unwrap();
     };
     let ran = Arc::new(AtomicUsize::new(0));
-    let ids: Vec<JobId> = {
+    let ids: Vec<StoredJobId> = {
         let queue = fast().on(&path).unwrap();
         register(&queue, &ran);
         let ids: Vec<_> = (0..20u8)
@@ -937,7 +949,8 @@ fn halting_the_dispatcher_puts_unstarted_runs_back_and_loses_nothing(kind: Kind)
         );
         // Each halted attempt goes back to pending, and is not counted.
         eventually("halted attempts to be released", || {
-            ids.iter().all(|&id| state(&queue, id) == JobState::Pending)
+            ids.iter()
+                .all(|&id| state(&queue, id) == StoredJobState::Pending)
         });
         for &id in &ids {
             assert_eq!(queue.status(id).unwrap().unwrap().attempts(), 0, "{id:?}");
@@ -958,7 +971,7 @@ fn halting_the_dispatcher_puts_unstarted_runs_back_and_loses_nothing(kind: Kind)
         let record = queue.status(id).unwrap().unwrap();
         assert_eq!(
             (record.state(), record.attempts()),
-            (JobState::Succeeded, 1),
+            (StoredJobState::Succeeded, 1),
             "{id:?}"
         );
     }
@@ -981,7 +994,7 @@ fn wait_idle_ignores_a_backing_off_job_whose_name_has_no_handler(kind: Kind) {
         queue.start(&pool(1)).unwrap();
         eventually("the first attempt to fail", || {
             let r = queue.status(id).unwrap().unwrap();
-            r.state() == JobState::Pending && r.attempts() == 1
+            r.state() == StoredJobState::Pending && r.attempts() == 1
         });
         let r = queue.status(id).unwrap().unwrap();
         assert!(r.next_attempt_at().is_some(), "backing off");
@@ -999,9 +1012,9 @@ fn wait_idle_ignores_a_backing_off_job_whose_name_has_no_handler(kind: Kind) {
     queue.start(&pool(1)).unwrap();
     let q = queue.clone();
     within(LIMIT, move || q.wait_idle()).unwrap();
-    assert_eq!(state(&queue, other), JobState::Succeeded);
+    assert_eq!(state(&queue, other), StoredJobState::Succeeded);
     let r = queue.status(flaky).unwrap().unwrap();
-    assert_eq!((r.state(), r.attempts()), (JobState::Waiting, 1));
+    assert_eq!((r.state(), r.attempts()), (StoredJobState::Waiting, 1));
     assert!(r.next_attempt_at().is_some());
     let stats = queue.stats();
     assert_eq!((stats.waiting, stats.pending, stats.running), (1, 0, 0));
@@ -1015,7 +1028,7 @@ fn stop_returns_while_the_dispatcher_queue_is_full(kind: Kind) {
     queue
         .register("job", |_| -> Result<(), String> { Ok(()) })
         .unwrap();
-    let ids: Vec<JobId> = (0..8u8)
+    let ids: Vec<StoredJobId> = (0..8u8)
         .map(|i| queue.enqueue("job", &[i]).unwrap())
         .collect();
     let bounded = Dispatcher::builder()
@@ -1042,7 +1055,7 @@ fn stop_returns_while_the_dispatcher_queue_is_full(kind: Kind) {
         let r = queue.status(id).unwrap().unwrap();
         assert_eq!(
             (r.state(), r.attempts(), r.interrupted(), r.run_id()),
-            (JobState::Waiting, 0, 0, None),
+            (StoredJobState::Waiting, 0, 0, None),
             "{id:?}"
         );
     }
@@ -1067,7 +1080,7 @@ fn stop_returns_while_the_dispatcher_queue_is_full(kind: Kind) {
         let r = queue.status(id).unwrap().unwrap();
         assert_eq!(
             (r.state(), r.attempts()),
-            (JobState::Succeeded, 1),
+            (StoredJobState::Succeeded, 1),
             "{id:?}"
         );
     }
@@ -1103,7 +1116,7 @@ fn cancelling_a_job_held_for_room_in_a_full_dispatcher_queue_cancels_it(kind: Ki
     });
     assert!(queue.cancel(held).unwrap());
     eventually("the held job to be cancelled", || {
-        state(&queue, held) == JobState::Cancelled
+        state(&queue, held) == StoredJobState::Cancelled
     });
     bounded.resume();
     within(LIMIT, {
@@ -1111,7 +1124,7 @@ fn cancelling_a_job_held_for_room_in_a_full_dispatcher_queue_cancels_it(kind: Ki
         move || queue.wait_idle()
     })
     .unwrap();
-    assert_eq!(state(&queue, first), JobState::Succeeded);
+    assert_eq!(state(&queue, first), StoredJobState::Succeeded);
     assert_eq!(*ran.lock().unwrap(), [first]);
     queue.stop().unwrap();
 }
@@ -1136,12 +1149,12 @@ fn every_call_after_stop_fails_with_stopped(kind: Kind) {
     assert!(stopped(queue.status(id).map(drop)));
     assert!(stopped(queue.payload(id).map(drop)));
     for state in [
-        JobState::Pending,
-        JobState::Waiting,
-        JobState::Running,
-        JobState::Succeeded,
-        JobState::Dead,
-        JobState::Cancelled,
+        StoredJobState::Pending,
+        StoredJobState::Waiting,
+        StoredJobState::Running,
+        StoredJobState::Succeeded,
+        StoredJobState::Dead,
+        StoredJobState::Cancelled,
     ] {
         assert!(stopped(queue.list(state, 10).map(drop)), "{state:?}");
     }
@@ -1153,7 +1166,7 @@ fn every_call_after_stop_fails_with_stopped(kind: Kind) {
     drop(queue);
     // The job is still stored, untouched.
     let queue = Queue::builder().on(&path).unwrap();
-    assert_eq!(state(&queue, id), JobState::Waiting);
+    assert_eq!(state(&queue, id), StoredJobState::Waiting);
 }
 
 /// A file damaged in many ways and opened with `verify_on_open(false)`:
@@ -1249,16 +1262,20 @@ fn a_cancel_that_returns_true_always_ends_cancelled(kind: Kind) {
         let id = queue.enqueue("quick", &[(i * 37 % 200) as u8]).unwrap();
         eventually("the job to start", || {
             let state = queue.status(id).unwrap().unwrap().state();
-            state == JobState::Running || state.is_finished()
+            state == StoredJobState::Running || state.is_finished()
         });
         let cancelled = queue.cancel(id).unwrap();
         queue.wait_idle().unwrap();
         let state = queue.status(id).unwrap().unwrap().state();
         if cancelled {
-            assert_eq!(state, JobState::Cancelled, "cancel said true for {id}");
+            assert_eq!(
+                state,
+                StoredJobState::Cancelled,
+                "cancel said true for {id}"
+            );
             took += 1;
         } else {
-            assert_eq!(state, JobState::Succeeded, "{id}");
+            assert_eq!(state, StoredJobState::Succeeded, "{id}");
             missed += 1;
         }
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workyard::persist::{Backoff, JobId, JobState, PersistError, Queue};
+use workyard::persist::{Backoff, PersistError, Queue, StoredJobId, StoredJobState};
 use workyard::Dispatcher;
 
 const CHILD_ENV: &str = "WORKYARD_PERSIST_CRASH_DIR";
@@ -93,7 +93,7 @@ fn child_process_entry_point() {
     queue.start(&pool).unwrap();
     let mut sent = 0;
     while sent < jobs {
-        let ids: Vec<JobId> = if sent % 3 == 0 {
+        let ids: Vec<StoredJobId> = if sent % 3 == 0 {
             let n = 10.min(jobs - sent);
             queue
                 .enqueue_batch((0..n).map(|i| ("work", (sent + i).to_le_bytes())))
@@ -249,19 +249,19 @@ fn sigkill_at_random_moments_loses_nothing() {
     }
     let queue = open(&dir).unwrap();
     for state in [
-        JobState::Pending,
-        JobState::Waiting,
-        JobState::Running,
-        JobState::Dead,
+        StoredJobState::Pending,
+        StoredJobState::Waiting,
+        StoredJobState::Running,
+        StoredJobState::Dead,
     ] {
         assert_eq!(queue.list(state, 10).unwrap(), [], "jobs left {state}");
     }
     let mut duplicates = 0;
     let mut interrupted_total = 0;
-    let stored = queue.list(JobState::Succeeded, usize::MAX).unwrap();
+    let stored = queue.list(StoredJobState::Succeeded, usize::MAX).unwrap();
     for &id in &stored {
         let record = queue.status(id).unwrap().unwrap();
-        assert_eq!(record.state(), JobState::Succeeded);
+        assert_eq!(record.state(), StoredJobState::Succeeded);
         interrupted_total += record.interrupted();
         let runs = done.get(&id.as_u64()).copied().unwrap_or(0);
         assert!(runs >= 1, "{id} succeeded in the file but never logged");

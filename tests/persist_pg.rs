@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use workyard::persist::{JobState, PersistError, Queue, QueueBuilder};
+use workyard::persist::{PersistError, Queue, QueueBuilder, StoredJobState};
 use workyard::Dispatcher;
 
 /// Short leases so that a dead process's jobs come back quickly.
@@ -244,7 +244,7 @@ fn processes_starting_at_once_on_an_empty_database_migrate_it_once() {
     // One version row, and the queue works for a newcomer.
     let queue = Queue::builder().connect(&url).unwrap();
     assert_eq!(queue.stats().waiting, N as u64);
-    assert_eq!(queue.list(JobState::Waiting, 10).unwrap().len(), N);
+    assert_eq!(queue.list(StoredJobState::Waiting, 10).unwrap().len(), N);
     queue.stop().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -296,9 +296,9 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
     children[0].wait().unwrap();
     kills += 1;
     let drained = pg::wait_for(Duration::from_secs(60), || {
-        queue.list(JobState::Pending, 1).unwrap().is_empty()
-            && queue.list(JobState::Waiting, 1).unwrap().is_empty()
-            && queue.list(JobState::Running, 1).unwrap().is_empty()
+        queue.list(StoredJobState::Pending, 1).unwrap().is_empty()
+            && queue.list(StoredJobState::Waiting, 1).unwrap().is_empty()
+            && queue.list(StoredJobState::Running, 1).unwrap().is_empty()
     });
     assert!(drained, "jobs left after 60 s: {:?}", queue.stats());
     let tail = killed_at.elapsed();
@@ -315,10 +315,10 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
     let mut interrupted = 0;
     for &id in &acked {
         let record = queue
-            .status(workyard::persist::JobId::from_u64(id))
+            .status(workyard::persist::StoredJobId::from_u64(id))
             .unwrap()
             .unwrap_or_else(|| panic!("acknowledged job {id} was lost"));
-        assert_eq!(record.state(), JobState::Succeeded, "job {id}");
+        assert_eq!(record.state(), StoredJobState::Succeeded, "job {id}");
         let n = runs.get(&id).copied().unwrap_or(0);
         assert!(n >= 1, "job {id} succeeded but never ran");
         // A second run only for a job whose earlier run was in flight in
@@ -385,7 +385,7 @@ fn a_process_paused_past_its_lease_has_its_late_outcome_fenced() {
     );
     assert_eq!(
         (record.state(), record.attempts(), record.interrupted()),
-        (JobState::Succeeded, 2, 1)
+        (StoredJobState::Succeeded, 2, 1)
     );
     assert_eq!(*ran.lock().unwrap(), [2]);
     // Resumed, the paused process finishes its attempt 1: refused.
@@ -400,7 +400,7 @@ fn a_process_paused_past_its_lease_has_its_late_outcome_fenced() {
     let record = queue.status(id).unwrap().unwrap();
     assert_eq!(
         (record.state(), record.attempts()),
-        (JobState::Succeeded, 2),
+        (StoredJobState::Succeeded, 2),
         "the late outcome changed the job"
     );
     queue.stop().unwrap();
@@ -459,10 +459,10 @@ fn a_server_restart_under_load_loses_nothing_and_work_resumes() {
     for id in &acked {
         assert!(done.contains_key(id), "acknowledged job {id} never ran");
         let record = queue
-            .status(workyard::persist::JobId::from_u64(*id))
+            .status(workyard::persist::StoredJobId::from_u64(*id))
             .unwrap()
             .unwrap();
-        assert_eq!(record.state(), JobState::Succeeded, "job {id}");
+        assert_eq!(record.state(), StoredJobState::Succeeded, "job {id}");
     }
     let stats = queue.stats();
     assert!(stats.reconnects >= 1, "never reconnected: {stats:?}");

@@ -168,7 +168,7 @@ impl Committer {
 
 /// Applies one effect; runs to cancel on the dispatcher go to `cancels`.
 fn apply(s: &mut super::sched::Sched, effect: Effect, cancels: &mut Vec<crate::JobId>) {
-    use super::record::JobState;
+    use super::record::StoredJobState;
     use super::sched::RunningJob;
     match effect {
         Effect::Enqueued { id, name } => {
@@ -232,7 +232,7 @@ fn apply(s: &mut super::sched::Sched, effect: Effect, cancels: &mut Vec<crate::J
             }
         }
         Effect::Requeued { id, name, was } => {
-            if was == JobState::Dead {
+            if was == StoredJobState::Dead {
                 s.dead.remove(&id);
             } else {
                 s.cancelled = s.cancelled.saturating_sub(1);

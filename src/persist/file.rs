@@ -13,7 +13,7 @@
 
 use super::error::PersistError;
 use super::op::{set_last, Answer, Claimed, Op, Outcome};
-use super::record::{now_ms, truncate, JobState, Record, INLINE_PAYLOAD_MAX, MAX_ERROR_LEN};
+use super::record::{now_ms, truncate, Record, StoredJobState, INLINE_PAYLOAD_MAX, MAX_ERROR_LEN};
 use super::retry::Jitter;
 use super::store::{
     after_failure, guard, storage, AfterFailure, Config, Effect, Reader, Store, Written,
@@ -279,11 +279,13 @@ fn recover_inner(
                 .map_err(|why| corrupted(format!("job {id}: {why}")))?;
             next_id = next_id.max(id + 1);
             match record.state {
-                JobState::Pending | JobState::Waiting => push_pending(&mut out, id, &record),
-                JobState::Running => running.push((id, record)),
-                JobState::Succeeded => out.succeeded += 1,
-                JobState::Cancelled => out.cancelled += 1,
-                JobState::Dead => out.dead.push(id),
+                StoredJobState::Pending | StoredJobState::Waiting => {
+                    push_pending(&mut out, id, &record)
+                }
+                StoredJobState::Running => running.push((id, record)),
+                StoredJobState::Succeeded => out.succeeded += 1,
+                StoredJobState::Cancelled => out.cancelled += 1,
+                StoredJobState::Dead => out.dead.push(id),
             }
         }
         let mut buf = Vec::new();
@@ -292,7 +294,7 @@ fn recover_inner(
             record.interrupted = record.interrupted.saturating_add(1);
             let attempt = record.attempts;
             if attempt >= options.max_attempts {
-                record.state = JobState::Dead;
+                record.state = StoredJobState::Dead;
                 record.finished_at = now;
                 record.error = Some(format!(
                     "attempt {attempt} of {} was interrupted by a crash",
@@ -300,7 +302,7 @@ fn recover_inner(
                 ));
                 out.dead.push(id);
             } else {
-                record.state = JobState::Pending;
+                record.state = StoredJobState::Pending;
                 record.run_after = 0;
                 record.error = Some(format!("attempt {attempt} was interrupted by a crash"));
                 push_pending(&mut out, id, &record);
@@ -581,10 +583,10 @@ impl FileStore {
         let Some(mut record) = t.record(id)? else {
             return Ok(None);
         };
-        if record.state != JobState::Pending {
+        if record.state != StoredJobState::Pending {
             return Ok(None);
         }
-        record.state = JobState::Running;
+        record.state = StoredJobState::Running;
         record.attempts = record.attempts.saturating_add(1);
         record.started_at = now;
         record.run_after = 0;
@@ -621,7 +623,7 @@ impl FileStore {
         effects: &mut Vec<Effect>,
     ) -> Result<bool, PersistError> {
         let record = t.record(id)?;
-        let Some(mut record) = record.filter(|r| r.state == JobState::Running) else {
+        let Some(mut record) = record.filter(|r| r.state == StoredJobState::Running) else {
             self.cancelling.remove(&id);
             effects.push(Effect::Stray { id });
             return Ok(false);
@@ -634,7 +636,7 @@ impl FileStore {
         };
         match outcome {
             Outcome::Succeeded => {
-                record.state = JobState::Succeeded;
+                record.state = StoredJobState::Succeeded;
                 record.finished_at = now;
                 t.finish(id, now)?;
                 self.note_finished(now);
@@ -644,12 +646,12 @@ impl FileStore {
                 record.error = Some(truncate(error, MAX_ERROR_LEN));
                 match after_failure(config, record.attempts, self.jitter.next()) {
                     AfterFailure::Dead => {
-                        record.state = JobState::Dead;
+                        record.state = StoredJobState::Dead;
                         record.finished_at = now;
                         effects.push(Effect::Dead { id });
                     }
                     AfterFailure::Retry { delay_ms } => {
-                        record.state = JobState::Pending;
+                        record.state = StoredJobState::Pending;
                         record.run_after = if delay_ms == 0 {
                             0
                         } else {
@@ -664,14 +666,14 @@ impl FileStore {
                 }
             }
             Outcome::Cancelled => {
-                record.state = JobState::Cancelled;
+                record.state = StoredJobState::Cancelled;
                 record.finished_at = now;
                 t.finish(id, now)?;
                 self.note_finished(now);
                 effects.push(Effect::CancelledRun { id });
             }
             Outcome::Released => {
-                record.state = JobState::Pending;
+                record.state = StoredJobState::Pending;
                 record.attempts = record.attempts.saturating_sub(1);
                 record.run_after = 0;
                 effects.push(Effect::Released {
@@ -696,22 +698,22 @@ impl FileStore {
             return Ok((false, false));
         };
         let effect = match record.state {
-            JobState::Pending | JobState::Waiting => Effect::CancelledPending {
+            StoredJobState::Pending | StoredJobState::Waiting => Effect::CancelledPending {
                 id,
                 name: record.name.clone(),
                 run_after: record.run_after,
             },
-            JobState::Dead => Effect::CancelledDead { id },
-            JobState::Running => {
+            StoredJobState::Dead => Effect::CancelledDead { id },
+            StoredJobState::Running => {
                 // Its attempt's outcome, whatever it is, records the
                 // cancellation (see `cancelling`).
                 self.cancelling.insert(id);
                 effects.push(Effect::CancelRunning { id });
                 return Ok((true, false));
             }
-            JobState::Succeeded | JobState::Cancelled => return Ok((false, false)),
+            StoredJobState::Succeeded | StoredJobState::Cancelled => return Ok((false, false)),
         };
-        record.state = JobState::Cancelled;
+        record.state = StoredJobState::Cancelled;
         record.finished_at = now;
         t.finish(id, now)?;
         self.note_finished(now);
@@ -731,15 +733,15 @@ impl FileStore {
         };
         let was = record.state;
         match was {
-            JobState::Dead => {}
-            JobState::Cancelled => {
+            StoredJobState::Dead => {}
+            StoredJobState::Cancelled => {
                 t.finished
                     .remove((record.finished_at, id))
                     .map_err(storage)?;
             }
             _ => return Ok(false),
         }
-        record.state = JobState::Pending;
+        record.state = StoredJobState::Pending;
         record.attempts = 0;
         record.run_after = 0;
         record.finished_at = 0;
@@ -786,8 +788,8 @@ impl FileStore {
             t.finished.remove((*finished_at, *id)).map_err(storage)?;
             if let Some(record) = t.record(*id)? {
                 match record.state {
-                    JobState::Succeeded => succeeded += 1,
-                    JobState::Cancelled => cancelled += 1,
+                    StoredJobState::Succeeded => succeeded += 1,
+                    StoredJobState::Cancelled => cancelled += 1,
                     // Requeued since (its entry would be gone) or damaged:
                     // keep the job.
                     _ => continue,
@@ -916,11 +918,11 @@ impl Reader for FileReader {
 
     fn list(
         &self,
-        state: JobState,
+        state: StoredJobState,
         _handled: &[String],
         limit: usize,
     ) -> Result<Option<Vec<u64>>, PersistError> {
-        if !matches!(state, JobState::Succeeded | JobState::Cancelled) {
+        if !matches!(state, StoredJobState::Succeeded | StoredJobState::Cancelled) {
             return Ok(None);
         }
         self.read(|txn| {

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use workyard::Dispatcher;
-//! use workyard::persist::{Backoff, JobState, Queue};
+//! use workyard::persist::{Backoff, StoredJobState, Queue};
 //! use std::time::Duration;
 //!
 //! let dir = std::env::temp_dir().join(format!("workyard-doc-persist-{}", std::process::id()));
@@ -32,9 +32,9 @@
 //! let pool = Dispatcher::builder().workers(2).build()?;
 //! queue.start(&pool)?;
 //! queue.wait_idle()?;
-//! assert_eq!(queue.status(ok)?.unwrap().state(), JobState::Succeeded);
+//! assert_eq!(queue.status(ok)?.unwrap().state(), StoredJobState::Succeeded);
 //! let dead = queue.status(bad)?.unwrap();
-//! assert_eq!((dead.state(), dead.attempts()), (JobState::Dead, 3));
+//! assert_eq!((dead.state(), dead.attempts()), (StoredJobState::Dead, 3));
 //! assert_eq!(dead.last_error(), Some("not a number"));
 //! queue.stop()?;
 //! # std::fs::remove_dir_all(&dir)?;
@@ -110,7 +110,7 @@ use std::fmt;
 
 pub use error::PersistError;
 pub use queue::{Queue, QueueBuilder};
-pub use record::{JobRecord, JobState};
+pub use record::{JobRecord, StoredJobState};
 pub use retry::Backoff;
 
 /// The longest job name, in bytes.
@@ -118,12 +118,13 @@ pub const MAX_NAME_LEN: usize = 1024;
 
 /// Identifies a stored job for as long as it is in the file, across runs
 /// of the program. Ids are handed out in enqueue order, starting at 1, and
-/// never reused. (A stored job's attempts also have ids on the dispatcher,
-/// [`crate::JobId`]s; see [`JobRecord::run_id`].)
+/// never reused. Named apart from the dispatcher's [`crate::JobId`]
+/// (`job#1`), which each of a stored job's attempts also gets while it runs
+/// (see [`JobRecord::run_id`]); this one prints as `stored-job#7`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JobId(u64);
+pub struct StoredJobId(u64);
 
-impl JobId {
+impl StoredJobId {
     /// The id as a number.
     pub fn as_u64(self) -> u64 {
         self.0
@@ -132,22 +133,22 @@ impl JobId {
     /// The id with number `n`, e.g. read back from a log.
     ///
     /// ```
-    /// use workyard::persist::JobId;
-    /// assert_eq!(JobId::from_u64(7).as_u64(), 7);
-    /// assert_eq!(JobId::from_u64(7).to_string(), "stored-job#7");
+    /// use workyard::persist::StoredJobId;
+    /// assert_eq!(StoredJobId::from_u64(7).as_u64(), 7);
+    /// assert_eq!(StoredJobId::from_u64(7).to_string(), "stored-job#7");
     /// ```
-    pub fn from_u64(n: u64) -> JobId {
-        JobId(n)
+    pub fn from_u64(n: u64) -> StoredJobId {
+        StoredJobId(n)
     }
 }
 
-impl fmt::Debug for JobId {
+impl fmt::Debug for StoredJobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "persist::JobId({})", self.0)
+        write!(f, "persist::StoredJobId({})", self.0)
     }
 }
 
-impl fmt::Display for JobId {
+impl fmt::Display for StoredJobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "stored-job#{}", self.0)
     }
@@ -156,7 +157,7 @@ impl fmt::Display for JobId {
 /// What a handler gets: the job's id, name, payload and attempt number.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
-    pub(crate) id: JobId,
+    pub(crate) id: StoredJobId,
     pub(crate) name: &'a str,
     pub(crate) payload: &'a [u8],
     pub(crate) attempt: u32,
@@ -165,7 +166,7 @@ pub struct Delivery<'a> {
 impl<'a> Delivery<'a> {
     /// The stored job's id: the same on every attempt, so a handler can use
     /// it to make its effect idempotent.
-    pub fn id(&self) -> JobId {
+    pub fn id(&self) -> StoredJobId {
         self.id
     }
 

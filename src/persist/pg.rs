@@ -41,7 +41,7 @@
 
 use super::error::PersistError;
 use super::op::{set_last, Answer, Op, Outcome, Picked, PickedBatch};
-use super::record::{truncate, JobState, Record, MAX_ERROR_LEN};
+use super::record::{truncate, Record, StoredJobState, MAX_ERROR_LEN};
 use super::retry::Jitter;
 use super::shared::Shared;
 use super::store::{after_failure, AfterFailure, Config, Counts, Effect, Reader, Store, Written};
@@ -1172,13 +1172,13 @@ impl PgReader {
     }
 }
 
-fn state_of(n: i16) -> JobState {
+fn state_of(n: i16) -> StoredJobState {
     match n {
-        RUNNING => JobState::Running,
-        SUCCEEDED => JobState::Succeeded,
-        DEAD => JobState::Dead,
-        CANCELLED => JobState::Cancelled,
-        _ => JobState::Pending,
+        RUNNING => StoredJobState::Running,
+        SUCCEEDED => StoredJobState::Succeeded,
+        DEAD => StoredJobState::Dead,
+        CANCELLED => StoredJobState::Cancelled,
+        _ => StoredJobState::Pending,
     }
 }
 
@@ -1231,24 +1231,24 @@ impl Reader for PgReader {
 
     fn list(
         &self,
-        state: JobState,
+        state: StoredJobState,
         handled: &[String],
         limit: usize,
     ) -> Result<Option<Vec<u64>>, PersistError> {
         let jobs = self.sql.jobs();
         let limit = limit_of(limit);
         let rows = self.with(|c| match state {
-            JobState::Pending | JobState::Waiting => c.query(
+            StoredJobState::Pending | StoredJobState::Waiting => c.query(
                 &format!(
                     "SELECT id FROM {jobs} WHERE state = 1 AND (name = ANY($1::text[])) = $2 \
                      ORDER BY id LIMIT $3"
                 ),
-                &[&handled, &(state == JobState::Pending), &limit],
+                &[&handled, &(state == StoredJobState::Pending), &limit],
             ),
-            JobState::Running | JobState::Dead => c.query(
+            StoredJobState::Running | StoredJobState::Dead => c.query(
                 &format!("SELECT id FROM {jobs} WHERE state = $1 ORDER BY id LIMIT $2"),
                 &[
-                    &(if state == JobState::Running {
+                    &(if state == StoredJobState::Running {
                         RUNNING
                     } else {
                         DEAD
@@ -1256,12 +1256,12 @@ impl Reader for PgReader {
                     &limit,
                 ],
             ),
-            JobState::Succeeded | JobState::Cancelled => c.query(
+            StoredJobState::Succeeded | StoredJobState::Cancelled => c.query(
                 &format!(
                     "SELECT id FROM {jobs} WHERE state = $1 ORDER BY finished_at, id LIMIT $2"
                 ),
                 &[
-                    &(if state == JobState::Succeeded {
+                    &(if state == StoredJobState::Succeeded {
                         SUCCEEDED
                     } else {
                         CANCELLED

@@ -5,13 +5,13 @@ use super::commit::Committer;
 use super::error::PersistError;
 use super::file::{self, FileReader, FileStore, OpenOptions};
 use super::op::Op;
-use super::record::{now_ms, JobRecord, JobState};
+use super::record::{now_ms, JobRecord, StoredJobState};
 use super::retry::Backoff;
 use super::run;
 use super::sched::{HandlerFn, Sched};
 use super::shared::{in_handler, Shared, COMMITTER_NAME};
 use super::store::{storage, Config, Reader, Store};
-use super::{Delivery, JobId, QueueStats, MAX_NAME_LEN};
+use super::{Delivery, QueueStats, StoredJobId, MAX_NAME_LEN};
 use crate::signal::lock;
 use crate::{Dispatcher, JobStatus};
 use std::fmt;
@@ -129,7 +129,7 @@ fn check_name(name: &str) -> Result<(), PersistError> {
 ///
 /// ```
 /// use workyard::Dispatcher;
-/// use workyard::persist::{JobState, Queue};
+/// use workyard::persist::{StoredJobState, Queue};
 ///
 /// let dir = std::env::temp_dir().join(format!("workyard-doc-queue-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
@@ -145,7 +145,7 @@ fn check_name(name: &str) -> Result<(), PersistError> {
 /// let pool = Dispatcher::builder().workers(2).build()?;
 /// queue.start(&pool)?;
 /// queue.wait_idle()?;
-/// assert_eq!(queue.status(id)?.unwrap().state(), JobState::Succeeded);
+/// assert_eq!(queue.status(id)?.unwrap().state(), StoredJobState::Succeeded);
 /// queue.stop()?;
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -231,7 +231,7 @@ impl Queue {
     ///
     /// On an error nothing was stored; `name` and `payload` are the
     /// caller's still.
-    pub fn enqueue(&self, name: &str, payload: &[u8]) -> Result<JobId, PersistError> {
+    pub fn enqueue(&self, name: &str, payload: &[u8]) -> Result<StoredJobId, PersistError> {
         self.enqueue_batch([(name, payload)]).map(|ids| ids[0])
     }
 
@@ -253,7 +253,7 @@ impl Queue {
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// # Ok::<(), workyard::persist::PersistError>(())
     /// ```
-    pub fn enqueue_batch<I, N, P>(&self, jobs: I) -> Result<Vec<JobId>, PersistError>
+    pub fn enqueue_batch<I, N, P>(&self, jobs: I) -> Result<Vec<StoredJobId>, PersistError>
     where
         I: IntoIterator<Item = (N, P)>,
         N: AsRef<str>,
@@ -277,7 +277,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         let first_id = shared.call(|reply| Op::Enqueue { jobs: batch, reply })?;
-        Ok((first_id..first_id + n).map(JobId).collect())
+        Ok((first_id..first_id + n).map(StoredJobId).collect())
     }
 
     /// Starts running stored jobs on `dispatcher`: each attempt is one
@@ -320,7 +320,7 @@ impl Queue {
 
     /// The stored job `id`, or `None` if there is none (never enqueued, or
     /// pruned after its retention).
-    pub fn status(&self, id: JobId) -> Result<Option<JobRecord>, PersistError> {
+    pub fn status(&self, id: StoredJobId) -> Result<Option<JobRecord>, PersistError> {
         let shared = self.shared();
         let found = shared.reader()?.record(id.0)?;
         let Some((record, payload_len)) = found else {
@@ -328,7 +328,7 @@ impl Queue {
         };
         let s = lock(&shared.sched);
         let state = match record.state {
-            JobState::Pending if !s.is_handled(&record.name) => JobState::Waiting,
+            StoredJobState::Pending if !s.is_handled(&record.name) => StoredJobState::Waiting,
             other => other,
         };
         let run = s.running.get(&id.0).and_then(|r| r.run_id);
@@ -342,7 +342,7 @@ impl Queue {
     }
 
     /// The payload of the stored job `id` (e.g. to inspect a dead job).
-    pub fn payload(&self, id: JobId) -> Result<Option<Vec<u8>>, PersistError> {
+    pub fn payload(&self, id: StoredJobId) -> Result<Option<Vec<u8>>, PersistError> {
         self.shared().reader()?.payload(id.0)
     }
 
@@ -354,19 +354,23 @@ impl Queue {
     /// # let dir = std::env::temp_dir().join(format!("workyard-doc-list-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir).unwrap();
     /// # let _ = std::fs::remove_file(dir.join("jobs.redb"));
-    /// use workyard::persist::{JobState, Queue};
+    /// use workyard::persist::{StoredJobState, Queue};
     /// let queue = Queue::open(dir.join("jobs.redb"))?;
     /// let a = queue.enqueue("mail", b"to: ann")?;
     /// let b = queue.enqueue("mail", b"to: bob")?;
-    /// assert_eq!(queue.list(JobState::Waiting, 10)?, [a, b]);
+    /// assert_eq!(queue.list(StoredJobState::Waiting, 10)?, [a, b]);
     /// assert!(queue.cancel(a)?);
-    /// assert_eq!(queue.list(JobState::Waiting, 10)?, [b]);
-    /// assert_eq!(queue.list(JobState::Cancelled, 10)?, [a]);
+    /// assert_eq!(queue.list(StoredJobState::Waiting, 10)?, [b]);
+    /// assert_eq!(queue.list(StoredJobState::Cancelled, 10)?, [a]);
     /// # queue.stop()?;
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// # Ok::<(), workyard::persist::PersistError>(())
     /// ```
-    pub fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobId>, PersistError> {
+    pub fn list(
+        &self,
+        state: StoredJobState,
+        limit: usize,
+    ) -> Result<Vec<StoredJobId>, PersistError> {
         let shared = self.shared();
         let handled = {
             let s = lock(&shared.sched);
@@ -377,23 +381,23 @@ impl Queue {
             s.handled_names()
         };
         if let Some(ids) = shared.reader()?.list(state, &handled, limit)? {
-            return Ok(ids.into_iter().map(JobId).collect());
+            return Ok(ids.into_iter().map(StoredJobId).collect());
         }
         let s = lock(&shared.sched);
         let ids: Vec<u64> = match state {
-            JobState::Pending => s.pending_ids(true, limit),
-            JobState::Waiting => s.pending_ids(false, limit),
-            JobState::Running => {
+            StoredJobState::Pending => s.pending_ids(true, limit),
+            StoredJobState::Waiting => s.pending_ids(false, limit),
+            StoredJobState::Running => {
                 let mut ids: Vec<u64> = s.running.keys().copied().collect();
                 ids.sort_unstable();
                 ids.truncate(limit);
                 ids
             }
-            JobState::Dead => s.dead.iter().copied().take(limit).collect(),
+            StoredJobState::Dead => s.dead.iter().copied().take(limit).collect(),
             // The file's reader lists these.
-            JobState::Succeeded | JobState::Cancelled => Vec::new(),
+            StoredJobState::Succeeded | StoredJobState::Cancelled => Vec::new(),
         };
-        Ok(ids.into_iter().map(JobId).collect())
+        Ok(ids.into_iter().map(StoredJobId).collect())
     }
 
     /// Counts: jobs by state, and what the queue did since it was opened
@@ -469,13 +473,13 @@ impl Queue {
     /// handler sees [`is_cancelled`](crate::is_cancelled)) and is recorded
     /// `Cancelled` when it returns, whatever it returned. Returns `false`
     /// for an unknown id or a job already succeeded or cancelled.
-    pub fn cancel(&self, id: JobId) -> Result<bool, PersistError> {
+    pub fn cancel(&self, id: StoredJobId) -> Result<bool, PersistError> {
         self.shared().call(|reply| Op::Cancel { id: id.0, reply })
     }
 
     /// Puts a dead or cancelled job back to pending with its attempts
     /// reset to 0. Returns `false` if it is neither (or unknown).
-    pub fn requeue(&self, id: JobId) -> Result<bool, PersistError> {
+    pub fn requeue(&self, id: StoredJobId) -> Result<bool, PersistError> {
         self.shared().call(|reply| Op::Requeue { id: id.0, reply })
     }
 

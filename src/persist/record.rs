@@ -1,4 +1,4 @@
-//! A stored job: its state machine ([`JobState`]), the record kept in the
+//! A stored job: its state machine ([`StoredJobState`]), the record kept in the
 //! file ([`Record`], with its byte encoding) and the snapshot handed to
 //! callers ([`JobRecord`]).
 //!
@@ -36,9 +36,12 @@ pub(crate) const INLINE_PAYLOAD_MAX: usize = 512;
 /// are stored, so a chatty handler cannot bloat every record.
 pub(crate) const MAX_ERROR_LEN: usize = 4096;
 
-/// Where a stored job is in its life.
+/// Where a stored job is in its life. Named apart from the dispatcher's
+/// [`JobStatus`](crate::JobStatus), the status of one run: a stored job
+/// lives across attempts and restarts, through states a run does not have
+/// (waiting for a handler, backing off, dead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobState {
+pub enum StoredJobState {
     /// Stored and due (or waiting out a retry backoff, see
     /// [`JobRecord::next_attempt_at`]).
     Pending,
@@ -57,53 +60,53 @@ pub enum JobState {
     Cancelled,
 }
 
-impl JobState {
+impl StoredJobState {
     /// `true` for `Succeeded`, `Dead` and `Cancelled`: no attempt will be
     /// made unless the job is requeued.
     ///
     /// ```
-    /// use workyard::persist::JobState;
-    /// assert!(JobState::Dead.is_finished());
-    /// assert!(!JobState::Waiting.is_finished());
+    /// use workyard::persist::StoredJobState;
+    /// assert!(StoredJobState::Dead.is_finished());
+    /// assert!(!StoredJobState::Waiting.is_finished());
     /// ```
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            JobState::Succeeded | JobState::Dead | JobState::Cancelled
+            StoredJobState::Succeeded | StoredJobState::Dead | StoredJobState::Cancelled
         )
     }
 
     pub(crate) fn to_byte(self) -> u8 {
         match self {
-            JobState::Pending | JobState::Waiting => 1,
-            JobState::Running => 2,
-            JobState::Succeeded => 3,
-            JobState::Dead => 4,
-            JobState::Cancelled => 5,
+            StoredJobState::Pending | StoredJobState::Waiting => 1,
+            StoredJobState::Running => 2,
+            StoredJobState::Succeeded => 3,
+            StoredJobState::Dead => 4,
+            StoredJobState::Cancelled => 5,
         }
     }
 
-    fn from_byte(b: u8) -> Option<JobState> {
+    fn from_byte(b: u8) -> Option<StoredJobState> {
         Some(match b {
-            1 => JobState::Pending,
-            2 => JobState::Running,
-            3 => JobState::Succeeded,
-            4 => JobState::Dead,
-            5 => JobState::Cancelled,
+            1 => StoredJobState::Pending,
+            2 => StoredJobState::Running,
+            3 => StoredJobState::Succeeded,
+            4 => StoredJobState::Dead,
+            5 => StoredJobState::Cancelled,
             _ => return None,
         })
     }
 }
 
-impl fmt::Display for JobState {
+impl fmt::Display for StoredJobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            JobState::Pending => "pending",
-            JobState::Waiting => "waiting for a handler",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Dead => "dead",
-            JobState::Cancelled => "cancelled",
+            StoredJobState::Pending => "pending",
+            StoredJobState::Waiting => "waiting for a handler",
+            StoredJobState::Running => "running",
+            StoredJobState::Succeeded => "succeeded",
+            StoredJobState::Dead => "dead",
+            StoredJobState::Cancelled => "cancelled",
         })
     }
 }
@@ -142,7 +145,7 @@ pub(crate) fn truncate(mut s: String, max: usize) -> String {
 /// Timestamps are Unix milliseconds, 0 for "never".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
-    pub(crate) state: JobState,
+    pub(crate) state: StoredJobState,
     /// Attempts started (claimed), including interrupted ones.
     pub(crate) attempts: u32,
     /// Attempts that were running when the process died.
@@ -161,7 +164,7 @@ pub(crate) struct Record {
 impl Record {
     pub(crate) fn new(name: String, now: u64) -> Record {
         Record {
-            state: JobState::Pending,
+            state: StoredJobState::Pending,
             attempts: 0,
             interrupted: 0,
             enqueued_at: now,
@@ -215,7 +218,7 @@ impl Record {
         if r.u8()? != RECORD_VERSION {
             return Err("unknown record version");
         }
-        let state = JobState::from_byte(r.u8()?).ok_or("unknown job state")?;
+        let state = StoredJobState::from_byte(r.u8()?).ok_or("unknown job state")?;
         let attempts = r.u32()?;
         let interrupted = r.u32()?;
         let enqueued_at = r.u64()?;
@@ -298,7 +301,7 @@ impl<'a> Reader<'a> {
 /// A snapshot of one stored job, from [`Queue::status`](super::Queue::status).
 ///
 /// ```
-/// use workyard::persist::{JobState, Queue};
+/// use workyard::persist::{StoredJobState, Queue};
 ///
 /// let dir = std::env::temp_dir().join(format!("workyard-doc-record-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
@@ -309,7 +312,7 @@ impl<'a> Reader<'a> {
 /// let record = queue.status(id).unwrap().unwrap();
 /// assert_eq!(record.name(), "resize");
 /// // No handler is registered for "resize" yet, so it waits for one.
-/// assert_eq!(record.state(), JobState::Waiting);
+/// assert_eq!(record.state(), StoredJobState::Waiting);
 /// assert_eq!(record.attempts(), 0);
 /// assert_eq!(record.payload_len(), 7);
 /// assert!(record.last_error().is_none());
@@ -318,8 +321,8 @@ impl<'a> Reader<'a> {
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct JobRecord {
-    pub(crate) id: super::JobId,
-    pub(crate) state: JobState,
+    pub(crate) id: super::StoredJobId,
+    pub(crate) state: StoredJobState,
     pub(crate) record: Record,
     pub(crate) payload_len: usize,
     pub(crate) run: Option<crate::JobId>,
@@ -327,12 +330,12 @@ pub struct JobRecord {
 
 impl JobRecord {
     /// The job's id.
-    pub fn id(&self) -> super::JobId {
+    pub fn id(&self) -> super::StoredJobId {
         self.id
     }
 
     /// Its state.
-    pub fn state(&self) -> JobState {
+    pub fn state(&self) -> StoredJobState {
         self.state
     }
 
@@ -379,7 +382,10 @@ impl JobRecord {
     /// When a pending job that failed may be retried (the end of its
     /// backoff); `None` if it may run now.
     pub fn next_attempt_at(&self) -> Option<SystemTime> {
-        if matches!(self.state, JobState::Pending | JobState::Waiting) {
+        if matches!(
+            self.state,
+            StoredJobState::Pending | StoredJobState::Waiting
+        ) {
             to_time(self.record.run_after)
         } else {
             None
@@ -421,7 +427,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let mut rec = Record::new("resize".into(), 17);
-        rec.state = JobState::Dead;
+        rec.state = StoredJobState::Dead;
         rec.attempts = 3;
         rec.interrupted = 1;
         rec.started_at = 20;

@@ -14,7 +14,7 @@ use super::op::{Op, Outcome};
 use super::record::now_ms;
 use super::sched::HandlerFn;
 use super::shared::{HandlerScope, Shared};
-use super::{Delivery, JobId};
+use super::{Delivery, StoredJobId};
 use crate::signal::lock;
 use crate::{Dispatcher, Job, TrySpawnError};
 use std::panic::{self, AssertUnwindSafe};
@@ -68,7 +68,7 @@ impl Job for Attempt {
             return Err("not run: the queue is stopping; the job stays pending".into());
         }
         let delivery = Delivery {
-            id: JobId(self.id),
+            id: StoredJobId(self.id),
             name: &self.name,
             payload: &self.payload,
             attempt: self.attempt,

@@ -16,7 +16,7 @@
 
 use super::error::PersistError;
 use super::op::{Answer, Op, Reply};
-use super::record::{JobState, Record};
+use super::record::{Record, StoredJobState};
 use super::retry::Backoff;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
@@ -105,7 +105,7 @@ pub(crate) enum Effect {
     Requeued {
         id: u64,
         name: String,
-        was: JobState,
+        was: StoredJobState,
     },
     Pruned {
         succeeded: u64,
@@ -193,7 +193,7 @@ pub(crate) trait Reader: Send + Sync {
     /// answers instead.
     fn list(
         &self,
-        state: JobState,
+        state: StoredJobState,
         handled: &[String],
         limit: usize,
     ) -> Result<Option<Vec<u64>>, PersistError>;
