@@ -194,6 +194,21 @@ pub(crate) fn publish(pool: &Arc<Pool>, admitted: Admitted, [job, indexed]: [Job
     pool.wake_one();
 }
 
+/// Makes the record of an admitted job and publishes it (see [`publish`]):
+/// everything a spawn does after [`admit`].
+#[inline]
+pub(crate) fn enqueue<J: Job>(
+    pool: &Arc<Pool>,
+    admitted: Admitted,
+    job: J,
+    at: u64,
+) -> JobHandle<J::Output, J::Error> {
+    let (typed, refs) = JobCell::spawn(JobId(admitted.id()), job, at);
+    let handle = JobHandle::from_typed(typed);
+    publish(pool, admitted, refs, at);
+    handle
+}
+
 /// How a shutdown ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Shutdown {
@@ -338,10 +353,7 @@ impl Dispatcher {
             Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
         };
         let at = deadline.map_or(0, time::deadline_nanos);
-        let (typed, refs) = JobCell::spawn(JobId(admitted.id()), job, at);
-        let handle = JobHandle::from_typed(typed);
-        publish(pool, admitted, refs, at);
-        Ok(handle)
+        Ok(enqueue(pool, admitted, job, at))
     }
 
     /// Like [`spawn`](Self::spawn), with a deadline: if the job has not

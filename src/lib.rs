@@ -89,6 +89,7 @@ mod signal;
 mod time;
 mod trace;
 mod unwind;
+mod waker_queue;
 // The job record (state, info, cell, raw, task) and the id index:
 mod job;
 // Queues and counters:
@@ -110,6 +111,7 @@ mod control;
 mod builder;
 mod dispatcher;
 mod handle;
+mod permit;
 #[cfg(feature = "persist")]
 pub mod persist;
 mod scope;
@@ -123,6 +125,7 @@ pub use handle::JobHandle;
 pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};
 pub use join::join;
 pub use order::HaltReport;
+pub use permit::{Permit, Reserve};
 pub use scope::{Scope, ScopedHandle};
 pub use stats::{Stats, WorkerState, WorkerStats};
 pub use unwind::PanicPayload;
