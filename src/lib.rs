@@ -111,6 +111,7 @@ mod control;
 mod builder;
 mod dispatcher;
 mod handle;
+mod job_set;
 mod permit;
 #[cfg(feature = "persist")]
 pub mod persist;
@@ -123,6 +124,7 @@ pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
 pub use handle::JobHandle;
 pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};
+pub use job_set::JobSet;
 pub use join::join;
 pub use order::HaltReport;
 pub use permit::{Permit, Reserve};
