@@ -194,7 +194,7 @@ pub(crate) fn publish(pool: &Arc<Pool>, admitted: Admitted, [job, indexed]: [Job
     pool.wake_one();
 }
 
-/// Every spawn onto `pool`, top to bottom: admit, allocate, publish.
+/// Every spawn onto `pool`, top to bottom: admit, then [`enqueue`].
 /// Also the free `spawn`'s, which reaches the pool without a
 /// `Dispatcher` (see `global.rs`).
 pub(crate) fn submit<J: Job>(
@@ -209,10 +209,22 @@ pub(crate) fn submit<J: Job>(
         Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
     };
     let at = deadline.map_or(0, time::deadline_nanos);
+    Ok(enqueue(pool, admitted, job, at))
+}
+
+/// Makes the record of an admitted job and publishes it (see [`publish`]):
+/// everything a spawn does after [`admit`].
+#[inline]
+pub(crate) fn enqueue<J: Job>(
+    pool: &Arc<Pool>,
+    admitted: Admitted,
+    job: J,
+    at: u64,
+) -> JobHandle<J::Output, J::Error> {
     let (typed, refs) = JobCell::spawn(JobId(admitted.id()), job, at);
     let handle = JobHandle::from_typed(typed);
     publish(pool, admitted, refs, at);
-    Ok(handle)
+    handle
 }
 
 /// How a shutdown ended.

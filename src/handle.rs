@@ -157,6 +157,13 @@ impl<T, E> JobHandle<T, E> {
         }
     }
 
+    /// Asks for `waker` to be woken once the job is finished, in place of
+    /// any waker registered before (see `Header::register_waker`);
+    /// `false` if it is already finished (then nobody will wake it).
+    pub(crate) fn wake_when_finished(&self, waker: &Waker) -> bool {
+        self.header().register_waker(waker)
+    }
+
     /// Is the calling thread running this very job?
     fn is_running_here(&self) -> bool {
         crate::job::cell::is_current(self.header())

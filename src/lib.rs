@@ -129,6 +129,7 @@ mod signal;
 mod time;
 mod trace;
 mod unwind;
+mod waker_queue;
 // The job record (state, info, cell, raw, task) and the id index:
 mod job;
 // Queues and counters:
@@ -150,6 +151,8 @@ mod control;
 mod builder;
 mod dispatcher;
 mod handle;
+mod job_set;
+mod permit;
 #[cfg(feature = "persist")]
 pub mod persist;
 mod scope;
@@ -164,7 +167,9 @@ pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
 pub use global::{current_num_threads, current_thread_index, join, scope, shutdown_global, spawn};
 pub use handle::JobHandle;
 pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};
+pub use job_set::JobSet;
 pub use order::HaltReport;
+pub use permit::{Permit, Reserve};
 pub use scope::{Scope, ScopedHandle};
 pub use stats::{Stats, WorkerState, WorkerStats};
 pub use unwind::PanicPayload;

@@ -83,6 +83,12 @@ impl Places {
         self.counts.reserved.fetch_sub(1, SeqCst);
     }
 
+    /// Is a place free now? (Always, when unbounded.)
+    pub(crate) fn has_room(&self) -> bool {
+        self.capacity
+            .map_or(true, |cap| self.counts.reserved.load(SeqCst) < cap)
+    }
+
     /// Are workers waiting for a place? Read after a give-back.
     pub(crate) fn has_waiting_workers(&self) -> bool {
         self.counts.waiting_workers.load(SeqCst) > 0

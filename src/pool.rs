@@ -22,6 +22,7 @@ use crate::signal::Signal;
 use crate::sleep::{Claim, Sleep};
 use crate::slot::Slot;
 use crate::stats::Stats;
+use crate::waker_queue::WakerQueue;
 use crate::Arc;
 use crossbeam_deque::Injector;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
@@ -63,6 +64,9 @@ pub(crate) struct Pool {
     /// may not run other jobs meanwhile (halting ones). Other workers wait
     /// in the sleep mask instead; see `Places::worker_waits`.
     space: Signal,
+    /// Async spawners waiting for a place (`Dispatcher::reserve`), woken
+    /// one per freed place.
+    space_wakers: WakerQueue,
     /// `wait_idle` callers, waiting for `pending` to reach 0.
     idle: Signal,
     /// 0 if workers may start jobs; else `GATE_PAUSE` and/or `GATE_HALT`.
@@ -97,6 +101,7 @@ impl Pool {
             places: Places::new(config.capacity),
             queued_cancels: AtomicU64::new(0),
             space: Signal::default(),
+            space_wakers: WakerQueue::default(),
             idle: Signal::default(),
             gate: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
@@ -141,6 +146,11 @@ impl Pool {
     /// Where threads blocked on a full queue wait.
     pub(crate) fn space(&self) -> &Signal {
         &self.space
+    }
+
+    /// Where async spawners wait for a place in a full queue.
+    pub(crate) fn space_wakers(&self) -> &WakerQueue {
+        &self.space_wakers
     }
 
     /// Where `wait_idle` callers wait.
@@ -281,6 +291,7 @@ impl Pool {
         self.wake_all();
         // Spawners blocked on a full queue give up once closed.
         self.space.notify_all();
+        self.space_wakers.wake_all();
     }
 
     /// A worker may exit: closed and nothing left to run. `CLOSED` is read
@@ -304,8 +315,7 @@ impl Pool {
             return;
         }
         if claimed || !job.header().state.load().has(state::BY_POOL) {
-            self.places.give_back();
-            self.place_freed();
+            self.give_back_place();
         }
     }
 
@@ -333,21 +343,25 @@ impl Pool {
             // control thread's reply to its order.
             self.queued_cancels.fetch_add(1, Relaxed);
             if bounded {
-                self.places.give_back();
-                self.place_freed();
+                self.give_back_place();
             }
         })
     }
 
-    /// Wakes whoever waits for a place: outside spawners and halting
-    /// workers on `space`, other workers (jobs spawning into the full
-    /// queue) in the sleep mask. Rare enough that waking every parked
-    /// worker costs nothing that matters.
-    fn place_freed(&self) {
+    /// Gives a bounded queue's place back (a job left the queue, or an
+    /// unused `Permit` was dropped) and wakes whoever waits for one:
+    /// outside spawners and halting workers on `space`, other workers
+    /// (jobs spawning into the full queue) in the sleep mask, and one
+    /// async spawner. Each of these is one SeqCst load while nobody
+    /// waits; waiting workers are rare enough that waking every parked
+    /// one costs nothing that matters.
+    pub(crate) fn give_back_place(&self) {
+        self.places.give_back();
         self.space.notify_all();
         if self.places.has_waiting_workers() {
             self.wake_all();
         }
+        self.space_wakers.wake_one();
     }
 
     /// May workers start jobs? Not while paused or while a halt walks.

@@ -1,27 +1,10 @@
 //! The bounded queue: `try_spawn` says Full, `spawn` blocks until there is room.
 
 mod common;
-use common::{eventually, within, Gate, LIMIT};
+use common::{eventually, held_pool, within, Gate, LIMIT};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use workyard::{Dispatcher, JobStatus, TrySpawnError};
-
-/// A one-worker pool bounded at `capacity`, its worker held by a running
-/// job until the returned gate opens: queued jobs stay queued meanwhile.
-fn held_pool(capacity: usize) -> (Dispatcher, Gate, workyard::JobHandle<()>) {
-    let pool = Dispatcher::builder()
-        .workers(1)
-        .queue_capacity(capacity)
-        .build()
-        .unwrap();
-    let gate = Gate::new();
-    let g = gate.clone();
-    let held = pool.spawn(move || g.wait()).unwrap();
-    eventually("the holding job runs", || {
-        held.status() == JobStatus::Running
-    });
-    (pool, gate, held)
-}
 
 #[test]
 fn try_spawn_reports_full_and_returns_the_job() {

@@ -106,3 +106,20 @@ pub fn meet(arrived: &std::sync::atomic::AtomicUsize, n: usize) -> bool {
     }
     true
 }
+
+/// A one-worker pool bounded at `capacity`, its worker held by a running
+/// job until the returned gate opens: queued jobs stay queued meanwhile.
+pub fn held_pool(capacity: usize) -> (workyard::Dispatcher, Gate, workyard::JobHandle<()>) {
+    let pool = workyard::Dispatcher::builder()
+        .workers(1)
+        .queue_capacity(capacity)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let held = pool.spawn(move || g.wait()).unwrap();
+    eventually("the holding job runs", || {
+        held.status() == workyard::JobStatus::Running
+    });
+    (pool, gate, held)
+}
