@@ -71,8 +71,7 @@ type Joined<T, E> = (JobId, Result<T, JobError<E>>);
 /// Async, with backpressure from a bounded queue:
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// # rt.block_on(async {
+/// # pollster::block_on(async {
 /// use workyard::{Dispatcher, JobSet};
 ///
 /// let pool = Dispatcher::builder().workers(4).queue_capacity(16).build()?;

@@ -34,8 +34,7 @@ use std::task::{Context, Poll};
 /// without waiting. Dropping an unused permit gives the place back.
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// # rt.block_on(async {
+/// # pollster::block_on(async {
 /// let pool = workyard::Dispatcher::builder().workers(1).queue_capacity(1).build()?;
 /// pool.pause();
 /// let permit = pool.reserve().await?;
@@ -171,8 +170,7 @@ impl Dispatcher {
     /// gives up its turn.
     ///
     /// ```
-    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    /// # rt.block_on(async {
+    /// # pollster::block_on(async {
     /// let pool = workyard::Dispatcher::builder().workers(4).queue_capacity(64).build()?;
     /// let mut handles = Vec::new();
     /// for i in 0..1000u64 {
@@ -202,8 +200,7 @@ impl Dispatcher {
     /// the job back.
     ///
     /// ```
-    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    /// # rt.block_on(async {
+    /// # pollster::block_on(async {
     /// let pool = workyard::Dispatcher::builder().workers(2).queue_capacity(8).build()?;
     /// let handle = pool.spawn_async(|| "hello".len()).await?;
     /// assert_eq!(handle.await?, 5);

@@ -54,10 +54,7 @@ fn every_outcome_is_counted_before_its_joiner_returns() {
         assert!(panicked.join().unwrap_err().is_panic());
         assert_eq!(pool.stats().panicked, round, "panic {round}");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    pollster::block_on(async {
         for i in 1..=10_000u64 {
             assert_eq!(pool.spawn(move || i).unwrap().await.unwrap(), i);
             assert_eq!(pool.stats().succeeded, i, "await {i}");

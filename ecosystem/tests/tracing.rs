@@ -1,6 +1,7 @@
 //! With feature `tracing`, a subscriber sees a span per job and the
 //! scheduler's events.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::{within, LIMIT};
 use std::io::Write;

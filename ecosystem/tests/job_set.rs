@@ -1,6 +1,7 @@
 //! `JobSet`: results in the order the jobs finish, blocking and async;
 //! exact `len`; cancel on drop unless detached.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::{eventually, within, Gate, LIMIT};
 use std::collections::HashSet;

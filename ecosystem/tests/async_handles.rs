@@ -1,6 +1,7 @@
 //! `JobHandle` is a `Future`: awaited under tokio and under a minimal
 //! executor, without blocking the executor's threads.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::{within, Gate, LIMIT};
 use std::future::Future;

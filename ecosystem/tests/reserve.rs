@@ -2,6 +2,7 @@
 //! bounded queue without blocking the executor, are woken one per freed
 //! place, give unused places back, and fail (not hang) at shutdown.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::{eventually, held_pool, within, Gate, LIMIT};
 use std::future::Future;
