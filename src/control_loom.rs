@@ -455,9 +455,10 @@ fn pause_resume_against_a_spawner_and_a_worker() {
 /// then a shutdown: the halt is carried out while the job is pushed and
 /// a worker woken for it (the halted one, perhaps, which then leaves
 /// counted as searching). The job must run before the shutdown, whose
-/// `wake_all` would hide a lost wake-up: the joiner waits for it first.
-/// Without `retire`'s pass-on (rule 2 of `sleep.rs`), the job stays
-/// queued while worker 0 sleeps, and loom reports the deadlock.
+/// `wake_all` would hide a lost wake-up: the joiner waits for it first,
+/// so a lost one is a loom deadlock. At one preemption it does not catch
+/// every such bug: with `Pool::pass_on`'s wake-up removed it still passed
+/// (checked by hand); that case needs the higher bound, past CI's budget.
 ///
 /// The order is posted, then the spawn made, then the answer awaited: as
 /// two callers would, one halting and one spawning, except that the spawn
