@@ -418,7 +418,9 @@ fn halting_worker_waiting_in_a_join(pool: &Dispatcher) -> (Gate, JobHandle<()>, 
             let _ = blocked.join();
         })
         .unwrap();
-    eventually("the waiter runs", || waiter.status() == JobStatus::Running);
+    // Running is published before the job's first line: wait for the
+    // thread id it writes, not only for the status.
+    eventually("the waiter runs", || tid_of.lock().unwrap().is_some());
     let worker = waiter.info().worker().unwrap();
     assert_ne!(worker, blocked_on);
     pool.halt_worker(worker).unwrap();

@@ -124,7 +124,8 @@ fn child_main() {
             queue
                 .register("work", move |job| -> Result<(), String> {
                     std::thread::sleep(Duration::from_micros(300));
-                    append_line(&log, &format!("{} {}", job.id().as_u64(), job.attempt()));
+                    let pid = std::process::id();
+                    append_line(&log, &format!("{} {} {pid}", job.id().as_u64(), job.attempt()));
                     Ok(())
                 })
                 .unwrap();
@@ -277,9 +278,27 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
         .collect();
     let started = Instant::now();
     let mut kills = 0;
+    let done_log = dir.join("done.log");
+    let runs_by = |pid: u32| {
+        read_rows(&done_log)
+            .iter()
+            .filter(|r| r.get(2) == Some(&u64::from(pid)))
+            .count()
+    };
     for round in 0..8 {
-        std::thread::sleep(Duration::from_millis(150 + next(300)));
+        std::thread::sleep(Duration::from_millis(50 + next(150)));
         let victim = usize::try_from(next(children.len() as u64)).unwrap();
+        // Kill it while it works (on a loaded machine a new process may
+        // not have claimed anything yet, or the queue may have drained):
+        // give it work and wait until it has finished one more job, so
+        // that it holds a claimed batch.
+        add(&queue, &mut acked, 300);
+        let pid = children[victim].id();
+        let before = runs_by(pid);
+        assert!(
+            pg::wait_for(Duration::from_secs(60), || runs_by(pid) > before),
+            "worker {pid} ran no job within 60 s"
+        );
         children[victim].kill().unwrap(); // SIGKILL
         children[victim].wait().unwrap();
         kills += 1;
@@ -288,9 +307,15 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
             add(&queue, &mut acked, 500);
         }
     }
-    // The last kill, with no new work after it: the survivors finish the
-    // killed process's jobs once its leases run out.
-    std::thread::sleep(Duration::from_millis(100));
+    // The last kill, while it works and with no new work after it: the
+    // survivors finish the killed process's jobs once its leases run out.
+    add(&queue, &mut acked, 300);
+    let pid = children[0].id();
+    let before = runs_by(pid);
+    assert!(
+        pg::wait_for(Duration::from_secs(60), || runs_by(pid) > before),
+        "worker {pid} ran no job within 60 s"
+    );
     let killed_at = Instant::now();
     children[0].kill().unwrap();
     children[0].wait().unwrap();
