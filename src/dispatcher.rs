@@ -4,7 +4,7 @@
 //! here, on the caller's thread, when the caller is not one of the pool's.
 
 use crate::control::{self, join_all};
-use crate::error::{SpawnError, TrySpawnError, WorkerError};
+use crate::error::{RejectedJob, SpawnError, TrySpawnError, WorkerError};
 use crate::feed;
 use crate::handle::JobHandle;
 use crate::job::cell::{JobCell, JobRef};
@@ -300,7 +300,7 @@ impl Dispatcher {
     /// ```
     pub fn spawn<J: Job>(&self, job: J) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
         self.submit(job, true, None)
-            .map_err(|e| SpawnError(e.into_inner()))
+            .map_err(|e| SpawnError::new(e.into_inner()))
     }
 
     /// Queues a job without ever blocking: fails with `Full` if the bounded
@@ -334,8 +334,8 @@ impl Dispatcher {
         let pool = self.pool();
         let admitted = match admit(pool, block) {
             Ok(admitted) => admitted,
-            Err(Refused::Full) => return Err(TrySpawnError::Full(job)),
-            Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
+            Err(Refused::Full) => return Err(TrySpawnError::Full(RejectedJob::new(job))),
+            Err(Refused::Closed) => return Err(TrySpawnError::Closed(RejectedJob::new(job))),
         };
         let at = deadline.map_or(0, time::deadline_nanos);
         let (typed, refs) = JobCell::spawn(JobId(admitted.id()), job, at);
@@ -369,7 +369,7 @@ impl Dispatcher {
         deadline: Instant,
     ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
         self.submit(job, true, Some(deadline))
-            .map_err(|e| SpawnError(e.into_inner()))
+            .map_err(|e| SpawnError::new(e.into_inner()))
     }
 
     /// [`spawn_with_deadline`](Self::spawn_with_deadline) with the deadline
@@ -381,7 +381,7 @@ impl Dispatcher {
     ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
         let deadline = Instant::now().checked_add(timeout);
         self.submit(job, true, deadline)
-            .map_err(|e| SpawnError(e.into_inner()))
+            .map_err(|e| SpawnError::new(e.into_inner()))
     }
 
     /// Runs `a` and `b` on this dispatcher, potentially in parallel, and

@@ -86,6 +86,7 @@
 mod error;
 mod loom;
 mod signal;
+mod sync_wrapper;
 mod time;
 mod trace;
 mod unwind;
@@ -118,7 +119,7 @@ pub(crate) use std::sync::Arc;
 
 pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
 pub use dispatcher::Dispatcher;
-pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
+pub use error::{BuildError, JobError, RejectedJob, SpawnError, TrySpawnError, WorkerError};
 pub use handle::JobHandle;
 pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};
 pub use join::join;

@@ -1,5 +1,6 @@
 //! Catching a job's panic so the worker thread never unwinds.
 
+use crate::sync_wrapper::SyncWrapper;
 use std::any::Any;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
@@ -37,6 +38,12 @@ pub(crate) fn drop_quietly<T>(value: T) {
 
 /// The payload of a panicked job, with its message when it had one.
 ///
+/// It is `Send + Sync` whatever the payload, so that a
+/// [`JobError`](crate::JobError) can go into `anyhow::Error` or
+/// `Box<dyn Error + Send + Sync>`: the payload itself comes out only by
+/// value ([`into_inner`](Self::into_inner)), as tokio's `JoinError` gives
+/// its own.
+///
 /// ```
 /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
 /// let err = pool.spawn(|| -> () { panic!("disk full") }).unwrap().join().unwrap_err();
@@ -44,16 +51,17 @@ pub(crate) fn drop_quietly<T>(value: T) {
 /// assert_eq!(payload.message(), Some("disk full"));
 /// // Or re-raise it on this thread: std::panic::resume_unwind(payload.into_inner());
 /// ```
-pub struct PanicPayload(Box<dyn Any + Send>);
+pub struct PanicPayload(SyncWrapper<Box<dyn Any + Send>>);
 
 impl PanicPayload {
     pub(crate) fn new(payload: Box<dyn Any + Send>) -> Self {
-        PanicPayload(payload)
+        PanicPayload(SyncWrapper::new(payload))
     }
 
     /// The panic message, when the job panicked with a string (as `panic!`
     /// with a message does).
     pub fn message(&self) -> Option<&str> {
+        // Both are `Sync`: a shared look at them is sound.
         if let Some(s) = self.0.downcast_ref::<&'static str>() {
             Some(s)
         } else {
@@ -63,7 +71,7 @@ impl PanicPayload {
 
     /// The original payload, to re-raise with [`std::panic::resume_unwind`].
     pub fn into_inner(self) -> Box<dyn Any + Send> {
-        self.0
+        self.0.into_inner()
     }
 }
 
