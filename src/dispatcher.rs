@@ -504,23 +504,54 @@ impl Dispatcher {
     /// While the dispatcher is [paused](Self::pause), queued jobs do not
     /// run, so this waits for [`resume`](Self::resume).
     pub fn wait_idle(&self) {
+        let idle = self.wait_idle_until(None);
+        debug_assert!(idle);
+    }
+
+    /// [`wait_idle`](Self::wait_idle), giving up after `timeout`: `true` if
+    /// the dispatcher went idle in time (inside one of its jobs: if it
+    /// found no queued job left to take before `timeout` passed), `false`
+    /// if `timeout` passed first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// pool.pause();
+    /// pool.spawn(|| ()).unwrap();
+    /// assert!(!pool.wait_idle_timeout(Duration::from_millis(10)), "paused: still queued");
+    /// pool.resume();
+    /// assert!(pool.wait_idle_timeout(Duration::from_secs(60)));
+    /// ```
+    pub fn wait_idle_timeout(&self, timeout: Duration) -> bool {
+        self.wait_idle_until(Instant::now().checked_add(timeout))
+    }
+
+    /// `wait_idle` until `deadline` (`None`: for ever); `true` if idle.
+    fn wait_idle_until(&self, deadline: Option<Instant>) -> bool {
         let pool = self.pool();
         let helped = worker::with_current(|ctx| match ctx {
             Some(ctx) if std::ptr::eq(&*ctx.pool, &**pool) => {
                 if ctx.may_help() {
                     while let Some(job) = ctx.find_job() {
                         ctx.execute(job);
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Some(false);
+                        }
                     }
                 }
-                true
+                Some(true)
             }
-            _ => false,
+            _ => None,
         });
-        if helped {
-            return;
+        if let Some(idle) = helped {
+            return idle;
         }
-        pool.idle().wait_for_news(|| pool.pending() == 0);
-        pool.index().trim();
+        let idle = pool.idle().wait_for_news(|| pool.pending() == 0, deadline);
+        if idle {
+            pool.index().trim();
+        }
+        idle
     }
 
     /// Stops workers from starting new jobs; running jobs finish, queued
