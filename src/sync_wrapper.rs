@@ -2,13 +2,13 @@
 //! shared reference to the wrapper gives no access to it.
 //!
 //! What errors carry (a refused job, a panic payload) is `Send` but need
-//! not be `Sync`, while `?` into `anyhow::Error` or `Box<dyn Error + Send
-//! + Sync>` needs the error to be both. The wrapper hands its value out by
-//! value or through `&mut` only, so two threads holding `&SyncWrapper<T>`
-//! can do nothing with `T` at the same time. It is tokio's
-//! `util::sync_wrapper` (which tokio's `JoinError` keeps its payload in),
-//! and the `sync_wrapper` crate's type plus the one method that crate
-//! lacks: a shared look at the value when `T` itself is `Sync`, and a
+//! not be `Sync`, while `?` into `anyhow::Error` or a boxed
+//! `dyn Error + Send + Sync` needs the error to be both. The wrapper hands
+//! its value out by value or through `&mut` only, so two threads holding
+//! `&SyncWrapper<T>` can do nothing with `T` at the same time. It is
+//! tokio's `util::sync_wrapper` (which tokio's `JoinError` keeps its
+//! payload in): the `sync_wrapper` crate's type plus what that crate
+//! lacks, a shared look at the value when `T` itself is `Sync`, and a
 //! downcast of a panic payload to a `Sync` type, which `message()` needs.
 
 use std::any::Any;

@@ -1,7 +1,9 @@
 //! Catching a job's panic so the worker thread never unwinds.
 
 use crate::sync_wrapper::SyncWrapper;
+use crate::Arc;
 use std::any::Any;
+use std::cell::RefCell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -34,6 +36,42 @@ pub(crate) fn drop_quietly<T>(value: T) {
         };
     }
     std::mem::forget(escaped);
+}
+
+/// `DispatcherBuilder::panic_handler`: gets the payloads of panics that
+/// nobody else will see.
+pub(crate) type PanicHandler = Arc<dyn Fn(PanicPayload) + Send + Sync>;
+
+thread_local! {
+    /// The panic handler of the pool this thread is a worker of, set as
+    /// the worker starts: only a pool's own workers run its jobs and its
+    /// start and exit handlers, so a worker needs only its pool's.
+    static PANIC_HANDLER: RefCell<Option<PanicHandler>> = const { RefCell::new(None) };
+}
+
+/// Makes `handler` the calling worker thread's panic handler.
+pub(crate) fn set_panic_handler(handler: Option<PanicHandler>) {
+    PANIC_HANDLER.with(|h| *h.borrow_mut() = handler);
+}
+
+/// Hands the payload of a panic that nobody will see to this thread's
+/// panic handler, or, without one, drops it quietly. A panic in the
+/// handler is caught too, and its own payload dropped quietly.
+pub(crate) fn unseen_panic(payload: PanicPayload) {
+    // Cloned out, so the handler runs without the cell borrowed. During
+    // the thread's exit the cell may be gone: then there is no handler.
+    let handler = PANIC_HANDLER
+        .try_with(|h| h.borrow().clone())
+        .ok()
+        .flatten();
+    match handler {
+        Some(handler) => {
+            if let Err(escaped) = catch(move || handler(payload)) {
+                drop_quietly(escaped);
+            }
+        }
+        None => drop_quietly(payload),
+    }
 }
 
 /// The payload of a panicked job, with its message when it had one.
