@@ -111,6 +111,8 @@ mod control;
 mod builder;
 mod dispatcher;
 mod handle;
+// Above `handle`: a guard around one.
+mod cancel_on_drop;
 #[cfg(feature = "persist")]
 pub mod persist;
 mod scope;
@@ -118,6 +120,7 @@ mod scope;
 pub(crate) use std::sync::Arc;
 
 pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
+pub use cancel_on_drop::CancelOnDrop;
 pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, RejectedJob, SpawnError, TrySpawnError, WorkerError};
 pub use handle::JobHandle;
