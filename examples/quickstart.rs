@@ -1,10 +1,17 @@
 //! A dispatcher with a few workers running several job types; prints each
-//! job's status, worker and run time, then the results and the stats.
+//! job's status, worker and run time, then the results and the stats. Two
+//! jobs panic on purpose, to show that a panic is caught: one is joined,
+//! the other detached, whose payload goes to the panic handler.
 //!
 //! Run with `cargo run --release --example quickstart`.
 
+use std::sync::mpsc;
 use std::time::Duration;
 use workyard::{fallible, Dispatcher, Job, JobError};
+
+/// What the deliberately panicking jobs say; the panic hook keeps quiet
+/// about these, and about nothing else.
+const ON_PURPOSE: &str = "panics on purpose";
 
 /// A typed job: checksums a buffer.
 struct Checksum {
@@ -43,10 +50,34 @@ impl Job for CountPrimes {
     }
 }
 
+/// Keeps std's panic message (and backtrace note) for the deliberate
+/// panics out of the output; any other panic is reported as usual.
+fn quiet_about_deliberate_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        if !message.is_some_and(|m| m.contains(ON_PURPOSE)) {
+            report(info);
+        }
+    }));
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    quiet_about_deliberate_panics();
+    // The panic handler gets the payloads nobody joins for: a detached
+    // job's. It runs on the worker; the channel brings them to `main`.
+    let (unseen_tx, unseen) = mpsc::channel();
     let pool = Dispatcher::builder()
         .workers(4)
         .thread_name(|i| format!("quickstart-{i}"))
+        .panic_handler(move |payload| {
+            let message = payload.message().unwrap_or("<not a string>").to_string();
+            let _ = unseen_tx.send(message);
+        })
         .build()?;
 
     let checksum = pool.spawn(Checksum {
@@ -59,7 +90,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "slept 20 ms"
     })?;
     let parsed = pool.spawn(fallible(|| "42".parse::<u8>()))?;
-    let panics = pool.spawn(|| -> u8 { panic!("this job panics on purpose") })?;
+    let panics = pool.spawn(|| -> u8 { panic!("this job {ON_PURPOSE}") })?;
+    // Detached: its handle is dropped at once, so nobody can join it.
+    let detached = pool.spawn(|| -> () { panic!("this detached job {ON_PURPOSE}") })?;
+    let detached_id = detached.id();
+    drop(detached);
 
     let ids = [
         checksum.id(),
@@ -68,6 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sleepy.id(),
         parsed.id(),
         panics.id(),
+        detached_id,
     ];
     println!("spawned {} jobs; statuses right away:", ids.len());
     for id in ids {
@@ -84,11 +120,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  sleepy        = {}", sleepy.join()?);
     println!("  parsed        = {}", parsed.join()?);
     match panics.join() {
-        Err(e) => println!("  panics        = {e}"),
+        Err(e) => println!("  panics        = {e} (deliberate: caught, the worker carried on)"),
         Ok(v) => println!("  panics        = {v} (unexpected)"),
     }
 
     pool.wait_idle();
+    // `wait_idle` returned after the handler ran: the message is here.
+    for message in unseen.try_iter() {
+        println!("  detached      = panic handler got: {message} (deliberate)");
+    }
     println!("\nstatus records:");
     for id in ids {
         let info = pool.info(id).expect("within the history");

@@ -2,7 +2,8 @@
 
 use crate::dispatcher::Dispatcher;
 use crate::error::BuildError;
-use crate::pool::{Config, Pool};
+use crate::pool::{Config, Handlers, Pool};
+use crate::unwind::PanicPayload;
 use crate::{control, Arc};
 use std::fmt;
 
@@ -64,8 +65,12 @@ pub const DEFAULT_HISTORY: usize = 1024;
 ///     .unwrap();
 /// assert_eq!(pool.workers(), 4);
 ///
-/// let err = Dispatcher::builder().workers(0).build().unwrap_err();
-/// assert!(matches!(err, BuildError::InvalidOption { option: "workers", .. }));
+/// // 0 means one worker per logical CPU, as with rayon's `num_threads(0)`.
+/// let per_cpu = Dispatcher::builder().workers(0).build().unwrap();
+/// assert_eq!(per_cpu.workers(), Dispatcher::new().workers());
+///
+/// let err = Dispatcher::builder().queue_capacity(0).build().unwrap_err();
+/// assert!(matches!(err, BuildError::InvalidOption { option: "queue_capacity", .. }));
 /// ```
 #[derive(Default)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -76,6 +81,7 @@ pub struct DispatcherBuilder {
     stack_size: Option<usize>,
     history: Option<usize>,
     max_workers: Option<usize>,
+    handlers: Handlers,
 }
 
 impl DispatcherBuilder {
@@ -85,8 +91,8 @@ impl DispatcherBuilder {
         Self::default()
     }
 
-    /// How many worker threads to run (1 to [`MAX_WORKERS`]; default: the
-    /// number of logical CPUs).
+    /// How many worker threads to run (at most [`MAX_WORKERS`]; default,
+    /// and `0`: the number of logical CPUs, as rayon's `num_threads(0)`).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
@@ -147,12 +153,126 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Called on the worker with the payload of a job's panic that nobody
+    /// will ever see, instead of dropping it (rayon's `panic_handler`; rayon
+    /// passes the bare `Box<dyn Any + Send>`, which is
+    /// [`PanicPayload::into_inner`]). That is a job spawned with
+    /// [`spawn`](Dispatcher::spawn) and its kin that panicked when:
+    ///
+    /// - its [`JobHandle`](crate::JobHandle) had been dropped before it
+    ///   finished (a detached job, as every `rayon::spawn` job is); or
+    /// - it had been asked to stop ([`cancel`](crate::JobHandle::cancel), a
+    ///   deadline, a halt) while it ran: it ends `Cancelled` and its joiner
+    ///   gets [`JobError::Cancelled`](crate::JobError::Cancelled).
+    ///
+    /// It is not called for a payload a handle can still take (a handle
+    /// dropped after its job finished drops the payload unseen, as it
+    /// drops any result), nor for the jobs of a [`scope`](Dispatcher::scope)
+    /// and the halves of a [`join`](crate::join), whose panics reach their
+    /// caller. It also gets the payloads of panics in
+    /// [`start_handler`](Self::start_handler) and
+    /// [`exit_handler`](Self::exit_handler).
+    ///
+    /// It runs before the job's status becomes final, so
+    /// [`wait_idle`](Dispatcher::wait_idle) returns after it. A panic in the
+    /// handler itself is caught and its payload dropped; the worker goes on.
+    /// Without a handler such payloads are dropped.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// let (tx, rx) = mpsc::channel();
+    /// let tx = std::sync::Mutex::new(tx);
+    /// let pool = workyard::Dispatcher::builder()
+    ///     .workers(2)
+    ///     .panic_handler(move |payload| {
+    ///         let message = payload.message().unwrap_or("?").to_string();
+    ///         tx.lock().unwrap().send(message).unwrap();
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// drop(pool.spawn(|| -> () { panic!("nobody joins me") }).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), "nobody joins me");
+    /// ```
+    pub fn panic_handler(mut self, f: impl Fn(PanicPayload) + Send + Sync + 'static) -> Self {
+        self.handlers.panic = Some(Arc::new(f));
+        self
+    }
+
+    /// Called on each worker thread as it starts, with its index (rayon's
+    /// `start_handler`): at [`build`](Self::build), and for the workers
+    /// [`set_workers`](Dispatcher::set_workers) starts later. `build`, and
+    /// a `set_workers` called from outside the pool, return once the new
+    /// workers' handlers have returned, so the handler must not wait for
+    /// them to return.
+    ///
+    /// It runs as part of the worker: a spawn, a join or a `wait_idle` in
+    /// it runs other jobs while it waits, and orders it gives (pause,
+    /// `set_workers`, `shutdown`...) are queued as from any job, never
+    /// waited for. A panic in it is caught and its payload goes to the
+    /// [`panic_handler`](Self::panic_handler) (or is dropped); the worker
+    /// then starts as usual.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&started);
+    /// let pool = workyard::Dispatcher::builder()
+    ///     .workers(3)
+    ///     .start_handler(move |_index| {
+    ///         count.fetch_add(1, SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(started.load(SeqCst), 3);
+    /// ```
+    pub fn start_handler(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.handlers.start = Some(Arc::new(f));
+        self
+    }
+
+    /// Called on each worker thread as it exits, with its index (rayon's
+    /// `exit_handler`): at the shutdown or a halt, and for a worker stopped
+    /// by [`halt_worker`](Dispatcher::halt_worker) or
+    /// [`set_workers`](Dispatcher::set_workers), after its last job. The
+    /// shutdown returns once every handler has returned (it joins the
+    /// threads); `halt_worker` and `set_workers` do not wait for it.
+    ///
+    /// It runs after the worker has left its loop: it runs no other job,
+    /// and a join in it waits for the other workers (a spawn into a closed
+    /// pool is refused). A panic in it is caught and its payload goes to
+    /// the [`panic_handler`](Self::panic_handler) (or is dropped); the
+    /// thread then exits as usual.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    /// use std::sync::Arc;
+    ///
+    /// let exited = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&exited);
+    /// let pool = workyard::Dispatcher::builder()
+    ///     .workers(3)
+    ///     .exit_handler(move |_index| {
+    ///         count.fetch_add(1, SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// pool.shutdown();
+    /// assert_eq!(exited.load(SeqCst), 3);
+    /// ```
+    pub fn exit_handler(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.handlers.exit = Some(Arc::new(f));
+        self
+    }
+
     fn validate(&self) -> Result<(usize, usize), BuildError> {
         let invalid = |option, reason| Err(BuildError::InvalidOption { option, reason });
-        let workers = self.workers.unwrap_or_else(num_cpus::get);
-        if workers == 0 {
-            return invalid("workers", "must be at least 1");
-        }
+        let workers = match self.workers {
+            None | Some(0) => num_cpus::get(),
+            Some(n) => n,
+        };
         if workers > MAX_WORKERS {
             return invalid("workers", "must be at most MAX_WORKERS (4096)");
         }
@@ -200,7 +320,8 @@ impl DispatcherBuilder {
     }
 
     /// Checks the options and starts the worker threads (and the
-    /// dispatcher's control thread); returns once they run.
+    /// dispatcher's control thread); returns once they run (and their
+    /// [`start_handler`](Self::start_handler) returned).
     pub fn build(self) -> Result<Dispatcher, BuildError> {
         let (workers, max_workers) = self.validate()?;
         let names = self.names(max_workers)?;
@@ -209,6 +330,7 @@ impl DispatcherBuilder {
             capacity: self.queue_capacity,
             history: self.history.unwrap_or(DEFAULT_HISTORY),
             stack_size: self.stack_size,
+            handlers: self.handlers,
         };
         let pool = Arc::new(Pool::new(config));
         if let Err(e) = control::start(&pool, names, workers) {
@@ -250,13 +372,18 @@ impl fmt::Debug for DispatcherBuilder {
         f.debug_struct("DispatcherBuilder")
             .field("workers", &self.workers)
             .field("queue_capacity", &self.queue_capacity)
-            .field(
-                "thread_name",
-                &self.thread_name.as_ref().map(|_| "<closure>"),
-            )
+            .field("thread_name", &closure(&self.thread_name))
             .field("stack_size", &self.stack_size)
             .field("history", &self.history)
             .field("max_workers", &self.max_workers)
+            .field("panic_handler", &closure(&self.handlers.panic))
+            .field("start_handler", &closure(&self.handlers.start))
+            .field("exit_handler", &closure(&self.handlers.exit))
             .finish()
     }
+}
+
+/// How `Debug` shows an optional closure, as rayon's builder does.
+fn closure<T>(f: &Option<T>) -> Option<&'static str> {
+    f.as_ref().map(|_| "<closure>")
 }

@@ -102,6 +102,7 @@ fn world(workers: usize, begin: Begin) -> (Arc<World>, Control) {
         capacity: None,
         history: 4,
         stack_size: None,
+        handlers: Default::default(),
     }));
     for index in 0..workers {
         // What `start_worker` does before and after its spawn.

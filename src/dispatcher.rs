@@ -4,7 +4,7 @@
 //! here, on the caller's thread, when the caller is not one of the pool's.
 
 use crate::control::{self, join_all};
-use crate::error::{SpawnError, TrySpawnError, WorkerError};
+use crate::error::{RejectedJob, SpawnError, TrySpawnError, WorkerError};
 use crate::feed;
 use crate::handle::JobHandle;
 use crate::job::cell::{JobCell, JobRef};
@@ -205,8 +205,8 @@ pub(crate) fn submit<J: Job>(
 ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
     let admitted = match admit(pool, block) {
         Ok(admitted) => admitted,
-        Err(Refused::Full) => return Err(TrySpawnError::Full(job)),
-        Err(Refused::Closed) => return Err(TrySpawnError::Closed(job)),
+        Err(Refused::Full) => return Err(TrySpawnError::Full(RejectedJob::new(job))),
+        Err(Refused::Closed) => return Err(TrySpawnError::Closed(RejectedJob::new(job))),
     };
     let at = deadline.map_or(0, time::deadline_nanos);
     Ok(enqueue(pool, admitted, job, at))
@@ -333,7 +333,7 @@ impl Dispatcher {
     /// ```
     pub fn spawn<J: Job>(&self, job: J) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
         self.submit(job, true, None)
-            .map_err(|e| SpawnError(e.into_inner()))
+            .map_err(|e| SpawnError::new(e.into_inner()))
     }
 
     /// Queues a job without ever blocking: fails with `Full` if the bounded
@@ -392,7 +392,7 @@ impl Dispatcher {
         deadline: Instant,
     ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
         self.submit(job, true, Some(deadline))
-            .map_err(|e| SpawnError(e.into_inner()))
+            .map_err(|e| SpawnError::new(e.into_inner()))
     }
 
     /// [`spawn_with_deadline`](Self::spawn_with_deadline) with the deadline
@@ -404,7 +404,7 @@ impl Dispatcher {
     ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
         let deadline = Instant::now().checked_add(timeout);
         self.submit(job, true, deadline)
-            .map_err(|e| SpawnError(e.into_inner()))
+            .map_err(|e| SpawnError::new(e.into_inner()))
     }
 
     /// Runs `a` and `b` on this dispatcher, potentially in parallel, and
@@ -497,7 +497,8 @@ impl Dispatcher {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        self.try_install(f).unwrap_or_else(|refused| (refused.0)())
+        self.try_install(f)
+            .unwrap_or_else(|refused| (refused.into_inner())())
     }
 
     /// [`install`](Self::install), but once the dispatcher is shut down
@@ -521,7 +522,7 @@ impl Dispatcher {
             return Ok(f());
         }
         if pool.admit().is_none() {
-            return Err(SpawnError(f));
+            return Err(SpawnError::new(f));
         }
         Ok(run_admitted(pool, f))
     }
@@ -600,23 +601,54 @@ impl Dispatcher {
     /// While the dispatcher is [paused](Self::pause), queued jobs do not
     /// run, so this waits for [`resume`](Self::resume).
     pub fn wait_idle(&self) {
+        let idle = self.wait_idle_until(None);
+        debug_assert!(idle);
+    }
+
+    /// [`wait_idle`](Self::wait_idle), giving up after `timeout`: `true` if
+    /// the dispatcher went idle in time (inside one of its jobs: if it
+    /// found no queued job left to take before `timeout` passed), `false`
+    /// if `timeout` passed first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+    /// pool.pause();
+    /// pool.spawn(|| ()).unwrap();
+    /// assert!(!pool.wait_idle_timeout(Duration::from_millis(10)), "paused: still queued");
+    /// pool.resume();
+    /// assert!(pool.wait_idle_timeout(Duration::from_secs(60)));
+    /// ```
+    pub fn wait_idle_timeout(&self, timeout: Duration) -> bool {
+        self.wait_idle_until(Instant::now().checked_add(timeout))
+    }
+
+    /// `wait_idle` until `deadline` (`None`: for ever); `true` if idle.
+    fn wait_idle_until(&self, deadline: Option<Instant>) -> bool {
         let pool = self.pool();
         let helped = worker::with_current(|ctx| match ctx {
             Some(ctx) if std::ptr::eq(&*ctx.pool, &**pool) => {
                 if ctx.may_help() {
                     while let Some(job) = ctx.find_job() {
                         ctx.execute(job);
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Some(false);
+                        }
                     }
                 }
-                true
+                Some(true)
             }
-            _ => false,
+            _ => None,
         });
-        if helped {
-            return;
+        if let Some(idle) = helped {
+            return idle;
         }
-        pool.idle().wait_for_news(|| pool.pending() == 0);
-        pool.index().trim();
+        let idle = pool.idle().wait_for_news(|| pool.pending() == 0, deadline);
+        if idle {
+            pool.index().trim();
+        }
+        idle
     }
 
     /// Stops workers from starting new jobs; running jobs finish, queued

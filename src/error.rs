@@ -1,6 +1,7 @@
 //! Errors: why a job failed, why a spawn was refused, why a build failed.
 
 use crate::job::CancelReason;
+use crate::sync_wrapper::SyncWrapper;
 use crate::unwind::PanicPayload;
 use std::convert::Infallible;
 use std::{error, fmt, io};
@@ -8,6 +9,8 @@ use std::{error, fmt, io};
 /// Why [`JobHandle::join`](crate::JobHandle::join) did not return a value.
 ///
 /// `E` is the job's own error type ([`Infallible`] for plain closures).
+/// It is `Send + Sync + 'static` whenever `E` is, so `?` turns it into
+/// `anyhow::Error` or `Box<dyn Error + Send + Sync>`.
 ///
 /// ```
 /// use workyard::{Dispatcher, JobError};
@@ -89,9 +92,86 @@ impl<E: fmt::Display> fmt::Display for JobError<E> {
 
 impl<E: fmt::Debug + fmt::Display> error::Error for JobError<E> {}
 
+/// A job the dispatcher refused, handed back unrun inside [`SpawnError`]
+/// and [`TrySpawnError`]; take it out with [`into_inner`](Self::into_inner).
+///
+/// It is `Send + Sync` for any job (a job is `Send`, but a closure that
+/// captures a `Cell` is not `Sync`), so that the errors holding it go into
+/// `anyhow::Error` or `Box<dyn Error + Send + Sync>` with `?`. That is
+/// sound because a shared reference gives no access to the job: it comes
+/// out by value, or through `&mut` ([`get_mut`](Self::get_mut)). A job that
+/// is `Sync` itself may also be looked at through `&` ([`get`](Self::get)).
+///
+/// ```
+/// use std::cell::Cell;
+///
+/// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
+/// pool.shutdown();
+/// let counter = Cell::new(0);
+/// let refused = pool.spawn(move || counter.get() + 1).unwrap_err();
+/// let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(refused);
+/// assert_eq!(boxed.to_string(), "the dispatcher is shut down and accepts no more jobs");
+/// ```
+///
+/// A job that is not `Sync` cannot be reached through `&`:
+///
+/// ```compile_fail
+/// use std::cell::Cell;
+///
+/// fn peek(job: &workyard::RejectedJob<Cell<u8>>) -> u8 {
+///     job.get().get()
+/// }
+/// ```
+pub struct RejectedJob<J>(SyncWrapper<J>);
+
+impl<J> RejectedJob<J> {
+    /// Wraps a job, as the dispatcher does when it refuses one.
+    pub fn new(job: J) -> Self {
+        RejectedJob(SyncWrapper::new(job))
+    }
+
+    /// The job, to run elsewhere, retry or drop.
+    pub fn into_inner(self) -> J {
+        self.0.into_inner()
+    }
+
+    /// The job, to change before a retry.
+    pub fn get_mut(&mut self) -> &mut J {
+        self.0.get_mut()
+    }
+
+    /// The job, for a job that may be shared between threads anyway.
+    pub fn get(&self) -> &J
+    where
+        J: Sync,
+    {
+        self.0.get()
+    }
+}
+
+/// Compares the jobs; only for jobs that are `Sync`, since comparing reads
+/// them through `&`.
+impl<J: PartialEq + Sync> PartialEq for RejectedJob<J> {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl<J: Eq + Sync> Eq for RejectedJob<J> {}
+
+impl<J> fmt::Debug for RejectedJob<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RejectedJob(..)")
+    }
+}
+
 /// [`Dispatcher::spawn`](crate::Dispatcher::spawn) was refused because the
 /// dispatcher no longer accepts jobs (it is shutting down or halted). The
 /// job is inside, unrun: take it back with [`into_inner`](Self::into_inner).
+///
+/// It is `Send + Sync + 'static` for any job (see [`RejectedJob`]), so `?`
+/// turns it into `anyhow::Error` or `Box<dyn Error + Send + Sync>`; the
+/// job comes back through a downcast.
 ///
 /// ```
 /// let pool = workyard::Dispatcher::builder().workers(1).build().unwrap();
@@ -99,13 +179,26 @@ impl<E: fmt::Debug + fmt::Display> error::Error for JobError<E> {}
 /// let job = pool.spawn(|| "run me elsewhere").unwrap_err().into_inner();
 /// assert_eq!(job(), "run me elsewhere");
 /// ```
-#[derive(PartialEq, Eq)]
-pub struct SpawnError<J>(pub J);
+pub struct SpawnError<J>(pub RejectedJob<J>);
+
+/// Compares the jobs, as [`RejectedJob`] does (for `Sync` jobs).
+impl<J: PartialEq + Sync> PartialEq for SpawnError<J> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<J: Eq + Sync> Eq for SpawnError<J> {}
 
 impl<J> SpawnError<J> {
+    /// Wraps a refused job.
+    pub fn new(job: J) -> Self {
+        SpawnError(RejectedJob::new(job))
+    }
+
     /// The job that was not accepted.
     pub fn into_inner(self) -> J {
-        self.0
+        self.0.into_inner()
     }
 }
 
@@ -124,7 +217,8 @@ impl<J> fmt::Display for SpawnError<J> {
 impl<J> error::Error for SpawnError<J> {}
 
 /// [`Dispatcher::try_spawn`](crate::Dispatcher::try_spawn) was refused;
-/// the job is inside, unrun.
+/// the job is inside, unrun. Like [`SpawnError`], it is `Send + Sync` for
+/// any job.
 ///
 /// ```
 /// use workyard::{Dispatcher, TrySpawnError};
@@ -133,23 +227,36 @@ impl<J> error::Error for SpawnError<J> {}
 /// pool.pause();
 /// pool.try_spawn(|| 1).unwrap();
 /// match pool.try_spawn(|| 2) {
-///     Err(TrySpawnError::Full(job)) => assert_eq!(job(), 2),
+///     Err(TrySpawnError::Full(job)) => assert_eq!(job.into_inner()(), 2),
 ///     other => panic!("expected Full, got {other:?}"),
 /// }
 /// ```
-#[derive(PartialEq, Eq)]
 pub enum TrySpawnError<J> {
     /// The bounded queue is full; try again later, or use `spawn` to wait.
-    Full(J),
+    Full(RejectedJob<J>),
     /// The dispatcher is shut down or halted.
-    Closed(J),
+    Closed(RejectedJob<J>),
 }
+
+/// Compares the kinds and the jobs, as [`RejectedJob`] does (for `Sync`
+/// jobs).
+impl<J: PartialEq + Sync> PartialEq for TrySpawnError<J> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TrySpawnError::Full(a), TrySpawnError::Full(b))
+            | (TrySpawnError::Closed(a), TrySpawnError::Closed(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl<J: Eq + Sync> Eq for TrySpawnError<J> {}
 
 impl<J> TrySpawnError<J> {
     /// The job that was not accepted.
     pub fn into_inner(self) -> J {
         match self {
-            TrySpawnError::Full(j) | TrySpawnError::Closed(j) => j,
+            TrySpawnError::Full(j) | TrySpawnError::Closed(j) => j.into_inner(),
         }
     }
 

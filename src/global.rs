@@ -307,10 +307,10 @@ pub fn spawn<J: Job>(job: J) -> Result<JobHandle<J::Output, J::Error>, SpawnErro
         Ok(submitted) => submitted,
         Err(job) => match global() {
             Some(global) => return global.spawn(job),
-            None => return Err(SpawnError(job)),
+            None => return Err(SpawnError::new(job)),
         },
     };
-    submitted.map_err(|e| SpawnError(e.into_inner()))
+    submitted.map_err(|e| SpawnError::new(e.into_inner()))
 }
 
 /// The number of worker threads of the current pool (rayon's name):
@@ -354,6 +354,7 @@ fn refusing_pool() -> Arc<Pool> {
         capacity: None,
         history: 0,
         stack_size: None,
+        handlers: Default::default(),
     });
     pool.close();
     Arc::new(pool)

@@ -126,6 +126,7 @@
 mod error;
 mod loom;
 mod signal;
+mod sync_wrapper;
 mod time;
 mod trace;
 mod unwind;
@@ -153,6 +154,8 @@ mod dispatcher;
 mod handle;
 mod job_set;
 mod permit;
+// Above `handle`: a guard around one.
+mod cancel_on_drop;
 #[cfg(feature = "persist")]
 pub mod persist;
 mod scope;
@@ -162,8 +165,9 @@ mod global;
 pub(crate) use std::sync::Arc;
 
 pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_HISTORY, MAX_WORKERS, MIN_STACK_SIZE};
+pub use cancel_on_drop::CancelOnDrop;
 pub use dispatcher::Dispatcher;
-pub use error::{BuildError, JobError, SpawnError, TrySpawnError, WorkerError};
+pub use error::{BuildError, JobError, RejectedJob, SpawnError, TrySpawnError, WorkerError};
 pub use global::{current_num_threads, current_thread_index, join, scope, shutdown_global, spawn};
 pub use handle::JobHandle;
 pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};

@@ -60,7 +60,7 @@ impl Permit<'_> {
         let pool = self.dispatcher.pool();
         let Some(id) = pool.admit() else {
             // Dropping `self` gives the place back.
-            return Err(SpawnError(job));
+            return Err(SpawnError::new(job));
         };
         // The place is the job's now: a worker gives it back when it pops
         // the job.
@@ -102,7 +102,7 @@ impl<'a> Reserve<'a> {
     fn try_reserve(&mut self) -> Option<Result<Permit<'a>, SpawnError<()>>> {
         let pool = self.dispatcher.pool();
         let done = if pool.is_closed() {
-            Err(SpawnError(()))
+            Err(SpawnError::new(()))
         } else if pool.reserve() {
             Ok(Permit {
                 dispatcher: self.dispatcher,
@@ -217,7 +217,7 @@ impl Dispatcher {
     ) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
         match self.reserve().await {
             Ok(permit) => permit.spawn(job),
-            Err(_) => Err(SpawnError(job)),
+            Err(_) => Err(SpawnError::new(job)),
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::signal::Signal;
 use crate::sleep::{Claim, Sleep};
 use crate::slot::Slot;
 use crate::stats::Stats;
+use crate::unwind::PanicHandler;
 use crate::waker_queue::WakerQueue;
 use crate::Arc;
 use crossbeam_deque::Injector;
@@ -34,6 +35,19 @@ pub(crate) struct Config {
     pub(crate) capacity: Option<usize>,
     pub(crate) history: usize,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) handlers: Handlers,
+}
+
+/// A start or exit handler: gets the worker's index.
+pub(crate) type WorkerHandler = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// The user's handlers, run on the worker threads (never on the control
+/// thread).
+#[derive(Default)]
+pub(crate) struct Handlers {
+    pub(crate) panic: Option<PanicHandler>,
+    pub(crate) start: Option<WorkerHandler>,
+    pub(crate) exit: Option<WorkerHandler>,
 }
 
 /// The gate's bit for the user's pause.

@@ -359,7 +359,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             .pending
             .fetch_update(Relaxed, Relaxed, |n| (n != 0).then_some(n + 1));
         if counted.is_err() {
-            return Err(SpawnError(f));
+            return Err(SpawnError::new(f));
         }
         let pool = &self.pool;
         let admitted = match dispatcher::admit(pool, true) {
@@ -368,7 +368,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
                 // SAFETY: the unit taken just above, given back; the caller
                 // holds another, so the count does not reach zero here.
                 unsafe { ScopeState::count_out(&self.state) };
-                return Err(SpawnError(f));
+                return Err(SpawnError::new(f));
             }
         };
         let cell = ScopedCell::<'scope, F, T> {

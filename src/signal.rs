@@ -63,11 +63,16 @@ impl Signal {
     /// called after this call began: a waiter woken by news returns even
     /// if, by the time it runs, another waiter has made `ready()` false
     /// again (the pool went idle, and one of its `wait_idle` callers
-    /// spawned at once: every caller waiting then still returns).
-    pub(crate) fn wait_for_news(&self, mut ready: impl FnMut() -> bool) {
+    /// spawned at once: every caller waiting then still returns). Gives up
+    /// at `deadline`; returns `true` unless it gave up.
+    pub(crate) fn wait_for_news(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> bool {
         // Read before the first look: news after it is news for us.
         let seen = self.news.load(SeqCst);
-        self.wait_until(|| ready() || self.news.load(SeqCst) != seen, None);
+        self.wait_until(|| ready() || self.news.load(SeqCst) != seen, deadline)
     }
 
     /// [`notify_all`](Self::notify_all), as news: every caller of

@@ -12,10 +12,6 @@ fn invalid_option(result: Result<Dispatcher, BuildError>) -> &'static str {
 #[test]
 fn bad_values_are_named() {
     assert_eq!(
-        invalid_option(Dispatcher::builder().workers(0).build()),
-        "workers"
-    );
-    assert_eq!(
         invalid_option(Dispatcher::builder().workers(MAX_WORKERS + 1).build()),
         "workers"
     );
@@ -31,11 +27,26 @@ fn bad_values_are_named() {
         invalid_option(Dispatcher::builder().workers(4).max_workers(2).build()),
         "max_workers"
     );
-    let err = Dispatcher::builder().workers(0).build().unwrap_err();
+    let err = Dispatcher::builder()
+        .workers(MAX_WORKERS + 1)
+        .build()
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid DispatcherBuilder::workers: must be at least 1"
+        "invalid DispatcherBuilder::workers: must be at most MAX_WORKERS (4096)"
     );
+}
+
+#[test]
+fn zero_workers_means_one_per_logical_cpu() {
+    let default = Dispatcher::builder().build().unwrap();
+    let cpus = default.workers();
+    default.shutdown();
+    assert!(cpus >= 1);
+    let pool = Dispatcher::builder().workers(0).build().unwrap();
+    assert_eq!(pool.workers(), cpus);
+    assert_eq!(pool.stats().per_worker.len(), cpus);
+    pool.shutdown();
 }
 
 #[test]

@@ -125,7 +125,10 @@ fn child_main() {
                 .register("work", move |job| -> Result<(), String> {
                     std::thread::sleep(Duration::from_micros(300));
                     let pid = std::process::id();
-                    append_line(&log, &format!("{} {} {pid}", job.id().as_u64(), job.attempt()));
+                    append_line(
+                        &log,
+                        &format!("{} {} {pid}", job.id().as_u64(), job.attempt()),
+                    );
                     Ok(())
                 })
                 .unwrap();

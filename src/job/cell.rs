@@ -241,7 +241,7 @@ unsafe impl<J: Job> Record for JobCell<J> {
             &self.stage,
             outcome_state,
             outcome,
-            unwind::drop_quietly,
+            dispose::<J>,
             tally,
         )
     }
@@ -298,6 +298,15 @@ unsafe impl<J: Job> Record for JobCell<J> {
             let outcome = unsafe { self.stage.take() };
             unwind::drop_quietly(outcome);
         }
+    }
+}
+
+/// Drops an outcome that no handle will take; a panic's payload, which
+/// nobody would see otherwise, goes to the pool's panic handler instead.
+fn dispose<J: Job>(outcome: Option<Outcome<J>>) {
+    match outcome {
+        Some(Err(JobError::Panicked(payload))) => unwind::unseen_panic(payload),
+        other => unwind::drop_quietly(other),
     }
 }
 

@@ -494,7 +494,7 @@ fn hand_over(shared: &Shared, dispatcher: &Dispatcher, mut attempt: Attempt) -> 
                 drop(refused);
                 return Handed::Refused;
             }
-            Err(TrySpawnError::Full(attempt)) => attempt,
+            Err(TrySpawnError::Full(attempt)) => attempt.into_inner(),
         };
         // ORDERING: SeqCst, as the committer's store.
         if attempt.cancel.load(SeqCst) {

@@ -7,13 +7,17 @@
 //! 1. Started by the control thread in a slot it chose; marks its thread
 //!    as one of the pool's for the thread's whole life (`on_pool_thread`),
 //!    so that orders given from it, also from its thread-local
-//!    destructors, never wait for effects that need it.
+//!    destructors, never wait for effects that need it. Installs its
+//!    pool's panic handler for the thread (`unwind::unseen_panic`) and
+//!    runs the start handler, as a worker but not as a searcher, before it
+//!    reports itself running.
 //! 2. Loops: a job from its own deques, else a search (yields, then a park
 //!    announced in the sleep mask), until the control thread asks it to
 //!    stop ([`Slot::stop_requested`]) or the pool is closed and idle.
 //! 3. Hands on what is left in its deques (to the injector) and any
-//!    wake-up it was counted for, makes the idle check, tells the control
-//!    thread it has left ([`Order::Exited`]) and ends.
+//!    wake-up it was counted for, runs the exit handler, makes the idle
+//!    check, tells the control thread it has left ([`Order::Exited`]) and
+//!    ends.
 
 mod find;
 
@@ -21,10 +25,11 @@ use crate::job::cell;
 use crate::job::state;
 use crate::job::task::{Kind, Task};
 use crate::order::Order;
-use crate::pool::Pool;
+use crate::pool::{Pool, WorkerHandler};
 use crate::signal::lock;
 use crate::slot::{Deques, Slot};
 use crate::stats::{WorkerCounters, WorkerState};
+use crate::unwind::{self, PanicPayload};
 use crate::{time, Arc};
 use crossbeam_deque::Worker;
 use std::cell::Cell;
@@ -92,17 +97,17 @@ pub(crate) fn on_pool_thread(pool: &Pool) -> bool {
 }
 
 /// The body of the worker thread of slot `index`, started by the control
-/// thread. Drops `running` once set up (a `set_workers` from outside waits
-/// for that).
+/// thread. Drops `running` once set up and its start handler has returned
+/// (`build`, and a `set_workers` from outside, wait for that).
 pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc::Sender<()>) {
     POOL_THREAD.with(|p| p.set(pool.id()));
+    unwind::set_panic_handler(pool.config().handlers.panic.clone());
     let slot = &pool.slots()[index];
     let Deques { local, batch } = lock(&slot.deques)
         .take()
         .expect("one thread per worker slot");
     *lock(&slot.thread) = Some(crate::loom::thread::current());
     slot.counters.set_state(WorkerState::Idle);
-    drop(running);
     let ctx = WorkerCtx {
         pool: Arc::clone(&pool),
         index,
@@ -118,9 +123,26 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
         depth: Cell::new(0),
     };
     CURRENT.with(|c| c.set(&ctx));
+    if let Some(start) = &pool.config().handlers.start {
+        // User code, which may block: not as a searcher, whose count
+        // would keep spawns from waking a parked peer meanwhile. As a
+        // worker, so that a join or a spawn in it runs other jobs while
+        // it waits.
+        ctx.stop_searching();
+        call_handler(start, index);
+    }
+    drop(running);
     ctx.run();
     CURRENT.with(|c| c.set(std::ptr::null()));
     ctx.retire();
+}
+
+/// Runs a start or exit handler: a panic in it is caught, and its payload
+/// goes to the panic handler (a worker never unwinds).
+fn call_handler(handler: &WorkerHandler, index: usize) {
+    if let Err(payload) = unwind::catch(|| handler(index)) {
+        unwind::unseen_panic(PanicPayload::new(payload));
+    }
 }
 
 impl WorkerCtx {
@@ -331,6 +353,11 @@ impl WorkerCtx {
             pool.wake_one();
         }
         self.stop_searching();
+        if let Some(exit) = &pool.config().handlers.exit {
+            // Before the idle check and `Exited`: a job it spawns is
+            // counted, and the shutdown's join waits for it to return.
+            call_handler(exit, self.index);
+        }
         // A halted worker leaves without the idle check of the main loop:
         // if the job it just finished was the pool's last, nobody else
         // would wake the `wait_idle` and `shutdown` callers.
