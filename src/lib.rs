@@ -94,6 +94,7 @@ mod job;
 // Queues and counters:
 mod admission;
 mod feed;
+mod heartbeat;
 mod order;
 mod places;
 mod sleep;

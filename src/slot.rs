@@ -7,6 +7,7 @@
 //! flag a worker reads, [`Slot::stop`], written by the control thread and
 //! nobody else.
 
+use crate::heartbeat::Heartbeat;
 use crate::job::task::Task;
 use crate::loom::thread::Thread;
 use crate::loom::{AtomicBool, Mutex};
@@ -39,6 +40,9 @@ pub(crate) struct Slot {
     /// control thread before it starts a new thread here.
     stop: AtomicBool,
     pub(crate) counters: CachePadded<WorkerCounters>,
+    /// Ticked by the control thread, read by the worker on every `join`:
+    /// a line of its own, away from the counters that `stats` reads.
+    pub(crate) heartbeat: CachePadded<Heartbeat>,
 }
 
 impl Slot {
@@ -52,6 +56,7 @@ impl Slot {
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             counters: CachePadded::new(WorkerCounters::default()),
+            heartbeat: CachePadded::new(Heartbeat::default()),
         }
     }
 

@@ -17,7 +17,9 @@
 
 mod find;
 
+use crate::heartbeat::{Heartbeat, Taken};
 use crate::job::cell;
+use crate::job::pending::Pending;
 use crate::job::state;
 use crate::job::task::{Kind, Task};
 use crate::order::Order;
@@ -28,6 +30,7 @@ use crate::stats::{WorkerCounters, WorkerState};
 use crate::{time, Arc};
 use crossbeam_deque::Worker;
 use std::cell::Cell;
+use std::ptr::NonNull;
 use std::time::Instant;
 
 /// How many times an idle worker yields its CPU, looking for work after
@@ -64,6 +67,13 @@ pub(crate) struct WorkerCtx {
     searching: Cell<bool>,
     /// Jobs running on this thread now, nested ones included.
     depth: Cell<u32>,
+    /// The `join` halves this thread runs inline unless a heartbeat
+    /// publishes them (`join.rs`).
+    pub(crate) pending: Pending,
+    /// This slot's heartbeat, read on every `join`: kept at hand rather
+    /// than found through `pool.slots()[index]` (a bounds check and three
+    /// loads). Points into `pool`, which this context keeps alive.
+    heartbeat: NonNull<Heartbeat>,
 }
 
 thread_local! {
@@ -75,13 +85,19 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's worker context, if it is a worker thread.
+///
+/// The thread-local is read on its own, and `f` called outside `with`:
+/// a `join` is instantiated in the user's crate, where a `LocalKey::with`
+/// around all of `f` is not inlined and reads the key through a function
+/// pointer, on every `join`.
+#[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
-    CURRENT.with(|c| {
-        let ctx = c.get();
-        // SAFETY: CURRENT points at the WorkerCtx on this thread's stack
-        // frame in `main_loop`, and is reset before that frame returns.
-        f(unsafe { ctx.as_ref() })
-    })
+    let ctx = CURRENT.with(Cell::get);
+    // SAFETY: CURRENT points at the WorkerCtx on this thread's stack frame
+    // in `main_loop`, and is reset before that frame returns; `f` runs on
+    // this thread, inside that frame, and the reference does not outlive
+    // the call.
+    f(unsafe { ctx.as_ref() })
 }
 
 /// Is the calling thread one of `pool`'s worker threads, in its loop or
@@ -116,6 +132,8 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
         // `sleep.rs`: it starts like one woken from a park).
         searching: Cell::new(true),
         depth: Cell::new(0),
+        pending: Pending::new(),
+        heartbeat: NonNull::from(&*slot.heartbeat),
     };
     CURRENT.with(|c| c.set(&ctx));
     ctx.run();
@@ -151,6 +169,35 @@ impl WorkerCtx {
                 continue;
             }
             self.park(&mut || false, None, true);
+        }
+    }
+
+    /// This worker's heartbeat, which a `join` reads each time.
+    #[inline]
+    pub(crate) fn heartbeat(&self) -> &Heartbeat {
+        // SAFETY: it points into the pool's slots, which `self.pool`
+        // keeps alive, and is only ever read through shared references.
+        unsafe { self.heartbeat.as_ref() }
+    }
+
+    /// A `join` found a heartbeat due: publish the oldest pending half
+    /// onto `local`, where thieves see it, and wake a parked peer as any
+    /// push does (rule 1 of `sleep.rs`). A first beat after the slot's
+    /// expired also asks the control thread to tick it again.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn on_heartbeat(&self) {
+        let Some(taken) = self.heartbeat().take() else {
+            return;
+        };
+        if taken == Taken::Announce {
+            // Refused only by a stopped inbox: the pool is gone then, and
+            // nobody is left to steal anyway.
+            let _ = self.pool.orders().post(Order::Beat);
+        }
+        if let Some(half) = self.pending.publish_oldest() {
+            self.local.push(Task::stack(half));
+            self.pool.wake_one();
         }
     }
 
