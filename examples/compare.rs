@@ -303,16 +303,6 @@ fn forkjoin_rows() -> Vec<Row> {
     ]
 }
 
-/// The time of one `run`, on the calling thread: the median of `REPS`
-/// samples (after a warm-up one) of `iters` runs back to back.
-fn per_run(iters: u32, mut run: impl FnMut()) -> Duration {
-    time_median(|| {
-        for _ in 0..iters {
-            run();
-        }
-    }) / iters
-}
-
 /// One fork-join workload timed inside each pool (so that no figure
 /// includes the hand-off from the outside thread) and sequentially.
 struct Timed {
@@ -324,29 +314,55 @@ struct Timed {
 
 impl Timed {
     /// `work::<J>()` `iters` times per sample on rayon (with `workers`
-    /// threads), on workyard with `workers` and with 1, and on this thread.
+    /// threads), on workyard with `workers` and with 1, and on this
+    /// thread: a warm-up round, then `REPS` rounds that each run every
+    /// contender once in turn, so that the machine's drift hits all alike.
     fn measure<W: Work>(work: &W, iters: u32, workers: usize) -> Timed {
-        let sequential = per_run(iters, || work.run::<Sequential>());
         let rayon = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .build()
             .expect("build a rayon pool");
-        let rayon_time = rayon.install(|| per_run(iters, || work.run::<RayonJoin>()));
-        drop(rayon);
-        let inside = |workers| {
-            let pool = workyard::Dispatcher::builder()
+        let build = |workers| {
+            workyard::Dispatcher::builder()
                 .workers(workers)
                 .build()
-                .expect("build a workyard dispatcher");
-            let (time, ()) = pool.join(|| per_run(iters, || work.run::<WorkyardJoin>()), || ());
-            pool.shutdown();
-            time
+                .expect("build a workyard dispatcher")
         };
+        let (workyard, workyard_1) = (build(workers), build(1));
+        let sample = |run: &dyn Fn()| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                run();
+            }
+            start.elapsed() / iters
+        };
+        let inside = |pool: &workyard::Dispatcher| {
+            pool.join(|| sample(&|| work.run::<WorkyardJoin>()), || ())
+                .0
+        };
+        let mut rounds: [Vec<f64>; 4] = Default::default();
+        for round in 0..=REPS {
+            let times = [
+                sample(&|| work.run::<Sequential>()),
+                rayon.install(|| sample(&|| work.run::<RayonJoin>())),
+                inside(&workyard),
+                inside(&workyard_1),
+            ];
+            if round > 0 {
+                for (all, time) in rounds.iter_mut().zip(times) {
+                    all.push(time.as_secs_f64());
+                }
+            }
+        }
+        workyard.shutdown();
+        workyard_1.shutdown();
+        let [sequential, rayon, workyard, workyard_1] =
+            rounds.map(|r| Duration::from_secs_f64(median(&r)));
         Timed {
             sequential,
-            rayon: rayon_time,
-            workyard: inside(workers),
-            workyard_1: inside(1),
+            rayon,
+            workyard,
+            workyard_1,
         }
     }
 
