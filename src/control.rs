@@ -85,7 +85,6 @@
 //! shutdown.
 
 use crate::error::WorkerError;
-use crate::heartbeat::{self, Ticked};
 use crate::job::state;
 use crate::job::JobId;
 use crate::order::{Ended, HaltReport, Next, Order, Started, Threads, Waiter};
@@ -134,11 +133,6 @@ struct Control {
     /// slots): the running-ack sender its caller waits on. Dropped once
     /// `target` runs, or when a later order changes it.
     deferred: Option<mpsc::Sender<()>>,
-    /// When the slots' heartbeats are ticked next; `None` while no slot is
-    /// ticked (then only an `Order::Beat` starts the ticks again).
-    next_beat: Option<Instant>,
-    /// For each slot, the ticks in a row that found its beat untaken.
-    quiet: Vec<u32>,
 }
 
 thread_local! {
@@ -171,8 +165,6 @@ pub(crate) fn start(pool: &Arc<Pool>, names: Vec<String>, workers: usize) -> std
         waiters: Vec::new(),
         deadlines: BinaryHeap::new(),
         deferred: None,
-        next_beat: None,
-        quiet: vec![0; slots],
     };
     let handle = std::thread::Builder::new()
         .name("workyard-control".into())
@@ -227,7 +219,7 @@ fn refuse(pool: &Pool, order: Order) {
                 waiter.reply.send(Ended::Done(threads));
             }
         }
-        Order::Watch { .. } | Order::Exited(_) | Order::Beat => {}
+        Order::Watch { .. } | Order::Exited(_) => {}
     }
 }
 
@@ -240,7 +232,6 @@ impl Control {
                 self.carry_out(order);
             }
             self.fire_deadlines();
-            self.tick_heartbeats();
             self.time_out_waiters();
             if self.closed && self.life.iter().all(|&l| l == Life::Free) {
                 break;
@@ -277,11 +268,6 @@ impl Control {
             }
             Order::Watch { id, at } => self.deadlines.push(Reverse((at, id.0))),
             Order::Exited(index) => self.exited(index),
-            Order::Beat => {
-                if self.next_beat.is_none() {
-                    self.next_beat = Some(Instant::now() + heartbeat::INTERVAL);
-                }
-            }
         }
     }
 
@@ -478,22 +464,7 @@ impl Control {
             Instant::now() + Duration::from_nanos(wait)
         });
         let waiter = self.waiters.iter().filter_map(|w| w.deadline).min();
-        job.into_iter().chain(waiter).chain(self.next_beat).min()
-    }
-
-    /// Ticks every slot's heartbeat once [`heartbeat::INTERVAL`] has
-    /// passed, and keeps ticking while some slot still forks.
-    fn tick_heartbeats(&mut self) {
-        let Some(at) = self.next_beat else { return };
-        let now = Instant::now();
-        if now < at {
-            return;
-        }
-        let mut beating = false;
-        for (slot, quiet) in self.pool.slots().iter().zip(&mut self.quiet) {
-            beating |= slot.heartbeat.tick(quiet) == Ticked::Beating;
-        }
-        self.next_beat = beating.then(|| now + heartbeat::INTERVAL);
+        job.into_iter().chain(waiter).min()
     }
 
     fn fire_deadlines(&mut self) {

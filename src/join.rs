@@ -309,8 +309,8 @@ where
     // if published, until it is popped back or its latch is set (in
     // `join_published`); `guard` rules out unwinding before.
     unsafe { ctx.pending.push(head) };
-    if ctx.heartbeat().is_due() {
-        ctx.on_heartbeat();
+    if ctx.request().is_raised() {
+        ctx.on_request();
     }
     let result_a = unwind::catch(a);
     if ctx.pending.pop(head) {

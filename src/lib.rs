@@ -94,9 +94,9 @@ mod job;
 // Queues and counters:
 mod admission;
 mod feed;
-mod heartbeat;
 mod order;
 mod places;
+mod request;
 mod sleep;
 mod slot;
 mod stats;

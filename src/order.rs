@@ -87,9 +87,6 @@ pub(crate) enum Order {
     Watch { id: JobId, at: u64 },
     /// The worker of this slot left its loop (posted by the worker).
     Exited(usize),
-    /// A worker forks `join`s again: tick the slots' heartbeats (posted by
-    /// a worker whose heartbeat had expired, see `heartbeat.rs`).
-    Beat,
 }
 
 /// The control thread's queue of orders.

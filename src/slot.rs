@@ -7,10 +7,10 @@
 //! flag a worker reads, [`Slot::stop`], written by the control thread and
 //! nobody else.
 
-use crate::heartbeat::Heartbeat;
 use crate::job::task::Task;
 use crate::loom::thread::Thread;
 use crate::loom::{AtomicBool, Mutex};
+use crate::request::Request;
 use crate::signal::lock;
 use crate::stats::WorkerCounters;
 use crossbeam_deque::{Stealer, Worker};
@@ -40,9 +40,9 @@ pub(crate) struct Slot {
     /// control thread before it starts a new thread here.
     stop: AtomicBool,
     pub(crate) counters: CachePadded<WorkerCounters>,
-    /// Ticked by the control thread, read by the worker on every `join`:
-    /// a line of its own, away from the counters that `stats` reads.
-    pub(crate) heartbeat: CachePadded<Heartbeat>,
+    /// Raised by idle peers, read by the worker on every `join`: a line
+    /// of its own, away from the counters that `stats` reads.
+    pub(crate) request: CachePadded<Request>,
 }
 
 impl Slot {
@@ -56,7 +56,7 @@ impl Slot {
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             counters: CachePadded::new(WorkerCounters::default()),
-            heartbeat: CachePadded::new(Heartbeat::default()),
+            request: CachePadded::new(Request::default()),
         }
     }
 

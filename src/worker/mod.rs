@@ -17,13 +17,13 @@
 
 mod find;
 
-use crate::heartbeat::{Heartbeat, Taken};
 use crate::job::cell;
 use crate::job::pending::Pending;
 use crate::job::state;
 use crate::job::task::{Kind, Task};
 use crate::order::Order;
 use crate::pool::Pool;
+use crate::request::Request;
 use crate::signal::lock;
 use crate::slot::{Deques, Slot};
 use crate::stats::{WorkerCounters, WorkerState};
@@ -70,10 +70,10 @@ pub(crate) struct WorkerCtx {
     /// The `join` halves this thread runs inline unless a heartbeat
     /// publishes them (`join.rs`).
     pub(crate) pending: Pending,
-    /// This slot's heartbeat, read on every `join`: kept at hand rather
-    /// than found through `pool.slots()[index]` (a bounds check and three
-    /// loads). Points into `pool`, which this context keeps alive.
-    heartbeat: NonNull<Heartbeat>,
+    /// This slot's steal request, read on every `join`: kept at hand
+    /// rather than found through `pool.slots()[index]` (a bounds check and
+    /// three loads). Points into `pool`, which this context keeps alive.
+    request: NonNull<Request>,
 }
 
 thread_local! {
@@ -133,7 +133,7 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
         searching: Cell::new(true),
         depth: Cell::new(0),
         pending: Pending::new(),
-        heartbeat: NonNull::from(&*slot.heartbeat),
+        request: NonNull::from(&*slot.request),
     };
     CURRENT.with(|c| c.set(&ctx));
     ctx.run();
@@ -172,28 +172,22 @@ impl WorkerCtx {
         }
     }
 
-    /// This worker's heartbeat, which a `join` reads each time.
+    /// This worker's steal request, which a `join` reads each time.
     #[inline]
-    pub(crate) fn heartbeat(&self) -> &Heartbeat {
+    pub(crate) fn request(&self) -> &Request {
         // SAFETY: it points into the pool's slots, which `self.pool`
         // keeps alive, and is only ever read through shared references.
-        unsafe { self.heartbeat.as_ref() }
+        unsafe { self.request.as_ref() }
     }
 
-    /// A `join` found a heartbeat due: publish the oldest pending half
-    /// onto `local`, where thieves see it, and wake a parked peer as any
-    /// push does (rule 1 of `sleep.rs`). A first beat after the slot's
-    /// expired also asks the control thread to tick it again.
+    /// A `join` found a peer's steal request (`request.rs`): publish the
+    /// oldest pending half onto `local`, where thieves see it, and wake a
+    /// parked peer as any push does (rule 1 of `sleep.rs`).
     #[cold]
     #[inline(never)]
-    pub(crate) fn on_heartbeat(&self) {
-        let Some(taken) = self.heartbeat().take() else {
+    pub(crate) fn on_request(&self) {
+        if !self.request().take() {
             return;
-        };
-        if taken == Taken::Announce {
-            // Refused only by a stopped inbox: the pool is gone then, and
-            // nobody is left to steal anyway.
-            let _ = self.pool.orders().post(Order::Beat);
         }
         if let Some(half) = self.pending.publish_oldest() {
             self.local.push(Task::stack(half));
@@ -309,6 +303,8 @@ impl WorkerCtx {
         if !self.searching.replace(true) {
             self.pool.sleep().start_searching();
         }
+        // Forking peers publish a pending half at their next `join`.
+        self.pool.request_work(self.index);
         for _ in 0..SEARCH_ROUNDS {
             crate::loom::thread::yield_now();
             if self.pool.has_work() {
@@ -331,6 +327,9 @@ impl WorkerCtx {
             // Parking: our last look below stands in for the pass-on.
             let _ = self.pool.sleep().stop_searching();
         }
+        // Asked again: a peer may have taken the last request without a
+        // half to give, or, inside a wait, forks the half we wait for.
+        self.pool.request_work(self.index);
         let sleep = &self.pool.sleep();
         sleep.prepare(self.index);
         if ready() || self.pool.has_work() || self.pool.is_done() || self.is_halting() {
