@@ -1,13 +1,23 @@
 //! Fork-join: [`join`] and [`Dispatcher::join`] run two closures, in
 //! parallel when a peer is free, without a heap allocation.
 //!
-//! The caller keeps closure `b` in a [`StackJob`] in its own stack frame
-//! and pushes a [`StackRef`] to it on its deque, where an idle peer can
-//! steal it; then it runs `a` itself. Afterwards it pops its deque: if `b`
-//! is still there it runs it inline, as a plain call; if a peer stole it,
+//! On a worker, a `join` is two plain calls: the caller keeps closure `b`
+//! in a [`StackJob`] in its own frame, pushes it on the worker's
+//! `Pending` stack (`job::pending`: a few plain stores, nothing atomic),
+//! runs `a`, pops `b` back and runs it inline. Only when an idle peer has
+//! asked for work (its steal request, `request.rs`: one relaxed load per
+//! `join`) does a `join` publish the *oldest* half still pending, the
+//! largest piece of work, as a [`StackRef`] on its deque, where thieves
+//! see it and the wake protocol covers it as any push. This is heartbeat
+//! scheduling as in Spice and chili (see `request.rs` for what is taken
+//! from them and what differs): a `join` nobody needs costs about as
+//! much as a function call, so the user needs no sequential cutoff.
+//!
+//! A published half's `join` ends as every `join` did before: it pops its
+//! deque; if `b` is still there it runs it inline; if a thief took it,
 //! the caller waits on the job's [`Latch`], running other jobs meanwhile
-//! (`worker::wait_until`). Either way the frame outlives every use of the
-//! `StackRef`, which is what makes the stack allocation sound.
+//! (`worker::wait_until`). Either way the frame outlives every use of
+//! the `StackRef`, which is what makes the stack allocation sound.
 //!
 //! Panics in either half are caught, the other half still runs to the
 //! end, and then the panic resumes in the caller (the first half's if
@@ -289,7 +299,7 @@ where
 }
 
 /// `join` on worker `ctx`: `a` runs here, then `b`, both as plain calls,
-/// unless a heartbeat published `b` meanwhile (see the module doc).
+/// unless a peer's steal request published `b` meanwhile (module doc).
 #[inline]
 pub(crate) fn join_in_worker<A, B, RA, RB>(ctx: &WorkerCtx, a: A, b: B) -> (RA, RB)
 where
@@ -331,8 +341,8 @@ where
     }
 }
 
-/// The end of a `join` whose `b` a heartbeat published: as every `join`
-/// did before heartbeats, take it back from the deque and run it, or, if
+/// The end of a `join` whose `b` a steal request published: as every `join`
+/// did before, take it back from the deque and run it, or, if
 /// a thief took it, wait for its latch, running other jobs meanwhile.
 #[cold]
 #[inline(never)]
@@ -431,9 +441,13 @@ where
 /// Runs `a` and `b`, potentially in parallel, and returns both results.
 ///
 /// Inside a job (on a worker thread of any [`Dispatcher`](crate::Dispatcher)), `a` runs on
-/// the current thread while `b` waits on the worker's deque, where an idle
-/// peer can steal it; if nobody did by the time `a` returns, `b` runs
-/// inline. Nothing is allocated: `b` stays in this call's stack frame.
+/// the current thread, then `b`, both as plain calls, unless an idle peer
+/// asked for work meanwhile: then the oldest `b` pending on this thread
+/// goes on the worker's deque, where that peer steals it (if nobody did by
+/// the time its `a` returns, it runs inline all the same). So a `join` at
+/// every level of a recursion costs little more than the calls, and needs
+/// no sequential cutoff. Nothing is allocated: `b` stays in this call's
+/// stack frame.
 /// While it waits for a stolen `b`, the thread runs other jobs, so nesting
 /// `join` to any depth never deadlocks, even on one worker.
 ///

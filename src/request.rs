@@ -90,3 +90,7 @@ mod tests {
         assert!(!request.take());
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "request_loom.rs"]
+mod loom_tests;

@@ -1,11 +1,11 @@
 //! [`Pending`]: the `join` halves a worker holds back, to run inline
-//! unless a heartbeat publishes them.
+//! unless a steal request publishes them.
 //!
 //! A `join` on a worker pushes its second half here (a pointer to the
 //! [`StackHead`] of the `StackJob` in its own frame), runs the first half,
 //! and pops the second back. Nothing here is atomic: only the worker's own
 //! thread touches the stack, so a `join` that nobody needed costs a few
-//! plain loads and stores. When a heartbeat is due (`heartbeat.rs`), the
+//! plain loads and stores. When a peer asks for work (`request.rs`), the
 //! worker publishes the *oldest* half still held, the largest piece of
 //! work, onto its deque, where thieves see it and the wake protocol
 //! covers it like any pushed job.

@@ -147,7 +147,7 @@ impl StackRef {
     }
 
     /// Identifies the job (the owner recognises its own by address).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn id(&self) -> *const StackHead {
         self.0.as_ptr()
     }

@@ -67,7 +67,7 @@ pub(crate) struct WorkerCtx {
     searching: Cell<bool>,
     /// Jobs running on this thread now, nested ones included.
     depth: Cell<u32>,
-    /// The `join` halves this thread runs inline unless a heartbeat
+    /// The `join` halves this thread runs inline unless a steal request
     /// publishes them (`join.rs`).
     pub(crate) pending: Pending,
     /// This slot's steal request, read on every `join`: kept at hand
