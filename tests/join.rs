@@ -308,13 +308,13 @@ fn halves_run_as_part_of_the_calling_job_even_when_stolen() {
 }
 
 #[test]
-fn a_heartbeat_publishes_the_oldest_pending_half_from_a_nested_join() {
+fn a_steal_request_publishes_the_oldest_pending_half_from_a_nested_join() {
     watchdog(30, || {
         let pool = pool(2);
         let handle = pool
             .spawn(|| {
-                // The first join announces the worker to the heartbeat;
-                // the outer one below is then published only by a beat.
+                // The first join takes the slot's first request; the outer
+                // one below is published only when the idle peer asks.
                 workyard::join(|| (), || ());
                 let outer_started = AtomicBool::new(false);
                 let ((), outer) = workyard::join(
