@@ -178,9 +178,13 @@ pub fn shutdown_global() {
 /// (rayon's `join`).
 ///
 /// Inside a job (on a worker thread of any [`Dispatcher`]), `a` runs on
-/// the current thread while `b` waits on the worker's deque, where an idle
-/// peer can steal it; if nobody did by the time `a` returns, `b` runs
-/// inline. Nothing is allocated: `b` stays in this call's stack frame.
+/// the current thread, then `b`, both as plain calls, unless an idle peer
+/// asked for work meanwhile: then the oldest `b` pending on this thread
+/// goes on the worker's deque, where that peer steals it (if nobody did by
+/// the time its `a` returns, it runs inline all the same). So a `join` at
+/// every level of a recursion costs little more than the calls, and needs
+/// no sequential cutoff. Nothing is allocated: `b` stays in this call's
+/// stack frame.
 /// While it waits for a stolen `b`, the thread runs other jobs, so nesting
 /// `join` to any depth never deadlocks, even on one worker.
 ///

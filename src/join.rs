@@ -3,13 +3,23 @@
 //! (The free `join` picks its pool in `global.rs`: the current worker's,
 //! else the global dispatcher's.)
 //!
-//! The caller keeps closure `b` in a [`StackJob`] in its own stack frame
-//! and pushes a [`StackRef`] to it on its deque, where an idle peer can
-//! steal it; then it runs `a` itself. Afterwards it pops its deque: if `b`
-//! is still there it runs it inline, as a plain call; if a peer stole it,
+//! On a worker, a `join` is two plain calls: the caller keeps closure `b`
+//! in a [`StackJob`] in its own frame, pushes it on the worker's
+//! `Pending` stack (`job::pending`: a few plain stores, nothing atomic),
+//! runs `a`, pops `b` back and runs it inline. Only when an idle peer has
+//! asked for work (its steal request, `request.rs`: one relaxed load per
+//! `join`) does a `join` publish the *oldest* half still pending, the
+//! largest piece of work, as a [`StackRef`] on its deque, where thieves
+//! see it and the wake protocol covers it as any push. This is heartbeat
+//! scheduling as in Spice and chili (see `request.rs` for what is taken
+//! from them and what differs): a `join` nobody needs costs about as
+//! much as a function call, so the user needs no sequential cutoff.
+//!
+//! A published half's `join` ends as every `join` did before: it pops its
+//! deque; if `b` is still there it runs it inline; if a thief took it,
 //! the caller waits on the job's [`Latch`], running other jobs meanwhile
-//! (`worker::wait_until`). Either way the frame outlives every use of the
-//! `StackRef`, which is what makes the stack allocation sound.
+//! (`worker::wait_until`). Either way the frame outlives every use of
+//! the `StackRef`, which is what makes the stack allocation sound.
 //!
 //! Panics in either half are caught, the other half still runs to the
 //! end, and then the panic resumes in the caller (the first half's if
@@ -169,9 +179,7 @@ where
 {
     fn new(func: F, parent: *const Header) -> Self {
         StackJob {
-            head: StackHead {
-                execute: Self::execute,
-            },
+            head: StackHead::new(Self::execute),
             latch: Latch::new(),
             parent,
             func: UnsafeCell::new(Some(func)),
@@ -184,10 +192,17 @@ where
     /// `self` stays alive and in place until the returned `StackRef` was
     /// executed (its latch is set) or popped back by the caller.
     unsafe fn as_task(&self) -> StackRef {
-        let head = NonNull::from(&self.head);
-        // SAFETY: `head` is the first field of this `#[repr(C)]` job and
-        // `execute` is `Self::execute`; lifetime: the caller's contract.
-        unsafe { StackRef::new(head) }
+        // SAFETY: `head_ptr` is the first field of this `#[repr(C)]` job,
+        // with provenance over all of it, and `execute` is
+        // `Self::execute`; lifetime: the caller's contract.
+        unsafe { StackRef::new(self.head_ptr()) }
+    }
+
+    /// A pointer to `head` that may reach the whole job (`#[repr(C)]`,
+    /// `head` first), as a thief casting it back needs.
+    #[inline]
+    fn head_ptr(&self) -> NonNull<StackHead> {
+        NonNull::from(self).cast()
     }
 
     /// `StackHead::execute` for this job type: runs it on a thief (or on
@@ -235,21 +250,22 @@ where
         }
     }
 
-    /// Runs the job on its owner's thread, after the owner popped it back.
+    /// Runs the job on its owner's thread, after the owner popped it back
+    /// (or never published it).
     #[inline]
-    fn run_inline(self) -> R {
+    fn run_inline(&self) -> R {
         // SAFETY: popped back: no other thread has or will have a StackRef.
         let func = self.func.with_mut(|p| unsafe { (*p).take() });
         func.expect("a stack job runs once")()
     }
 
     /// `run_inline`, catching a panic (when `a` already panicked).
-    fn run_inline_caught(self) -> Caught<R> {
+    fn run_inline_caught(&self) -> Caught<R> {
         unwind::catch(|| self.run_inline())
     }
 
     /// The outcome left by the thief, once the latch is set.
-    fn into_result(self) -> Caught<R> {
+    fn take_result(&self) -> Caught<R> {
         debug_assert!(self.latch.probe());
         // SAFETY: the latch is set (Acquire), so the thief wrote the slot
         // and is done with the job.
@@ -284,7 +300,9 @@ where
     finish(a, b)
 }
 
-/// `join` on worker `ctx`: `b` goes on the local deque, `a` runs here.
+/// `join` on worker `ctx`: `a` runs here, then `b`, both as plain calls,
+/// unless a peer's steal request published `b` meanwhile (module doc).
+#[inline]
 pub(crate) fn join_in_worker<A, B, RA, RB>(ctx: &WorkerCtx, a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA + Send,
@@ -293,34 +311,65 @@ where
     RB: Send,
 {
     let job_b = StackJob::new(b, cell::current_header());
-    // From the push until `b` is popped back or its latch is set, another
-    // thread may be using `job_b`: this frame must not unwind meanwhile.
+    let head = job_b.head_ptr();
+    // From the push until `b` is popped back (off `pending`, or off the
+    // deque if it was published) or its latch is set, `pending` or another
+    // thread holds a pointer into this frame: it must not unwind meanwhile.
     let guard = AbortOnUnwind;
-    // SAFETY: `job_b` stays in this frame, unmoved, until below, where it
-    // is either popped back or waited for; `guard` rules out unwinding.
-    let b_ref = unsafe { job_b.as_task() };
-    let b_id = b_ref.id();
-    ctx.local.push(Task::stack(b_ref));
-    // Wake a parked peer to steal `b`. Only a hint, so no fence while
-    // nobody sleeps: if a peer is missed, we run `b` ourselves below.
-    if ctx.pool.sleep().may_have_sleepers() {
-        ctx.pool.wake_one();
+    // SAFETY: `job_b` stays in this frame, unmoved, until its `pop` below,
+    // which comes after those of the joins inside `a` (they return first);
+    // if published, until it is popped back or its latch is set (in
+    // `join_published`); `guard` rules out unwinding before.
+    unsafe { ctx.pending.push(head) };
+    if ctx.request().is_raised() {
+        ctx.on_request();
     }
-
     let result_a = unwind::catch(a);
+    if ctx.pending.pop(head) {
+        return join_published(ctx, &job_b, result_a, guard);
+    }
+    // Never published: nobody else ever saw `job_b`.
+    mem::forget(guard);
+    match result_a {
+        Ok(a) => {
+            // Nothing to wait for if `b` panics: let it unwind from here.
+            let b = job_b.run_inline();
+            // Nothing left in it to drop (`func` taken, no result, no
+            // sleeper): skip the drop glue's checks.
+            mem::forget(job_b);
+            (a, b)
+        }
+        Err(payload) => finish(Err(payload), job_b.run_inline_caught()),
+    }
+}
 
+/// The end of a `join` whose `b` a steal request published: as every `join`
+/// did before, take it back from the deque and run it, or, if
+/// a thief took it, wait for its latch, running other jobs meanwhile.
+#[cold]
+#[inline(never)]
+fn join_published<B, RA, RB>(
+    ctx: &WorkerCtx,
+    job_b: &StackJob<B, RB>,
+    result_a: Caught<RA>,
+    guard: AbortOnUnwind,
+) -> (RA, RB)
+where
+    B: FnOnce() -> RB + Send,
+    RB: Send,
+{
+    let b_id = job_b.head_ptr().as_ptr().cast_const();
     let result_b = if pop_back(ctx, &job_b.latch, b_id) {
         // Popped back: nobody else can see `job_b` any more.
         mem::forget(guard);
         if let Ok(a) = result_a {
-            // Nothing to wait for if `b` panics: let it unwind from here.
             return (a, job_b.run_inline());
         }
         job_b.run_inline_caught()
     } else {
         job_b.latch.wait();
         mem::forget(guard);
-        job_b.into_result()
+        job_b.take_result()
     };
     finish(result_a, result_b)
 }
@@ -402,7 +451,7 @@ where
     mem::forget(guard);
     // Counted out like a refused job: no worker counted it as finished.
     pool.unadmit();
-    match job.into_result() {
+    match job.take_result() {
         Ok(value) => value,
         Err(payload) => resume_unwind(payload),
     }

@@ -54,13 +54,15 @@
 //! ## Fork-join
 //!
 //! [`join`] (and [`Dispatcher::join`]) splits work in two without a heap
-//! allocation, the second half waiting on the worker's deque where an idle
-//! peer can steal it; [`scope`] (and [`Dispatcher::scope`]) runs jobs that
-//! borrow from the caller's stack and are all finished when it returns.
-//! Waiting inside a job (a handle's `join`, a stolen half, the end of a
-//! scope) runs other jobs instead of blocking the worker.
-//! [`Dispatcher::install`] runs a closure on a pool's worker, so that the
-//! `join`s and scopes inside it run on that pool.
+//! allocation. Inside a job both halves run inline, at about the cost of
+//! a function call, until an idle peer asks for work: then the oldest
+//! half still pending goes on the worker's deque for it to steal, so
+//! recursion needs no hand-tuned sequential cutoff. [`scope`] (and
+//! [`Dispatcher::scope`]) runs jobs that borrow from the caller's stack
+//! and are all finished when it returns. Waiting inside a job (a handle's
+//! `join`, a stolen half, the end of a scope) runs other jobs instead of
+//! blocking the worker. [`Dispatcher::install`] runs a closure on a pool's
+//! worker, so that the `join`s and scopes inside it run on that pool.
 //!
 //! ```
 //! fn sum(v: &[u64]) -> u64 {
@@ -138,6 +140,7 @@ mod admission;
 mod feed;
 mod order;
 mod places;
+mod request;
 mod sleep;
 mod slot;
 mod stats;

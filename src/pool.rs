@@ -409,6 +409,16 @@ impl Pool {
                 || self.used_slots().iter().any(Slot::has_jobs))
     }
 
+    /// Worker `from` has run out of jobs: asks every other worker to
+    /// publish a pending `join` half at its next `join` (`request.rs`).
+    pub(crate) fn request_work(&self, from: usize) {
+        for (i, slot) in self.used_slots().iter().enumerate() {
+            if i != from {
+                slot.request.raise();
+            }
+        }
+    }
+
     /// Wakes a parked worker as a searcher, unless one searches already
     /// (rule 1 of `sleep.rs`): called after each new job.
     pub(crate) fn wake_one(&self) {

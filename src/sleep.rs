@@ -153,17 +153,6 @@ impl Sleep {
         None
     }
 
-    /// A cheap look that may be stale: might some worker be parked? For
-    /// pushes that need no guaranteed wake-up (a `join` half, which its
-    /// owner runs itself if nobody steals it), to skip `claim_one`'s fence
-    /// while nobody sleeps.
-    #[inline]
-    pub(crate) fn may_have_sleepers(&self) -> bool {
-        // ORDERING: Relaxed: a stale 0 only delays a wake-up until the next
-        // push; it never leaves a job unrun (see the caller).
-        self.sleepers.load(Relaxed) != 0
-    }
-
     /// Claims every parked worker (close, resume, halt), each counted as
     /// searching (rule 4): calls `unpark` for each.
     pub(crate) fn claim_all(&self, mut unpark: impl FnMut(usize)) {

@@ -10,6 +10,7 @@
 use crate::job::task::Task;
 use crate::loom::thread::Thread;
 use crate::loom::{AtomicBool, Mutex};
+use crate::request::Request;
 use crate::signal::lock;
 use crate::stats::WorkerCounters;
 use crossbeam_deque::{Stealer, Worker};
@@ -39,6 +40,9 @@ pub(crate) struct Slot {
     /// control thread before it starts a new thread here.
     stop: AtomicBool,
     pub(crate) counters: CachePadded<WorkerCounters>,
+    /// Raised by idle peers, read by the worker on every `join`: a line
+    /// of its own, away from the counters that `stats` reads.
+    pub(crate) request: CachePadded<Request>,
 }
 
 impl Slot {
@@ -52,6 +56,7 @@ impl Slot {
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             counters: CachePadded::new(WorkerCounters::default()),
+            request: CachePadded::new(Request::default()),
         }
     }
 

@@ -308,6 +308,38 @@ fn halves_run_as_part_of_the_calling_job_even_when_stolen() {
 }
 
 #[test]
+fn a_steal_request_publishes_the_oldest_pending_half_from_a_nested_join() {
+    watchdog(30, || {
+        let pool = pool(2);
+        let handle = pool
+            .spawn(|| {
+                // The first join takes the slot's first request; the outer
+                // one below is published only when the idle peer asks.
+                workyard::join(|| (), || ());
+                let outer_started = AtomicBool::new(false);
+                let ((), outer) = workyard::join(
+                    || {
+                        // Only a peer can run the outer `b` while this
+                        // waits; each nested join is a chance to publish
+                        // the oldest pending half, which is the outer `b`.
+                        while !outer_started.load(SeqCst) {
+                            workyard::join(|| (), || ());
+                        }
+                    },
+                    || {
+                        outer_started.store(true, SeqCst);
+                        thread::current().id()
+                    },
+                );
+                (thread::current().id(), outer)
+            })
+            .unwrap();
+        let (owner, outer) = handle.join().unwrap();
+        assert_ne!(owner, outer, "the outer half was published and stolen");
+    });
+}
+
+#[test]
 fn a_cancelled_job_sees_it_in_stolen_halves() {
     watchdog(30, || {
         let pool = pool(2);

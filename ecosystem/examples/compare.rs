@@ -4,7 +4,9 @@
 //! figure, workyard's, workyard's ratio to it, and the targets.
 //!
 //! Run with `cargo run --release --example compare`; set
-//! `WORKYARD_BENCH_WORKERS` to change the worker count (default 2).
+//! `WORKYARD_BENCH_WORKERS` to change the worker count (default 2). With
+//! the argument `heartbeat` it runs only the fork-join rows that join at
+//! every node (`heartbeat_rows`).
 
 #[path = "../benches/peers/mod.rs"]
 mod peers;
@@ -12,7 +14,10 @@ mod peers;
 #[global_allocator]
 static ALLOC: peers::alloc::Counting = peers::alloc::Counting;
 
-use peers::forkjoin::{self, fib, quicksort, HandJoin, RayonJoin, FIB_N};
+use peers::forkjoin::{
+    self, fib, fib_every, merge_sort, quicksort, tree_sum, HandJoin, Node, RayonJoin, Sequential,
+    WorkyardJoin, FIB_N, MERGE_LEN,
+};
 use peers::hand::HandPool;
 use peers::summary::{percentile_sorted, sorted_micros, Summary};
 use peers::{coarse, idle, latency, memory, spawn, Contender, Kind};
@@ -238,7 +243,6 @@ fn forkjoin_rows() -> Vec<Row> {
     });
     drop(hand);
     let workyard = {
-        use peers::forkjoin::WorkyardJoin;
         let pool = workyard::Dispatcher::builder()
             .workers(workers)
             .build()
@@ -297,6 +301,211 @@ fn forkjoin_rows() -> Vec<Row> {
             None,
         ),
     ]
+}
+
+/// One fork-join workload timed inside each pool (so that no figure
+/// includes the hand-off from the outside thread) and sequentially.
+struct Timed {
+    sequential: Duration,
+    rayon: Duration,
+    workyard: Duration,
+    workyard_1: Duration,
+}
+
+impl Timed {
+    /// `work::<J>()` `iters` times per sample on rayon (with `workers`
+    /// threads), on workyard with `workers` and with 1, and on this
+    /// thread: a warm-up round, then `REPS` rounds that each run every
+    /// contender once in turn, so that the machine's drift hits all alike.
+    fn measure<W: Work>(work: &W, iters: u32, workers: usize) -> Timed {
+        let rayon = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .build()
+            .expect("build a rayon pool");
+        let build = |workers| {
+            workyard::Dispatcher::builder()
+                .workers(workers)
+                .build()
+                .expect("build a workyard dispatcher")
+        };
+        let (workyard, workyard_1) = (build(workers), build(1));
+        let sample = |run: &dyn Fn()| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                run();
+            }
+            start.elapsed() / iters
+        };
+        let inside = |pool: &workyard::Dispatcher| {
+            pool.join(|| sample(&|| work.run::<WorkyardJoin>()), || ())
+                .0
+        };
+        let mut rounds: [Vec<f64>; 4] = Default::default();
+        for round in 0..=REPS {
+            let times = [
+                sample(&|| work.run::<Sequential>()),
+                rayon.install(|| sample(&|| work.run::<RayonJoin>())),
+                inside(&workyard),
+                inside(&workyard_1),
+            ];
+            if round > 0 {
+                for (all, time) in rounds.iter_mut().zip(times) {
+                    all.push(time.as_secs_f64());
+                }
+            }
+        }
+        workyard.shutdown();
+        workyard_1.shutdown();
+        let [sequential, rayon, workyard, workyard_1] =
+            rounds.map(|r| Duration::from_secs_f64(median(&r)));
+        Timed {
+            sequential,
+            rayon,
+            workyard,
+            workyard_1,
+        }
+    }
+
+    /// Rows: against rayon (at least `over_rayon`), workyard's speedup
+    /// against rayon's if `speedup`, and workyard on 1 worker against the
+    /// sequential run if `one_worker`.
+    fn rows(
+        &self,
+        names: [&'static str; 3],
+        unit: &'static str,
+        over_rayon: f64,
+        speedup: bool,
+        one_worker: bool,
+    ) -> Vec<Row> {
+        let scale = if unit == "µs" { 1e6 } else { 1e3 };
+        let figure = |d: Duration| d.as_secs_f64() * scale;
+        let mut out = vec![Row {
+            workload: names[0],
+            unit,
+            better: Better::Lower,
+            peer: "rayon",
+            peer_figure: figure(self.rayon),
+            workyard: Some(figure(self.workyard)),
+            target: Some(Target::RatioAtLeast(over_rayon)),
+        }];
+        if speedup {
+            let of = |d: Duration| self.sequential.as_secs_f64() / d.as_secs_f64();
+            out.push(Row {
+                workload: names[1],
+                unit: "x",
+                better: Better::Higher,
+                peer: "rayon",
+                peer_figure: of(self.rayon),
+                workyard: Some(of(self.workyard)),
+                target: Some(Target::RatioAtLeast(1.0)),
+            });
+        }
+        if one_worker {
+            out.push(Row {
+                workload: names[2],
+                unit,
+                better: Better::Lower,
+                peer: "sequential",
+                peer_figure: figure(self.sequential),
+                workyard: Some(figure(self.workyard_1)),
+                target: Some(Target::RatioAtLeast(1.0 / 1.3)),
+            });
+        }
+        out
+    }
+}
+
+/// A fork-join workload over any `join`.
+trait Work: Sync {
+    fn run<J: forkjoin::ForkJoin>(&self);
+}
+
+struct TreeSum(Node);
+
+impl Work for TreeSum {
+    fn run<J: forkjoin::ForkJoin>(&self) {
+        std::hint::black_box(tree_sum::<J>(&self.0));
+    }
+}
+
+struct FibEvery;
+
+impl Work for FibEvery {
+    fn run<J: forkjoin::ForkJoin>(&self) {
+        std::hint::black_box(fib_every::<J>(FIB_N));
+    }
+}
+
+struct FibCutoff;
+
+impl Work for FibCutoff {
+    fn run<J: forkjoin::ForkJoin>(&self) {
+        std::hint::black_box(fib::<J>(FIB_N));
+    }
+}
+
+/// Includes cloning the input and allocating the scratch buffer (a few
+/// ms), for every pool alike.
+struct MergeSort(Vec<u64>);
+
+impl Work for MergeSort {
+    fn run<J: forkjoin::ForkJoin>(&self) {
+        let mut v = self.0.clone();
+        let mut buf = vec![0; v.len()];
+        merge_sort::<J>(&mut v, &mut buf);
+        std::hint::black_box(&v);
+    }
+}
+
+/// Fork-join with a `join` at every node, where what one `join` costs is
+/// the whole figure (chili's and Spice's benchmarks), next to the usual
+/// cutoff workloads; all timed inside the pools.
+fn heartbeat_rows() -> Vec<Row> {
+    let workers = peers::workers();
+    let mut out = Vec::new();
+    let small = Timed::measure(&TreeSum(Node::tree(10)), 2_000, workers);
+    out.extend(small.rows(
+        ["tree sum 1,023 nodes", "", "tree sum 1,023 nodes, 1 worker"],
+        "µs",
+        3.0,
+        false,
+        true,
+    ));
+    let big = TreeSum(Node::tree(24));
+    let t = Timed::measure(&big, 1, workers);
+    drop(big);
+    out.extend(t.rows(
+        ["tree sum 2^24 nodes", "", "tree sum 2^24 nodes, 1 worker"],
+        "ms",
+        3.0,
+        false,
+        true,
+    ));
+    let t = Timed::measure(&FibEvery, 1, workers);
+    out.extend(t.rows(
+        ["fib(30), join at every level", "", ""],
+        "ms",
+        3.0,
+        false,
+        false,
+    ));
+    let t = Timed::measure(&FibCutoff, 1, workers);
+    out.extend(t.rows(
+        ["fib(30), cutoff 12", "fib(30), cutoff 12, speedup", ""],
+        "ms",
+        1.0,
+        true,
+        false,
+    ));
+    let t = Timed::measure(&MergeSort(forkjoin::random_u64s(MERGE_LEN)), 1, workers);
+    out.extend(t.rows(
+        ["merge sort 2M u64", "merge sort 2M u64, speedup", ""],
+        "ms",
+        1.0,
+        true,
+        false,
+    ));
+    out
 }
 
 fn latency_rows() -> Vec<Row> {
@@ -464,6 +673,12 @@ fn main() {
         "workyard vs peers, {workers} workers, {}; ratio > 1.00 means workyard is better\n",
         peers::sys::machine()
     );
+    if std::env::args().nth(1).as_deref() == Some("heartbeat") {
+        let table = heartbeat_rows();
+        print(&table);
+        println!("\ntook {:.0} s", started.elapsed().as_secs_f64());
+        return;
+    }
     // Memory first, while the heap is fresh; idle before the CPU-heavy parts
     // leave other pools' threads winding down.
     let mut table = memory_rows();
@@ -471,6 +686,7 @@ fn main() {
     table.extend(latency_rows());
     table.extend(spawn_rows());
     table.extend(forkjoin_rows());
+    table.extend(heartbeat_rows());
     table.extend(coarse_rows());
     print(&table);
     latency_note(&table);

@@ -4,6 +4,7 @@
 pub(crate) mod cell;
 pub(crate) mod index;
 mod info;
+pub(crate) mod pending;
 pub(crate) mod raw;
 pub(crate) mod state;
 pub(crate) mod task;

@@ -9,6 +9,7 @@
 //! can be, and plain spawns pay one bit test for sharing it with `join`.
 
 use super::cell::{Header, JobRef};
+use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
@@ -97,12 +98,32 @@ impl From<JobRef> for Task {
 /// The first field of every `#[repr(C)]` stack job: how to run it. A
 /// [`StackRef`] points here, so the function can cast the pointer back to
 /// the whole job.
+///
+/// The two links chain a worker's pending `join` halves (see
+/// [`Pending`](super::pending::Pending)); only the thread whose stack holds
+/// the job touches them, never a thief.
 pub(crate) struct StackHead {
     /// Runs the job on the worker whose context (a `worker::WorkerCtx`,
     /// erased: the record layer does not know the worker layer) is the
     /// second argument, stores its result and sets its latch. After the
     /// latch is set the job may be gone.
     pub(crate) execute: unsafe fn(NonNull<StackHead>, NonNull<()>),
+    /// The next older pending half (null at the bottom).
+    pub(super) older: Cell<*const StackHead>,
+    /// The half pushed on top of this one most recently; valid while this
+    /// one is not the top.
+    pub(super) newer: Cell<*const StackHead>,
+}
+
+impl StackHead {
+    #[inline]
+    pub(crate) fn new(execute: unsafe fn(NonNull<StackHead>, NonNull<()>)) -> StackHead {
+        StackHead {
+            execute,
+            older: Cell::new(std::ptr::null()),
+            newer: Cell::new(std::ptr::null()),
+        }
+    }
 }
 
 /// A type-erased pointer to a job on some thread's stack.
@@ -110,7 +131,8 @@ pub(crate) struct StackRef(NonNull<StackHead>);
 
 // SAFETY: a StackRef is only made (`StackRef::new`) for a stack job whose
 // closure and result are `Send`, and the job is touched through it by one
-// thread only: whoever popped or stole this one `StackRef`.
+// thread only: whoever popped or stole this one `StackRef`. (Its owner
+// still writes the head's links meanwhile, which the runner never reads.)
 unsafe impl Send for StackRef {}
 
 impl StackRef {
@@ -124,9 +146,8 @@ impl StackRef {
         StackRef(head)
     }
 
-    /// Identifies the job, so that its owner recognises it when it pops
-    /// it back.
-    #[inline]
+    /// Identifies the job (the owner recognises its own by address).
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn id(&self) -> *const StackHead {
         self.0.as_ptr()
     }
@@ -169,9 +190,7 @@ mod tests {
             Kind::Job(job) => assert_eq!(job.as_ptr(), address),
             Kind::Stack(_) => panic!("a job came back as a stack task"),
         }
-        let head = StackHead {
-            execute: |_, _| unreachable!(),
-        };
+        let head = StackHead::new(|_, _| unreachable!());
         let id: *const StackHead = &head;
         // SAFETY: never executed; `head` outlives the task.
         let task = Task::stack(unsafe { StackRef::new(NonNull::from(&head)) });

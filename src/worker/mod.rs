@@ -22,10 +22,12 @@
 mod find;
 
 use crate::job::cell;
+use crate::job::pending::Pending;
 use crate::job::state;
 use crate::job::task::{Kind, Task};
 use crate::order::Order;
 use crate::pool::{Pool, WorkerHandler};
+use crate::request::Request;
 use crate::signal::lock;
 use crate::slot::{Deques, Slot};
 use crate::stats::{WorkerCounters, WorkerState};
@@ -33,6 +35,7 @@ use crate::unwind::{self, PanicPayload};
 use crate::{time, Arc};
 use crossbeam_deque::Worker;
 use std::cell::Cell;
+use std::ptr::NonNull;
 use std::time::Instant;
 
 /// How many times an idle worker yields its CPU, looking for work after
@@ -69,6 +72,13 @@ pub(crate) struct WorkerCtx {
     searching: Cell<bool>,
     /// Jobs running on this thread now, nested ones included.
     depth: Cell<u32>,
+    /// The `join` halves this thread runs inline unless a steal request
+    /// publishes them (`join.rs`).
+    pub(crate) pending: Pending,
+    /// This slot's steal request, read on every `join`: kept at hand
+    /// rather than found through `pool.slots()[index]` (a bounds check and
+    /// three loads). Points into `pool`, which this context keeps alive.
+    request: NonNull<Request>,
 }
 
 thread_local! {
@@ -80,13 +90,19 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's worker context, if it is a worker thread.
+///
+/// The thread-local is read on its own, and `f` called outside `with`:
+/// a `join` is instantiated in the user's crate, where a `LocalKey::with`
+/// around all of `f` is not inlined and reads the key through a function
+/// pointer, on every `join`.
+#[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
-    CURRENT.with(|c| {
-        let ctx = c.get();
-        // SAFETY: CURRENT points at the WorkerCtx on this thread's stack
-        // frame in `main_loop`, and is reset before that frame returns.
-        f(unsafe { ctx.as_ref() })
-    })
+    let ctx = CURRENT.with(Cell::get);
+    // SAFETY: CURRENT points at the WorkerCtx on this thread's stack frame
+    // in `main_loop`, and is reset before that frame returns; `f` runs on
+    // this thread, inside that frame, and the reference does not outlive
+    // the call.
+    f(unsafe { ctx.as_ref() })
 }
 
 /// Is the calling thread one of `pool`'s worker threads, in its loop or
@@ -121,6 +137,8 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
         // `sleep.rs`: it starts like one woken from a park).
         searching: Cell::new(true),
         depth: Cell::new(0),
+        pending: Pending::new(),
+        request: NonNull::from(&*slot.request),
     };
     CURRENT.with(|c| c.set(&ctx));
     if let Some(start) = &pool.config().handlers.start {
@@ -173,6 +191,29 @@ impl WorkerCtx {
                 continue;
             }
             self.park(&mut || false, None, true);
+        }
+    }
+
+    /// This worker's steal request, which a `join` reads each time.
+    #[inline]
+    pub(crate) fn request(&self) -> &Request {
+        // SAFETY: it points into the pool's slots, which `self.pool`
+        // keeps alive, and is only ever read through shared references.
+        unsafe { self.request.as_ref() }
+    }
+
+    /// A `join` found a peer's steal request (`request.rs`): publish the
+    /// oldest pending half onto `local`, where thieves see it, and wake a
+    /// parked peer as any push does (rule 1 of `sleep.rs`).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn on_request(&self) {
+        if !self.request().take() {
+            return;
+        }
+        if let Some(half) = self.pending.publish_oldest() {
+            self.local.push(Task::stack(half));
+            self.pool.wake_one();
         }
     }
 
@@ -285,6 +326,8 @@ impl WorkerCtx {
         if !self.searching.replace(true) {
             self.pool.sleep().start_searching();
         }
+        // Forking peers publish a pending half at their next `join`.
+        self.pool.request_work(self.index);
         for _ in 0..SEARCH_ROUNDS {
             crate::loom::thread::yield_now();
             if self.pool.has_work() {
@@ -307,6 +350,9 @@ impl WorkerCtx {
             // Parking: our last look below stands in for the pass-on.
             let _ = self.pool.sleep().stop_searching();
         }
+        // Asked again: a peer may have taken the last request without a
+        // half to give, or, inside a wait, forks the half we wait for.
+        self.pool.request_work(self.index);
         let sleep = &self.pool.sleep();
         sleep.prepare(self.index);
         if ready() || self.pool.has_work() || self.pool.is_done() || self.is_halting() {

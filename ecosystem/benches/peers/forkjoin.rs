@@ -1,5 +1,8 @@
 //! Fork-join workloads, written once over a `join` function: fib(30) forked
-//! down to n ≤ 12, and a parallel quicksort of 1,000,000 `u64`.
+//! down to n ≤ 12, and a parallel quicksort of 1,000,000 `u64`; and, with
+//! no cutoff at all, the workloads of chili's and Spice's benchmarks that
+//! measure what a `join` itself costs: a binary-tree sum and fib(30)
+//! joining at every node, and a merge sort of 2,000,000 `u64`.
 
 /// A rayon-style `join`: runs both closures, potentially in parallel.
 pub trait ForkJoin {
@@ -94,8 +97,13 @@ const SORT_CUTOFF: usize = 1_024;
 
 /// The same pseudo-random input every time (xorshift64).
 pub fn sort_input() -> Vec<u64> {
+    random_u64s(SORT_LEN)
+}
+
+/// `len` pseudo-random `u64`, the same every time (xorshift64).
+pub fn random_u64s(len: usize) -> Vec<u64> {
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..SORT_LEN)
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -146,4 +154,77 @@ pub fn assert_sorted(v: &[u64]) {
         v.windows(2).all(|w| w[0] <= w[1]),
         "quicksort left the input unsorted"
     );
+}
+
+/// A node of a complete binary tree, as in chili's and Spice's benchmark.
+pub struct Node {
+    val: u64,
+    left: Option<Box<Node>>,
+    right: Option<Box<Node>>,
+}
+
+impl Node {
+    /// A complete tree of `2^layers - 1` nodes, each holding 1.
+    pub fn tree(layers: u32) -> Node {
+        let child = || (layers > 1).then(|| Box::new(Node::tree(layers - 1)));
+        Node {
+            val: 1,
+            left: child(),
+            right: child(),
+        }
+    }
+}
+
+/// The sum of the tree's values, with a `join` at every node (no cutoff).
+pub fn tree_sum<J: ForkJoin>(node: &Node) -> u64 {
+    let (left, right) = J::join(
+        || node.left.as_deref().map_or(0, tree_sum::<J>),
+        || node.right.as_deref().map_or(0, tree_sum::<J>),
+    );
+    node.val + left + right
+}
+
+/// fib(n) with a `join` at every level (no cutoff): about 1.3 million
+/// `join`s for fib(30), each around a nanosecond of work.
+pub fn fib_every<J: ForkJoin>(n: u32) -> u64 {
+    if n < 2 {
+        return u64::from(n);
+    }
+    let (a, b) = J::join(|| fib_every::<J>(n - 1), || fib_every::<J>(n - 2));
+    a + b
+}
+
+/// Elements the merge sort bench sorts.
+pub const MERGE_LEN: usize = 2_000_000;
+/// Slices this short are sorted sequentially (about 1,000 leaves for 2M).
+const MERGE_CUTOFF: usize = 2_048;
+
+/// Sorts `v` by a parallel merge sort, with `buf` (as long as `v`) as
+/// scratch space; the merges themselves are sequential.
+pub fn merge_sort<J: ForkJoin>(v: &mut [u64], buf: &mut [u64]) {
+    if v.len() <= MERGE_CUTOFF {
+        v.sort_unstable();
+        return;
+    }
+    let mid = v.len() / 2;
+    {
+        let (lo, hi) = v.split_at_mut(mid);
+        let (buf_lo, buf_hi) = buf.split_at_mut(mid);
+        J::join(
+            || merge_sort::<J>(lo, buf_lo),
+            || merge_sort::<J>(hi, buf_hi),
+        );
+    }
+    let (lo, hi) = v.split_at(mid);
+    let (mut i, mut j) = (0, 0);
+    for out in buf.iter_mut() {
+        if j == hi.len() || (i < lo.len() && lo[i] <= hi[j]) {
+            *out = lo[i];
+            i += 1;
+        } else {
+            *out = hi[j];
+            j += 1;
+        }
+    }
+    v.copy_from_slice(buf);
 }
