@@ -131,6 +131,14 @@ fn fast() -> QueueBuilder {
     Queue::builder().backoff(Backoff::new(Duration::from_millis(1)).jitter(0.0))
 }
 
+/// The dispatcher's own counts once it has counted every attempt: the
+/// queue is idle once every outcome is stored, which each attempt does
+/// before it returns to the dispatcher.
+fn settled_stats(pool: &Dispatcher) -> workyard::Stats {
+    pool.wait_idle();
+    pool.stats()
+}
+
 fn pool(workers: usize) -> Dispatcher {
     Dispatcher::builder().workers(workers).build().unwrap()
 }
@@ -206,11 +214,7 @@ fn runs_jobs_and_records_outcomes(kind: Kind) {
     assert_eq!((stats.pending, stats.running, stats.waiting), (0, 0, 0));
     assert!(stats.fsyncs >= 1 && stats.commits >= 1);
     // Each attempt was an ordinary dispatcher job.
-    // The queue is idle once every outcome is stored, which each attempt
-    // does before it returns to the dispatcher, so the dispatcher's own
-    // count is read after its own wait_idle.
-    pool.wait_idle();
-    assert_eq!(pool.stats().succeeded, 100);
+    assert_eq!(settled_stats(&pool).succeeded, 100);
     assert_eq!(
         queue.list(StoredJobState::Succeeded, 3).unwrap(),
         queue.list(StoredJobState::Succeeded, 100).unwrap()[..3]
@@ -340,11 +344,7 @@ fn dead_jobs_are_kept_listed_and_requeueable(kind: Kind) {
     assert_eq!(record.last_error(), Some("downstream is down"));
     assert_eq!(queue.list(StoredJobState::Dead, 10).unwrap(), [id]);
     assert_eq!(queue.stats().dead, 1);
-    // The queue is idle once every outcome is stored, which each attempt
-    // does before it returns to the dispatcher, so the dispatcher's own
-    // count is read after its own wait_idle.
-    pool.wait_idle();
-    assert_eq!(pool.stats().failed, 3);
+    assert_eq!(settled_stats(&pool).failed, 3);
 
     healthy.store(true, Ordering::SeqCst);
     assert!(queue.requeue(id).unwrap());
@@ -379,11 +379,7 @@ fn a_panicking_handler_does_not_take_the_process_down(kind: Kind) {
     let record = queue.status(id).unwrap().unwrap();
     assert_eq!(record.state(), StoredJobState::Dead);
     assert_eq!(record.last_error(), Some("panicked: handler exploded"));
-    // The queue is idle once every outcome is stored, which each attempt
-    // does before it returns to the dispatcher, so the dispatcher's own
-    // count is read after its own wait_idle.
-    pool.wait_idle();
-    assert_eq!(pool.stats().panicked, 2);
+    assert_eq!(settled_stats(&pool).panicked, 2);
     // The worker carries on.
     assert_eq!(pool.spawn(|| 5).unwrap().join().unwrap(), 5);
     queue.stop().unwrap();
@@ -492,11 +488,7 @@ fn cancel_pending_and_running_jobs(kind: Kind) {
         (record.state(), record.attempts()),
         (StoredJobState::Cancelled, 1)
     );
-    // The queue is idle once every outcome is stored, which each attempt
-    // does before it returns to the dispatcher, so the dispatcher's own
-    // count is read after its own wait_idle.
-    pool.wait_idle();
-    assert_eq!(pool.stats().cancelled, 1);
+    assert_eq!(settled_stats(&pool).cancelled, 1);
 
     assert!(queue.requeue(pending).unwrap());
     assert_eq!(state(&queue, pending), StoredJobState::Waiting);
