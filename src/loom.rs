@@ -21,15 +21,17 @@ pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Atom
 
 // `Arc` stays std's even under loom: jobs are `Arc<dyn ...>`, and loom's
 // `Arc` cannot be unsized. Locks are only on slow paths and stay std's too.
-pub(crate) use std::sync::{Condvar, Mutex};
+pub(crate) use std::sync::Mutex;
 
-/// The locks of the control thread's inbox and of its one-shot replies
-/// (`order.rs`): loom's under `--cfg loom`, so that the inbox model
-/// (`order_loom.rs`) sees every lock, wait and notification, and a lost
-/// notification is a loom deadlock. Only `order.rs` uses them; nothing
-/// else locks them (their fields are private), so the rest of the crate
+/// Locks whose waits and notifications a model checks: those of the
+/// control thread's inbox and its one-shot replies (`order.rs`) and of
+/// [`Signal`](crate::signal::Signal) (`wait_idle`, room in a bounded
+/// queue). Loom's under `--cfg loom`, so that their models
+/// (`order_loom.rs`, `signal_loom.rs`) see every lock, wait and
+/// notification, and a lost notification is a loom deadlock. Only those
+/// two files use them (their fields are private); the rest of the crate
 /// keeps std's locks and `signal::lock`.
-pub(crate) mod inbox {
+pub(crate) mod tracked {
     #[cfg(loom)]
     pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
     #[cfg(not(loom))]

@@ -12,7 +12,7 @@
 
 use crate::error::WorkerError;
 use crate::job::JobId;
-use crate::loom::inbox::{lock, Condvar, Mutex};
+use crate::loom::tracked::{lock, Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;

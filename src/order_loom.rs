@@ -1,6 +1,6 @@
 //! Loom model of the control thread's inbox and its one-shot replies,
 //! through the real [`Inbox`] and [`reply`] (their locks are loom's under
-//! `--cfg loom`, see `crate::loom::inbox`).
+//! `--cfg loom`, see `crate::loom::tracked`).
 //!
 //! A control thread runs the loop of `Control::run`: take the next order
 //! (`Inbox::next`), answer it; told to stop (a `Shutdown` order), it

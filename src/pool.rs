@@ -242,7 +242,7 @@ impl Pool {
 
     fn signal_refusal(&self) {
         if self.idle.has_waiters() && self.pending() == 0 {
-            self.idle.notify_new();
+            self.idle.notify_new(|| self.pending() == 0);
         }
         if self.is_closed() {
             self.wake_all();
@@ -287,7 +287,7 @@ impl Pool {
             }
             self.index.trim();
             if waiters {
-                self.idle.notify_new();
+                self.idle.notify_new(|| self.pending() == 0);
             }
             if closed {
                 self.wake_all();

@@ -95,3 +95,27 @@ fn many_waiters_at_once() {
         }
     });
 }
+
+/// A worker that saw the pool idle but told the waiters a moment later must
+/// not release a `wait_idle` that began after a new spawn: many rounds of
+/// "spawn, wait, count", with more workers than cores so that a worker is
+/// often preempted between its idle check and its notification.
+#[test]
+fn an_idle_moment_before_the_wait_began_does_not_end_it() {
+    within(LIMIT, || {
+        let pool = Dispatcher::builder().workers(8).build().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        for round in 1..=20_000 {
+            let (p, c) = (pool.clone(), count.clone());
+            pool.spawn(move || {
+                for _ in 0..16 {
+                    let c = c.clone();
+                    p.spawn(move || c.fetch_add(1, Ordering::Relaxed)).unwrap();
+                }
+            })
+            .unwrap();
+            pool.wait_idle();
+            assert_eq!(count.load(Ordering::Relaxed), round * 16, "round {round}");
+        }
+    });
+}
