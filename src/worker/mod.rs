@@ -187,7 +187,7 @@ impl WorkerCtx {
             if self.pool.is_done() {
                 return;
             }
-            if self.search() {
+            if self.search(&mut || false, None) {
                 continue;
             }
             self.park(&mut || false, None, true);
@@ -318,9 +318,10 @@ impl WorkerCtx {
 
     /// Searches for a job for a few rounds, yielding between them, counted
     /// as searching. `true` if there is one to take (the caller's next
-    /// `find_job` takes it, still counted as searching), `false` if the
-    /// caller should park.
-    fn search(&self) -> bool {
+    /// `find_job` takes it, still counted as searching), or if `ready()`,
+    /// a halt, the end of the pool or `deadline` came first; `false` if
+    /// the caller should park.
+    fn search(&self, ready: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
         // The next job starts after a pause: read the clock afresh.
         self.stamp.set(0);
         if !self.searching.replace(true) {
@@ -330,10 +331,13 @@ impl WorkerCtx {
         self.pool.request_work(self.index);
         for _ in 0..SEARCH_ROUNDS {
             crate::loom::thread::yield_now();
-            if self.pool.has_work() {
+            if self.pool.has_work() || ready() {
                 return true;
             }
             if self.pool.is_done() || self.is_halting() {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return true;
             }
         }
@@ -444,8 +448,9 @@ fn park_until(deadline: Option<Instant>) {
 /// any effect.
 ///
 /// On a worker thread that may help ([`WorkerCtx::may_help`]) it runs
-/// other jobs while it waits, parked in the sleep mask when there are
-/// none, so a job waiting on another never starves a pool. Nested
+/// other jobs while it waits, searching for a few rounds when there are
+/// none and then parked in the sleep mask, so a job waiting on another
+/// never starves a pool. Nested
 /// [`MAX_NESTING`] jobs deep it runs only the jobs in its own `local`
 /// deque (those its jobs spawned: the user's own nesting, which is what it
 /// may be waiting for), then waits. A halting worker runs none. Either
@@ -512,6 +517,11 @@ impl WorkerCtx {
             }
             match self.find_job() {
                 Some(job) => self.execute_found(job),
+                // A few rounds first, as an idle worker does: what this
+                // wait needs (a stolen `join` half, a joined job) is often
+                // microseconds away, and a park costs a futex wake-up, on
+                // a VM tens of microseconds, each time.
+                None if self.search(done, deadline) => {}
                 None => self.park(done, deadline, false),
             }
         };
