@@ -222,6 +222,7 @@ pub fn shutdown_global() {
 /// let shared = std::rc::Rc::new(1);
 /// workyard::join(|| *shared + 1, || 2);
 /// ```
+#[inline]
 pub fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA + Send,
