@@ -384,6 +384,19 @@ impl Control {
         let pool = &self.pool;
         let slot = &pool.slots()[index];
         slot.set_stop(false);
+        // Alone in the pool, its `join`s need no bookkeeping for thieves
+        // (`request::SOLO`); with peers, a solo worker must start
+        // publishing: raise its request (a new peer's first search would
+        // too, but only once it runs dry).
+        let alone = self.life.iter().all(|&l| l == Life::Free);
+        slot.request.reset(alone);
+        if !alone {
+            for (i, life) in self.life.iter().enumerate() {
+                if *life != Life::Free {
+                    pool.slots()[i].request.raise();
+                }
+            }
+        }
         pool.mark_used(index);
         let mut builder = std::thread::Builder::new().name(self.names[index].clone());
         if let Some(size) = pool.config().stack_size {

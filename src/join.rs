@@ -13,7 +13,9 @@
 //! see it and the wake protocol covers it as any push. This is heartbeat
 //! scheduling as in Spice and chili (see `request.rs` for what is taken
 //! from them and what differs): a `join` nobody needs costs about as
-//! much as a function call, so the user needs no sequential cutoff.
+//! much as a function call, so the user needs no sequential cutoff. On a
+//! pool's only worker (`request::SOLO`, until a peer starts) not even the
+//! half is pushed: `a` and `b` are two plain calls.
 //!
 //! A published half's `join` ends as every `join` did before: it pops its
 //! deque; if `b` is still there it runs it inline; if a thief took it,
@@ -29,6 +31,7 @@ use crate::job::cell::{self, CurrentGuard, Header};
 use crate::job::task::{StackHead, StackRef, Task};
 use crate::loom::{AtomicUsize, UnsafeCell};
 use crate::pool::Pool;
+use crate::request;
 use crate::stats::WorkerState;
 use crate::worker::{self, WorkerCtx};
 use crate::{unwind, Arc};
@@ -300,6 +303,21 @@ where
     finish(a, b)
 }
 
+/// `join` on the pool's only worker (`request::SOLO`): no peer can take
+/// `b`, so both are plain calls, with `join`'s panic rules.
+#[inline]
+fn join_alone<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA,
+    B: FnOnce() -> RB,
+{
+    match unwind::catch(a) {
+        // Nothing to wait for if `b` panics: let it unwind from here.
+        Ok(a) => (a, b()),
+        Err(payload) => finish(Err(payload), unwind::catch(b)),
+    }
+}
+
 /// `join` on worker `ctx`: `a` runs here, then `b`, both as plain calls,
 /// unless a peer's steal request published `b` meanwhile (module doc).
 #[inline]
@@ -310,6 +328,10 @@ where
     RA: Send,
     RB: Send,
 {
+    let request = ctx.request().state();
+    if request == request::SOLO {
+        return join_alone(a, b);
+    }
     let job_b = StackJob::new(b, cell::current_header());
     let head = job_b.head_ptr();
     // From the push until `b` is popped back (off `pending`, or off the
@@ -321,7 +343,7 @@ where
     // if published, until it is popped back or its latch is set (in
     // `join_published`); `guard` rules out unwinding before.
     unsafe { ctx.pending.push(head) };
-    if ctx.request().is_raised() {
+    if request == request::RAISED {
         ctx.on_request();
     }
     let result_a = unwind::catch(a);
@@ -471,4 +493,26 @@ where
         Some(ctx) => Ok(join_in_worker(ctx, a, b)),
         None => Err((a, b)),
     })
+}
+
+#[cfg(test)]
+#[cfg(not(loom))]
+mod tests {
+    use crate::request::SOLO;
+    use crate::Dispatcher;
+
+    #[test]
+    fn a_pool_s_only_worker_is_solo_until_a_peer_starts() {
+        let pool = Dispatcher::builder().workers(1).build().unwrap();
+        let state = |pool: &Dispatcher, i: usize| pool.pool().slots()[i].request.state();
+        assert_eq!(state(&pool, 0), SOLO);
+        // `set_workers` returns once the new worker runs; the control
+        // thread raised the first one's request before starting it.
+        pool.set_workers(2).unwrap();
+        assert_ne!(state(&pool, 0), SOLO);
+        assert_ne!(state(&pool, 1), SOLO);
+        let two = Dispatcher::builder().workers(2).build().unwrap();
+        assert_ne!(state(&two, 0), SOLO);
+        assert_ne!(state(&two, 1), SOLO);
+    }
 }

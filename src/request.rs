@@ -22,18 +22,34 @@
 //! that parked meanwhile is woken. Nothing ticks while the pool is idle or
 //! fully busy; a peer that does not fork keeps the flag until it does.
 //!
+//! A worker started into an empty pool has nobody to hand a half to, so
+//! its request starts [`SOLO`] and its `join`s push nothing; the control
+//! thread raises it when it starts a peer, which ends that.
+//!
 //! The flag orders no other memory: a published half travels through the
 //! deque (its push and steal synchronise), and the wake-up through the
 //! sleep state's fences. A request seen late only delays a publication;
 //! one never seen leaves the half to its owner, which runs it inline. So
 //! relaxed operations suffice.
 
-use crate::loom::AtomicBool;
+use crate::loom::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
+
+/// Nobody asked.
+pub(crate) const IDLE: usize = 0;
+/// A peer wants work: the next `join` publishes its oldest pending half.
+pub(crate) const RAISED: usize = 1;
+/// The worker is the pool's only one, so nobody can take a half: a
+/// `join` is two plain calls, with nothing pushed on `Pending`. Set by the
+/// control thread before it starts a worker into an empty pool; the first
+/// peer to start raises the request (`raise` overwrites it), and from
+/// then on the worker publishes as any does. (A pool that shrinks back to
+/// one worker does not become solo again: it only pays the bookkeeping.)
+pub(crate) const SOLO: usize = 2;
 
 /// One slot's steal request (see the module doc).
 pub(crate) struct Request {
-    raised: AtomicBool,
+    word: AtomicUsize,
 }
 
 impl Default for Request {
@@ -41,33 +57,48 @@ impl Default for Request {
         Request {
             // A worker's first `join` publishes: peers that idled before
             // it started asked for work already, without a flag to show.
-            raised: AtomicBool::new(true),
+            word: AtomicUsize::new(RAISED),
         }
     }
 }
 
 impl Request {
-    /// Does a peer want work? One relaxed load, on every `join`.
+    /// [`IDLE`], [`RAISED`] or [`SOLO`]: one relaxed load, on every `join`.
     #[inline]
-    pub(crate) fn is_raised(&self) -> bool {
+    pub(crate) fn state(&self) -> usize {
         // ORDERING: the flag guards no other memory (module doc).
-        self.raised.load(Relaxed)
+        self.word.load(Relaxed)
+    }
+
+    /// Does a peer want work?
+    #[cfg(test)]
+    pub(crate) fn is_raised(&self) -> bool {
+        self.state() == RAISED
     }
 
     /// The owner takes the request: `true` if it was still raised.
     pub(crate) fn take(&self) -> bool {
-        // ORDERING: as in `is_raised`.
-        self.raised.swap(false, Relaxed)
+        // ORDERING: as in `state`.
+        self.word.swap(IDLE, Relaxed) == RAISED
     }
 
-    /// A peer asks for work. Skips the store when the flag is up already,
-    /// so that idle workers asking again and again do not keep taking the
-    /// owner's cache line from it.
+    /// A peer asks for work (ending a [`SOLO`] worker's solitude). Skips
+    /// the store when the flag is up already, so that idle workers asking
+    /// again and again do not keep taking the owner's cache line from it.
     pub(crate) fn raise(&self) {
-        // ORDERING: as in `is_raised`.
-        if !self.raised.load(Relaxed) {
-            self.raised.store(true, Relaxed);
+        // ORDERING: as in `state`.
+        if self.word.load(Relaxed) != RAISED {
+            self.word.store(RAISED, Relaxed);
         }
+    }
+
+    /// Before a worker starts in this slot (the control thread's): alone
+    /// in the pool ([`SOLO`]), or with peers, where its first `join`
+    /// publishes ([`RAISED`], as a fresh slot).
+    pub(crate) fn reset(&self, alone: bool) {
+        // ORDERING: as in `state`; the thread start that follows orders it
+        // before the worker's first load.
+        self.word.store(if alone { SOLO } else { RAISED }, Relaxed);
     }
 }
 
@@ -75,6 +106,19 @@ impl Request {
 #[cfg(not(loom))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raise_ends_a_solo_worker_s_solitude() {
+        let request = Request::default();
+        request.reset(true);
+        assert_eq!(request.state(), SOLO);
+        request.raise();
+        assert_eq!(request.state(), RAISED);
+        assert!(request.take());
+        assert_eq!(request.state(), IDLE);
+        request.reset(false);
+        assert!(request.is_raised(), "a worker with peers publishes at once");
+    }
 
     #[test]
     fn a_request_is_taken_once() {

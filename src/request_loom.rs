@@ -147,32 +147,50 @@ impl World {
     }
 }
 
+/// The owner's slot as the thief finds it: `solo` for a worker that was
+/// the pool's only one until the thief started (`request::SOLO`, ended by
+/// the thief's raise), else one that already took its first request.
+fn thief_asks_owner_publishes(name: &'static str, solo: bool) {
+    model(name, move || {
+        let request = Request::default();
+        if solo {
+            request.reset(true);
+        } else {
+            assert!(request.take());
+        }
+        let world = Arc::new(World {
+            sleep: Sleep::new(1),
+            request,
+            queued: AtomicBool::new(false),
+            result: UnsafeCell::new(None),
+            done: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            owner: OnceLock::new(),
+            thief: thread::current(),
+        });
+        let owner = {
+            let world = Arc::clone(&world);
+            thread::spawn(move || world.owner())
+        };
+        let _ = world.owner.set(owner.thread().clone());
+        world.thief();
+        assert_eq!(owner.join().unwrap(), 7);
+        assert_eq!(world.sleep.searching(), 0);
+    });
+}
+
 #[test]
 fn a_published_half_wakes_the_parked_thief_that_asked() {
-    model(
+    thief_asks_owner_publishes(
         "request: a thief asks and parks vs the owner publishes",
-        || {
-            let request = Request::default();
-            // A slot that already took its first request.
-            assert!(request.take());
-            let world = Arc::new(World {
-                sleep: Sleep::new(1),
-                request,
-                queued: AtomicBool::new(false),
-                result: UnsafeCell::new(None),
-                done: AtomicBool::new(false),
-                finished: AtomicBool::new(false),
-                owner: OnceLock::new(),
-                thief: thread::current(),
-            });
-            let owner = {
-                let world = Arc::clone(&world);
-                thread::spawn(move || world.owner())
-            };
-            let _ = world.owner.set(owner.thread().clone());
-            world.thief();
-            assert_eq!(owner.join().unwrap(), 7);
-            assert_eq!(world.sleep.searching(), 0);
-        },
+        false,
+    );
+}
+
+#[test]
+fn a_solo_owner_publishes_once_a_new_peer_asks() {
+    thief_asks_owner_publishes(
+        "request: a new peer asks a solo owner, which publishes",
+        true,
     );
 }

@@ -307,6 +307,26 @@ fn halves_run_as_part_of_the_calling_job_even_when_stolen() {
     });
 }
 
+/// A `join` whose `a` waits for its `b` to start: only a peer can run
+/// `b` meanwhile, and each nested join in `a` is a chance to publish the
+/// oldest pending half, which is that `b`. Returns the threads that ran
+/// `a` and `b`.
+fn outer_half_runs_on_a_peer() -> (thread::ThreadId, thread::ThreadId) {
+    let outer_started = AtomicBool::new(false);
+    let ((), outer) = workyard::join(
+        || {
+            while !outer_started.load(SeqCst) {
+                workyard::join(|| (), || ());
+            }
+        },
+        || {
+            outer_started.store(true, SeqCst);
+            thread::current().id()
+        },
+    );
+    (thread::current().id(), outer)
+}
+
 #[test]
 fn a_steal_request_publishes_the_oldest_pending_half_from_a_nested_join() {
     watchdog(30, || {
@@ -316,26 +336,42 @@ fn a_steal_request_publishes_the_oldest_pending_half_from_a_nested_join() {
                 // The first join takes the slot's first request; the outer
                 // one below is published only when the idle peer asks.
                 workyard::join(|| (), || ());
-                let outer_started = AtomicBool::new(false);
-                let ((), outer) = workyard::join(
-                    || {
-                        // Only a peer can run the outer `b` while this
-                        // waits; each nested join is a chance to publish
-                        // the oldest pending half, which is the outer `b`.
-                        while !outer_started.load(SeqCst) {
-                            workyard::join(|| (), || ());
-                        }
-                    },
-                    || {
-                        outer_started.store(true, SeqCst);
-                        thread::current().id()
-                    },
-                );
-                (thread::current().id(), outer)
+                outer_half_runs_on_a_peer()
             })
             .unwrap();
         let (owner, outer) = handle.join().unwrap();
         assert_ne!(owner, outer, "the outer half was published and stolen");
+    });
+}
+
+/// A pool's only worker runs `join`s as plain calls (nobody could take a
+/// half); once the pool grows, a job already running on it publishes to
+/// the new peer as any worker does.
+#[test]
+fn the_only_worker_publishes_once_the_pool_grows_under_a_running_job() {
+    watchdog(30, || {
+        let pool = pool(1);
+        let (started_tx, started) = mpsc::channel();
+        let (grown_tx, grown) = mpsc::channel::<()>();
+        let handle = pool
+            .spawn(move || {
+                // Solo: the halves run here, in order.
+                let order = std::sync::Mutex::new(Vec::new());
+                workyard::join(
+                    || order.lock().unwrap().push('a'),
+                    || order.lock().unwrap().push('b'),
+                );
+                assert_eq!(*order.lock().unwrap(), ['a', 'b']);
+                started_tx.send(()).unwrap();
+                grown.recv().unwrap();
+                outer_half_runs_on_a_peer()
+            })
+            .unwrap();
+        started.recv().unwrap();
+        pool.set_workers(2).unwrap();
+        grown_tx.send(()).unwrap();
+        let (owner, outer) = handle.join().unwrap();
+        assert_ne!(owner, outer, "the outer half went to the new worker");
     });
 }
 

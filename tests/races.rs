@@ -154,11 +154,16 @@ fn a_job_moving_out_of_the_ring_stays_findable() {
             pool.pause();
             let last = Arc::new(AtomicU64::new(0));
             let done = Arc::new(AtomicBool::new(false));
+            let checked = Arc::new(AtomicU64::new(0));
             let checker = {
-                let (pool, last, done, ids) =
-                    (pool.clone(), last.clone(), done.clone(), ids.clone());
+                let (pool, last, done, ids, checked) = (
+                    pool.clone(),
+                    last.clone(),
+                    done.clone(),
+                    ids.clone(),
+                    checked.clone(),
+                );
                 std::thread::spawn(move || {
-                    let mut checked = 0u64;
                     while !done.load(SeqCst) {
                         let n = last.load(SeqCst);
                         if n == 0 {
@@ -167,19 +172,25 @@ fn a_job_moving_out_of_the_ring_stays_findable() {
                         // Queued (the pool is paused) since its spawn returned.
                         let id = ids[n as usize - 1];
                         assert!(pool.status(id).is_some(), "queued {id:?} not found");
-                        checked += 1;
+                        checked.fetch_add(1, SeqCst);
                     }
-                    checked
                 })
             };
             for (n, id) in ids.iter().enumerate() {
                 let handle = pool.spawn(|| ()).unwrap();
                 assert_eq!(handle.id(), *id);
                 last.store(n as u64 + 1, SeqCst);
+                if n == PER_POOL / 2 {
+                    // On a loaded machine the checker may not have run at
+                    // all yet: let it look at least once mid-stream.
+                    while checked.load(SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                }
             }
             done.store(true, SeqCst);
-            let checked = checker.join().unwrap();
-            assert!(checked > 0);
+            checker.join().unwrap();
+            assert!(checked.load(SeqCst) > 0);
             pool.resume();
             pool.shutdown();
         }
