@@ -177,7 +177,7 @@ fn rows(
 fn spawn_rows() -> Vec<Row> {
     let spawn_target = |k| match k {
         Kind::RayonSpawn => Some(Target::RatioAtLeast(2.0)),
-        Kind::Hand => Some(Target::RatioAtLeast(1.0)),
+        Kind::Hand => Some(Target::RatioAtLeast(1.2)),
         _ => None,
     };
     let mut out = Vec::new();
