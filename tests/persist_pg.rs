@@ -222,6 +222,145 @@ fn connection_errors_say_what_is_wrong() {
             ..
         })
     ));
+    // A held outcome must be written (and the next heartbeat sent) before
+    // the lease runs out.
+    assert!(matches!(
+        Queue::builder()
+            .lease(Duration::from_secs(10))
+            .heartbeat(Duration::from_secs(6))
+            .outcome_hold(LONG_HOLD)
+            .connect(&cluster.url()),
+        Err(PersistError::InvalidOption {
+            option: "outcome_hold",
+            ..
+        })
+    ));
+}
+
+/// Far longer than the tests below take: if anything waited for a held
+/// outcome's time to run out, they would fail their time limits.
+const LONG_HOLD: Duration = Duration::from_secs(40);
+
+fn holding(schema: &str) -> QueueBuilder {
+    Queue::builder()
+        .schema(schema)
+        .lease(Duration::from_secs(120))
+        .heartbeat(Duration::from_secs(60))
+        .outcome_hold(LONG_HOLD)
+        .poll_interval(Duration::from_millis(50))
+}
+
+#[test]
+fn outcomes_ride_in_the_next_claims_commit_and_wait_idle_does_not_wait_for_the_hold() {
+    let url = pg::cluster().url();
+    let schema = pg::schema("hold_claims");
+    let queue = holding(&schema).connect(&url).unwrap();
+    let jobs = 10_000;
+    queue
+        .enqueue_batch((0..jobs).map(|_| ("quick", b"".as_slice())))
+        .unwrap();
+    queue
+        .register("quick", |_| -> Result<(), String> { Ok(()) })
+        .unwrap();
+    let before = queue.stats();
+    let began = Instant::now();
+    queue.start(&pool(4)).unwrap();
+    queue.wait_idle().unwrap();
+    let took = began.elapsed();
+    let stats = queue.stats();
+    assert!(
+        took < LONG_HOLD / 2,
+        "wait_idle waited for the hold: {took:?}"
+    );
+    assert_eq!(
+        (stats.completed, stats.succeeded, stats.running),
+        (jobs, jobs, 0)
+    );
+    let commits = stats.commits - before.commits;
+    let claims = stats.claims - before.claims;
+
+    // Every commit is a claim's, with the outcomes that came before it,
+    // but for those after the last claim that found jobs: at most one
+    // commit with the claim that found none, and one after it. (Written
+    // as they come, outcomes that reach the writer while the feeder
+    // launches its last claim's jobs are committed alone: 1–4 more
+    // commits here on a quiet machine, a third more under load.)
+    assert!(
+        commits <= claims + 2,
+        "{commits} commits for {claims} claims"
+    );
+    queue.stop().unwrap();
+}
+
+#[test]
+fn once_stopping_no_outcome_is_held_and_stop_loses_none() {
+    let url = pg::cluster().url();
+    let schema = pg::schema("hold_stop");
+    let queue = holding(&schema).max_in_flight(2).connect(&url).unwrap();
+    let a = queue.enqueue("gated", b"a").unwrap();
+    let b = queue.enqueue("gated", b"b").unwrap();
+    // Each job's handler returns once its payload is released.
+    let gate = Arc::new((Mutex::new((0, BTreeSet::new())), std::sync::Condvar::new()));
+    let g = gate.clone();
+    queue
+        .register("gated", move |job| -> Result<(), String> {
+            let (lock, changed) = &*g;
+            let mut state = lock.lock().unwrap();
+            state.0 += 1;
+            changed.notify_all();
+            while !state.1.contains(job.payload()) {
+                state = changed.wait(state).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+    let release = |payload: &[u8]| {
+        gate.0.lock().unwrap().1.insert(payload.to_vec());
+        gate.1.notify_all();
+    };
+    let workers = pool(2);
+    queue.start(&workers).unwrap();
+    assert!(
+        pg::wait_for(Duration::from_secs(30), || gate.0.lock().unwrap().0 == 2),
+        "both jobs never started"
+    );
+    let stopper = {
+        let queue = queue.clone();
+        std::thread::spawn(move || queue.stop())
+    };
+    assert!(
+        pg::wait_for(Duration::from_secs(30), || matches!(
+            queue.start(&workers),
+            Err(PersistError::Stopped)
+        )),
+        "stop never began"
+    );
+    // `b` still runs, and no claim will come: `a`'s outcome is written
+    // at once all the same.
+    release(b"a");
+    assert!(
+        pg::wait_for(LONG_HOLD / 2, || queue
+            .status(a)
+            .unwrap()
+            .is_some_and(|r| r.state() == StoredJobState::Succeeded)),
+        "a's outcome was held while stopping"
+    );
+    let released = Instant::now();
+    release(b"b");
+    stopper.join().unwrap().unwrap();
+    assert!(
+        released.elapsed() < LONG_HOLD / 2,
+        "stop waited for the hold"
+    );
+    let queue = holding(&schema).connect(&url).unwrap();
+    for id in [a, b] {
+        let record = queue.status(id).unwrap().unwrap();
+        assert_eq!(
+            (record.state(), record.attempts()),
+            (StoredJobState::Succeeded, 1)
+        );
+    }
+    queue.stop().unwrap();
 }
 
 #[test]

@@ -220,6 +220,11 @@ pub struct QueueStats {
     pub pruned: u64,
     /// Write transactions committed since open (each is durable).
     pub commits: u64,
+    /// Claims since open that handed out at least one job (each is part
+    /// of one of the `commits`; a claim asks for up to 256 jobs on
+    /// PostgreSQL). `commits` per `claims` shows how often outcomes were
+    /// committed apart from a claim.
+    pub claims: u64,
     /// `fsync` calls on the file since open (opening included). For a
     /// PostgreSQL queue: durable commits (each flushes the server's WAL).
     pub fsyncs: u64,

@@ -27,7 +27,11 @@
 //! * *Finish*: one `UPDATE … FROM unnest(ids, tokens, states, …)` for all
 //!   outcomes of a batch, applied only where the row is still running
 //!   with the same token: a late outcome of a process that lost its lease
-//!   changes nothing and is counted as fenced.
+//!   changes nothing and is counted as fenced. Outcomes that reach the
+//!   writer between two claims are held (up to `outcome_hold`, 5 ms by
+//!   default) and written in the next claim's transaction, as a
+//!   hand-written loop would: one commit per claim, not two (see
+//!   "Held outcomes" in `commit`).
 //! * *Cancel* of a running job sets `cancel_requested`; its owner learns
 //!   it at its next heartbeat, and its outcome, whatever it is, records
 //!   `cancelled`.
@@ -77,6 +81,7 @@ pub(crate) struct PgOptions {
     pub(crate) lease: Duration,
     pub(crate) heartbeat: Duration,
     pub(crate) max_attempts: u32,
+    pub(crate) outcome_hold: Duration,
 }
 
 /// A connected queue's parts, for `QueueBuilder::connect` to launch.
@@ -402,6 +407,7 @@ pub(crate) fn connect(options: &PgOptions) -> Result<Opened, PersistError> {
         owner: owner_name(),
         lease_ms: i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX),
         heartbeat: options.heartbeat,
+        outcome_hold: options.outcome_hold,
         expire_every: (options.lease / 4).max(Duration::from_millis(10)),
         max_attempts: i32::try_from(options.max_attempts).unwrap_or(i32::MAX),
         held: HashMap::new(),
@@ -581,6 +587,8 @@ struct PgStore {
     owner: String,
     lease_ms: i64,
     heartbeat: Duration,
+    /// See `Store::outcome_hold`.
+    outcome_hold: Duration,
     expire_every: Duration,
     max_attempts: i32,
     /// The jobs this process claimed and has not finished: id → token.
@@ -635,6 +643,10 @@ impl Store for PgStore {
             tick = tick.min(self.reconnect_wait);
         }
         tick.max(Duration::from_millis(1))
+    }
+
+    fn outcome_hold(&self) -> Duration {
+        self.outcome_hold
     }
 
     fn close(&mut self) {

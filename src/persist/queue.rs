@@ -440,6 +440,7 @@ impl Queue {
             recovered: s.recovered,
             pruned: s.pruned,
             commits: s.commits,
+            claims: s.claims,
             // ORDERING: Relaxed: a counter read for display.
             fsyncs: shared.syncs.load(Relaxed),
             fenced: s.fenced,
@@ -617,6 +618,7 @@ pub struct QueueBuilder {
     lease: Duration,
     heartbeat: Duration,
     poll_interval: Duration,
+    outcome_hold: Duration,
 }
 
 impl Default for QueueBuilder {
@@ -632,6 +634,7 @@ impl Default for QueueBuilder {
             lease: Duration::from_secs(15),
             heartbeat: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
+            outcome_hold: Duration::from_millis(5),
         }
     }
 }
@@ -730,6 +733,20 @@ impl QueueBuilder {
         self
     }
 
+    /// PostgreSQL: how long an attempt's outcome that reaches the writer
+    /// between two claims may wait to be written in the next claim's
+    /// transaction instead of a commit of its own (default 5 ms; zero
+    /// writes every outcome as it comes). Under load this saves about one
+    /// commit, a WAL flush, per claim. Outcomes are held only while this
+    /// process has attempts in flight and jobs left to claim, so
+    /// [`wait_idle`](Queue::wait_idle) and [`stop`](Queue::stop) do not
+    /// wait for it; a held outcome is not yet durable (its job counts as
+    /// running). `heartbeat + outcome_hold` must be less than the lease.
+    pub fn outcome_hold(mut self, hold: Duration) -> Self {
+        self.outcome_hold = hold;
+        self
+    }
+
     fn config(&self) -> Result<Config, PersistError> {
         let invalid = |option, reason| Err(PersistError::InvalidOption { option, reason });
         if self.max_attempts == 0 {
@@ -811,6 +828,12 @@ impl QueueBuilder {
                 reason: "must be more than zero and less than the lease",
             });
         }
+        if self.heartbeat.saturating_add(self.outcome_hold) >= self.lease {
+            return Err(PersistError::InvalidOption {
+                option: "outcome_hold",
+                reason: "heartbeat + outcome_hold must be less than the lease",
+            });
+        }
         if self.poll_interval.is_zero() {
             return Err(PersistError::InvalidOption {
                 option: "poll_interval",
@@ -822,6 +845,7 @@ impl QueueBuilder {
             schema: self.schema.clone(),
             lease: self.lease,
             heartbeat: self.heartbeat,
+            outcome_hold: self.outcome_hold,
             max_attempts: self.max_attempts,
         };
         let opened = super::pg::connect(&options)?;

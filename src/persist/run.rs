@@ -447,6 +447,14 @@ fn launch(
         if refused {
             s.dispatcher_closed = true;
         }
+        if !(refused || stopping) {
+            // The feeder claims next, or waits for a slot: starved. Said
+            // before the lock goes, so that the committer never sees it
+            // between claims with nothing in flight and nothing starved
+            // (see "Held outcomes" in `commit`).
+            // ORDERING: SeqCst, as every access to `starved`.
+            shared.starved.store(true, SeqCst);
+        }
     }
     // A freed slot may be what `wait_idle` waits for (we took the lock
     // after freeing it, so no waiter can miss this).

@@ -58,6 +58,8 @@ pub(crate) struct Sched {
     pub(crate) recovered: u64,
     pub(crate) pruned: u64,
     pub(crate) commits: u64,
+    /// Claims that handed out at least one job, since open.
+    pub(crate) claims: u64,
     /// Late completions refused because the job's lease was lost (its
     /// fencing token was stale), since open.
     pub(crate) fenced: u64,

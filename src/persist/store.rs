@@ -163,6 +163,14 @@ pub(crate) trait Store: Send {
     /// heartbeats, reconnecting).
     fn tick(&self, config: &Config) -> Duration;
 
+    /// How long an outcome that nobody waits for may be held back by the
+    /// committer, to be written in the transaction of the next op that
+    /// has a caller (see `commit`'s "Held outcomes"). Zero: every batch
+    /// is written as it comes.
+    fn outcome_hold(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Closes the store after the last write.
     fn close(&mut self);
 }
