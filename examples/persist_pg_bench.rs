@@ -16,6 +16,8 @@
 //! 3. claim + complete through the `Queue`: 4 workers, a no-op handler,
 //!    `--jobs` jobs stored first; timed from `start` to the last outcome
 //!    committed (`wait_idle`).
+//!    Then the same with `outcome_hold(0)` (every outcome written as it
+//!    comes), after 4, for the A/B.
 //! 4. the raw-SQL ceiling of 3: one connection doing what the queue does
 //!    per round trip, with the same claim size (256) — a transaction that
 //!    writes the previous claim's outcomes (`UPDATE … FROM unnest`) and
@@ -118,12 +120,20 @@ fn load(q: &Queue, jobs: u64) {
     }
 }
 
-fn claim_complete(url: &str, jobs: u64) -> f64 {
-    let q = queue(url, "b_claim");
+/// `hold`: `QueueBuilder::outcome_hold` (`None`: the default).
+fn claim_complete(url: &str, jobs: u64, hold: Option<Duration>) -> f64 {
+    let mut builder = Queue::builder()
+        .schema("b_claim")
+        .poll_interval(Duration::from_millis(200));
+    if let Some(hold) = hold {
+        builder = builder.outcome_hold(hold);
+    }
+    let q = builder.connect(url).unwrap();
     load(&q, jobs);
     q.register("noop", |_| -> Result<(), String> { Ok(()) })
         .unwrap();
     let pool = Dispatcher::builder().workers(4).build().unwrap();
+    let before = q.stats();
     let t = Instant::now();
     q.start(&pool).unwrap();
     q.wait_idle().unwrap();
@@ -131,11 +141,18 @@ fn claim_complete(url: &str, jobs: u64) -> f64 {
     let stats = q.stats();
     assert_eq!(stats.completed, jobs);
     let r = jobs as f64 / took.as_secs_f64();
+    let commits = stats.commits - before.commits;
+    let claims = stats.claims - before.claims;
     println!(
-        "claim + complete, Queue, 4 workers:     {} ({} commits, {:.0} jobs per commit)",
+        "claim + complete, Queue, 4 workers{}: {} ({commits} commits for {claims} claims: \
+         {:.2} per claim)",
+        if hold.is_some() {
+            ", outcome_hold 0"
+        } else {
+            ":    "
+        },
         rate(jobs, took),
-        stats.commits,
-        2.0 * jobs as f64 / stats.commits as f64
+        commits as f64 / claims as f64
     );
     q.stop().unwrap();
     drop_schema(url, "b_claim");
@@ -306,11 +323,13 @@ fn main() {
     println!("PostgreSQL durable queue benchmark, {jobs} jobs where a count applies");
     enqueue_batch(&url);
     enqueue_threads(&url);
-    let queue_rate = claim_complete(&url, jobs);
+    let queue_rate = claim_complete(&url, jobs, None);
     let raw_rate = raw_sql(&url, jobs);
+    let unheld_rate = claim_complete(&url, jobs, Some(Duration::ZERO));
     println!(
-        "Queue / raw SQL:                        {:.0} %",
-        100.0 * queue_rate / raw_rate
+        "Queue / raw SQL:                        {:.0} % (outcome_hold 0: {:.0} %)",
+        100.0 * queue_rate / raw_rate,
+        100.0 * unheld_rate / raw_rate
     );
     latency(&url);
     processes(&url, jobs);
