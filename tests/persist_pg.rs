@@ -645,3 +645,113 @@ fn a_server_restart_under_load_loses_nothing_and_work_resumes() {
     );
     queue.stop().unwrap();
 }
+
+/// Batch sizes stored by `INSERT … unnest` and, from 4,096 jobs, by
+/// `COPY … (FORMAT binary)`.
+const BY_INSERT_AND_BY_COPY: [u64; 2] = [10, 5000];
+
+#[test]
+fn enqueue_batch_stores_the_same_by_insert_and_by_copy_and_notifies_once_per_batch() {
+    let url = pg::cluster().url();
+    let schema = pg::schema("batch_copy");
+    let queue = builder(&schema).connect(&url).unwrap();
+    let mut listener = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    listener
+        .batch_execute(&format!("LISTEN workyard_{schema}"))
+        .unwrap();
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut next = queue.enqueue("first", b"").unwrap().as_u64() + 1;
+    for n in BY_INSERT_AND_BY_COPY {
+        let jobs: Vec<(String, Vec<u8>)> = (0..n)
+            .map(|i| {
+                (
+                    format!("name{}", i % 3),
+                    i.to_le_bytes().repeat(1 + i as usize % 4),
+                )
+            })
+            .collect();
+        let ids = queue
+            .enqueue_batch(jobs.iter().map(|(name, payload)| (name, payload)))
+            .unwrap();
+        let ids: Vec<u64> = ids.iter().map(|id| id.as_u64()).collect();
+        assert_eq!(ids, (next..next + n).collect::<Vec<_>>(), "{n} jobs");
+        next += n;
+        let rows = db
+            .query(
+                &format!(
+                    "SELECT id, name, payload, state, attempts, enqueued_at > 0 \
+                     FROM {schema}.workyard_jobs WHERE id >= $1 AND id <= $2 ORDER BY id"
+                ),
+                &[&(ids[0] as i64), &(ids[ids.len() - 1] as i64)],
+            )
+            .unwrap();
+        let stored: Vec<(u64, String, Vec<u8>, i16, i32, bool)> = rows
+            .iter()
+            .map(|r| {
+                let id: i64 = r.get(0);
+                (id as u64, r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+            })
+            .collect();
+        let expected: Vec<_> = ids
+            .iter()
+            .zip(&jobs)
+            .map(|(&id, (name, payload))| (id, name.clone(), payload.clone(), 1, 0, true))
+            .collect();
+        assert!(stored == expected, "{n} jobs stored differently");
+    }
+    assert_eq!(queue.stats().waiting, 1 + 5010);
+    // One notification per committed batch: the single enqueue's and the
+    // two batches'.
+    let mut notifications = listener.notifications();
+    let mut got = 0;
+    let mut iter = notifications.timeout_iter(Duration::from_millis(500));
+    while let Some(_n) = postgres::fallible_iterator::FallibleIterator::next(&mut iter).unwrap() {
+        got += 1;
+    }
+    assert_eq!(got, 3, "notifications");
+    queue.stop().unwrap();
+}
+
+#[test]
+fn a_failing_enqueue_batch_stores_nothing_and_breaks_the_queue_by_insert_and_by_copy() {
+    let url = pg::cluster().url();
+    for n in BY_INSERT_AND_BY_COPY {
+        let schema = pg::schema(&format!("batch_fail{n}"));
+        let queue = builder(&schema).connect(&url).unwrap();
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        // A row in the way of the batch's fourth id.
+        db.batch_execute(&format!(
+            "INSERT INTO {schema}.workyard_jobs (id, name, payload, state, enqueued_at) \
+             SELECT value + 3, 'in_the_way', '', 5, 1 FROM {schema}.workyard_meta \
+             WHERE key = 'next_id'"
+        ))
+        .unwrap();
+        let err = queue
+            .enqueue_batch((0..n).map(|_| ("x", b"".as_slice())))
+            .unwrap_err();
+        match &err {
+            PersistError::Storage { reason } => {
+                assert!(reason.contains("duplicate key"), "{n} jobs: {reason}")
+            }
+            other => panic!("{n} jobs: expected a Storage error, got {other:?}"),
+        }
+        assert!(matches!(
+            queue.enqueue("x", b""),
+            Err(PersistError::Broken { .. })
+        ));
+        let count: i64 = db
+            .query_one(&format!("SELECT count(*) FROM {schema}.workyard_jobs"), &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 1, "{n} jobs: stored by the failed batch");
+        let next: i64 = db
+            .query_one(
+                &format!("SELECT value FROM {schema}.workyard_meta WHERE key = 'next_id'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(next, 1, "{n} jobs: ids handed out by the failed batch");
+        let _ = queue.stop();
+    }
+}
