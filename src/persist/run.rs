@@ -181,7 +181,13 @@ impl Window {
 
 /// The most jobs one claim asks a shared store for: tens to hundreds per
 /// round trip is where batching pays; more only holds jobs that other
-/// processes could run.
+/// processes could run. It bounds each claim, not what is in flight (the
+/// window does that, within `max_in_flight`, as on the file): when it
+/// bounded both, a flood's claims asked only for what the workers had
+/// finished during the previous claim's commit, about half of it, and
+/// made twice the commits of a loop claiming 256 at a time
+/// (`persist_pg_bench`, 4 workers: 392 claims for 50,000 jobs, 14.6k
+/// jobs/s; bounding claims only: 199 claims, 23.6k jobs/s).
 const SHARED_CLAIM_MAX: usize = 256;
 /// How long the feeder of a shared store waits after a claim failed on a
 /// lost connection, at first and at most (doubling in between).
@@ -301,8 +307,10 @@ fn feed_shared(shared: Arc<Shared>, dispatcher: Dispatcher) {
                 }
                 // ORDERING: SeqCst, as in `feed_local`.
                 shared.starved.store(true, SeqCst);
-                let limit = window.limit(&shared).min(SHARED_CLAIM_MAX);
-                let free = limit.saturating_sub(shared.in_flight.load(SeqCst));
+                let limit = window.limit(&shared);
+                let free = limit
+                    .saturating_sub(shared.in_flight.load(SeqCst))
+                    .min(SHARED_CLAIM_MAX);
                 let names = s.handled_names();
                 if free > 0 && !names.is_empty() {
                     // ORDERING: SeqCst, as in `feed_local`.
