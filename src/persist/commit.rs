@@ -49,8 +49,8 @@
 //! it is: its job still counts as running in `stats` and `status`, and a
 //! crash meanwhile loses it as it loses an outcome not yet sent (the job
 //! runs again after its lease). The file store holds nothing (its
-//! `outcome_hold` is zero): a local commit is an `fsync` of its own, and
-//! its feeder does not wait for it.
+//! `outcome_hold` is zero), so it behaves as before; whether holding
+//! would pay for its `fsync`s too was not measured.
 //!
 //! If a commit fails (or the storage engine panics), nothing of that batch
 //! is applied, its callers get [`PersistError::Storage`], and the queue is
