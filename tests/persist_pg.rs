@@ -324,6 +324,8 @@ fn once_stopping_no_outcome_is_held_and_stop_loses_none() {
         pg::wait_for(Duration::from_secs(30), || gate.0.lock().unwrap().0 == 2),
         "both jobs never started"
     );
+    // Both in one claim: two free slots, two due jobs.
+    assert_eq!(queue.stats().claims, 1);
     let stopper = {
         let queue = queue.clone();
         std::thread::spawn(move || queue.stop())
