@@ -328,7 +328,18 @@ where
     RA: Send,
     RB: Send,
 {
-    let request = ctx.request().state();
+    join_in_worker_at(ctx, ctx.request().state(), a, b)
+}
+
+/// `join_in_worker`, with the worker's request state already read.
+#[inline]
+fn join_in_worker_at<A, B, RA, RB>(ctx: &WorkerCtx, request: usize, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
     if request == request::SOLO {
         return join_alone(a, b);
     }
@@ -489,9 +500,16 @@ where
     RA: Send,
     RB: Send,
 {
-    worker::with_current(|ctx| match ctx {
-        Some(ctx) => Ok(join_in_worker(ctx, a, b)),
-        None => Err((a, b)),
+    // The request first: on a solo worker it is all a `join` reads.
+    let Some(request) = worker::request_state() else {
+        return Err((a, b));
+    };
+    if request == request::SOLO {
+        return Ok(join_alone(a, b));
+    }
+    worker::with_current(|ctx| {
+        let ctx = ctx.expect("a thread with a steal request is a worker");
+        Ok(join_in_worker_at(ctx, request, a, b))
     })
 }
 

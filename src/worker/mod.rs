@@ -83,10 +83,28 @@ pub(crate) struct WorkerCtx {
 
 thread_local! {
     static CURRENT: Cell<*const WorkerCtx> = const { Cell::new(std::ptr::null()) };
+    /// This worker's steal request (`WorkerCtx::request`), set and reset
+    /// with `CURRENT`: a `join` reads it first, one load from the thread's
+    /// own block instead of two through the context, because in a
+    /// memory-bound recursion every load ahead of the user's own delays
+    /// its next cache miss (BENCHMARKS.md, the 2^24-node tree).
+    static REQUEST: Cell<*const Request> = const { Cell::new(std::ptr::null()) };
     /// The id of the pool this thread is (or was) a worker of; 0 if none.
     /// Never cleared, and it has no destructor, so thread-local destructors
     /// that run after the worker left its loop still read it.
     static POOL_THREAD: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The state of this thread's steal request (`request::IDLE`, `RAISED` or
+/// `SOLO`), if it is a worker thread in its loop.
+#[inline]
+pub(crate) fn request_state() -> Option<usize> {
+    let request = REQUEST.with(Cell::get);
+    // SAFETY: REQUEST points into the slots of the pool whose worker this
+    // thread is, kept alive by the `WorkerCtx` in `main_loop`'s frame; it
+    // is set with CURRENT and reset before that frame returns, and only
+    // read through shared references.
+    unsafe { request.as_ref() }.map(Request::state)
 }
 
 /// Runs `f` with this thread's worker context, if it is a worker thread.
@@ -141,6 +159,7 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
         request: NonNull::from(&*slot.request),
     };
     CURRENT.with(|c| c.set(&ctx));
+    REQUEST.with(|r| r.set(ctx.request.as_ptr()));
     if let Some(start) = &pool.config().handlers.start {
         // User code, which may block: not as a searcher, whose count
         // would keep spawns from waking a parked peer meanwhile. As a
@@ -151,6 +170,7 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
     }
     drop(running);
     ctx.run();
+    REQUEST.with(|r| r.set(std::ptr::null()));
     CURRENT.with(|c| c.set(std::ptr::null()));
     ctx.retire();
 }
