@@ -591,7 +591,11 @@ impl Dispatcher {
     /// Blocks, without polling, until no job is queued or running. The
     /// dispatcher stays up and accepts jobs afterwards. Every thread
     /// waiting when the dispatcher goes idle returns, even if one of them
-    /// (or anyone) spawns again at once.
+    /// spawns again at once; a wait that began after a spawn returns only
+    /// once that job is done. (A worker announces the idle moment after
+    /// checking again, under a lock, that nothing is pending: a spawn by
+    /// another thread in between makes the waiters wait for the next idle
+    /// moment.)
     ///
     /// Called from inside one of this dispatcher's jobs it cannot wait for
     /// its own job to finish; it runs queued jobs until none is left to

@@ -15,7 +15,8 @@
 //! from them and what differs): a `join` nobody needs costs about as
 //! much as a function call, so the user needs no sequential cutoff. On a
 //! pool's only worker (`request::SOLO`, until a peer starts) not even the
-//! half is pushed: `a` and `b` are two plain calls.
+//! half is pushed: `a` and `b` are two plain calls, so a `join` entered
+//! before the pool grew keeps its `b` for itself (`request.rs`).
 //!
 //! A published half's `join` ends as every `join` did before: it pops its
 //! deque; if `b` is still there it runs it inline; if a thief took it,
@@ -25,7 +26,10 @@
 //!
 //! Panics in either half are caught, the other half still runs to the
 //! end, and then the panic resumes in the caller (the first half's if
-//! both panicked). See `docs/forkjoin.md` for the protocol in full.
+//! both panicked). If only `b` panics, `a`'s result is dropped while that
+//! panic unwinds, so a result whose `Drop` panics too aborts the process,
+//! as any double panic does. See `docs/forkjoin.md` for the protocol in
+//! full.
 
 use crate::job::cell::{self, CurrentGuard, Header};
 use crate::job::task::{StackHead, StackRef, Task};

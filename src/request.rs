@@ -24,7 +24,11 @@
 //!
 //! A worker started into an empty pool has nobody to hand a half to, so
 //! its request starts [`SOLO`] and its `join`s push nothing; the control
-//! thread raises it when it starts a peer, which ends that.
+//! thread raises it when it starts a peer, which ends that. The halves of
+//! `join`s already under way then stay with their caller (they were never
+//! pushed): only `join`s entered after the raise can be published, so a
+//! recursion that was running alone shares its deeper, smaller halves
+//! until it returns.
 //!
 //! The flag orders no other memory: a published half travels through the
 //! deque (its push and steal synchronise), and the wake-up through the
@@ -43,8 +47,9 @@ pub(crate) const RAISED: usize = 1;
 /// `join` is two plain calls, with nothing pushed on `Pending`. Set by the
 /// control thread before it starts a worker into an empty pool; the first
 /// peer to start raises the request (`raise` overwrites it), and from
-/// then on the worker publishes as any does. (A pool that shrinks back to
-/// one worker does not become solo again: it only pays the bookkeeping.)
+/// then on the worker publishes as any does, from the `join`s it enters
+/// after the raise (module doc). (A pool that shrinks back to one worker
+/// does not become solo again: it only pays the bookkeeping.)
 pub(crate) const SOLO: usize = 2;
 
 /// One slot's steal request (see the module doc).
