@@ -345,8 +345,10 @@ fn a_steal_request_publishes_the_oldest_pending_half_from_a_nested_join() {
 }
 
 /// A pool's only worker runs `join`s as plain calls (nobody could take a
-/// half); once the pool grows, a job already running on it publishes to
-/// the new peer as any worker does.
+/// half); once the pool grows, a job already running on it publishes the
+/// halves of the `join`s it enters from then on to the new peer, as any
+/// worker does. (Those of `join`s entered before stay with it: see
+/// `src/request.rs`.)
 #[test]
 fn the_only_worker_publishes_once_the_pool_grows_under_a_running_job() {
     watchdog(30, || {
