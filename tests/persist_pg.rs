@@ -435,12 +435,24 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
         // Kill it while it works (on a loaded machine a new process may
         // not have claimed anything yet, or the queue may have drained):
         // give it work and wait until it has finished one more job, so
-        // that it holds a claimed batch.
+        // that it holds a claimed batch. Its peers may claim all of that
+        // work first (each may hold up to `max_in_flight` jobs): top up
+        // whenever nothing is left waiting, at most every 200 ms.
         add(&queue, &mut acked, 300);
         let pid = children[victim].id();
         let before = runs_by(pid);
+        let mut topped_up = Instant::now();
         assert!(
-            pg::wait_for(Duration::from_secs(60), || runs_by(pid) > before),
+            pg::wait_for(Duration::from_secs(60), || {
+                if runs_by(pid) > before {
+                    return true;
+                }
+                if topped_up.elapsed() > Duration::from_millis(200) && queue.stats().waiting == 0 {
+                    add(&queue, &mut acked, 300);
+                    topped_up = Instant::now();
+                }
+                false
+            }),
             "worker {pid} ran no job within 60 s"
         );
         children[victim].kill().unwrap(); // SIGKILL
