@@ -479,9 +479,9 @@ impl Sql {
 
 /// The writer's prepared statements.
 struct Stmts {
+    /// Hands out `$1` ids: returns the first, and the server's clock.
     next_ids: Statement,
     enqueue: Statement,
-    next_ids_at: Statement,
     copy_jobs: Statement,
     claim: Statement,
     next_due: Statement,
@@ -504,17 +504,13 @@ impl Stmts {
         Ok(Stmts {
             next_ids: client.prepare(&format!(
                 "UPDATE {s}.workyard_meta SET value = value + $1 WHERE key = 'next_id' \
-                 RETURNING value - $1"
+                 RETURNING value - $1, {s}.workyard_now_ms()"
             ))?,
             enqueue: client.prepare(&format!(
                 "INSERT INTO {jobs} (id, name, payload, state, enqueued_at) \
                  SELECT $1::bigint + u.ord - 1, u.name, u.payload, 1, n.t \
                  FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS u(name, payload, ord), \
                       (SELECT {s}.workyard_now_ms() AS t) n"
-            ))?,
-            next_ids_at: client.prepare(&format!(
-                "UPDATE {s}.workyard_meta SET value = value + $1 WHERE key = 'next_id' \
-                 RETURNING value - $1, {s}.workyard_now_ms()"
             ))?,
             copy_jobs: client.prepare(&format!(
                 "COPY {jobs} (id, name, payload, state, enqueued_at) FROM STDIN (FORMAT binary)"
@@ -1118,7 +1114,7 @@ fn copy_jobs(
     jobs: &[(String, Vec<u8>)],
 ) -> Result<i64, PersistError> {
     let n = jobs.len() as i64;
-    let row = txn.query_one(&stmts.next_ids_at, &[&n]).map_err(runtime)?;
+    let row = txn.query_one(&stmts.next_ids, &[&n]).map_err(runtime)?;
     let (first, at): (i64, i64) = (row.get(0), row.get(1));
     let writer = txn.copy_in(&stmts.copy_jobs).map_err(runtime)?;
     let mut writer = BinaryCopyInWriter::new(
