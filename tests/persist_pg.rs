@@ -410,7 +410,14 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
     };
     add(&queue, &mut acked, 2000);
 
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+    // Which child is killed, and when: printed, and replayed with
+    // WORKYARD_KILL_SEED=S (the processes' own timing still varies).
+    let seed = std::env::var("WORKYARD_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id()));
+    println!("kill test seed {seed} (replay with WORKYARD_KILL_SEED={seed})");
+    let mut rng = seed;
     let mut next = move |n: u64| {
         rng ^= rng << 13;
         rng ^= rng >> 7;
