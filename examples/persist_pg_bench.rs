@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --features postgres --example persist_pg_bench
 //! cargo run --release --features postgres --example persist_pg_bench -- --url postgres://…
+//! cargo run --release --features postgres --example persist_pg_bench -- --only processes
 //! ```
 //!
 //! Without `--url` it starts a private cluster from the installed server
@@ -167,9 +168,18 @@ fn raw_sql(url: &str, jobs: u64) -> f64 {
     let s = "b_raw";
     let claim = c
         .prepare(&format!(
-            "WITH c AS (SELECT id FROM {s}.workyard_jobs \
-                 WHERE state = 1 AND name = ANY($1::text[]) AND run_after <= (SELECT {s}.workyard_now_ms()) \
-                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+            // The queue's claim (`src/persist/pg.rs`): ready jobs by id,
+            // backed-off ones whose time came by `run_after`, each read in
+            // order from its own partial index.
+            "WITH ready AS (SELECT id FROM {s}.workyard_jobs \
+                 WHERE state = 1 AND run_after = 0 AND name = ANY($1::text[]) \
+                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             due AS (SELECT id FROM {s}.workyard_jobs \
+                 WHERE state = 1 AND run_after > 0 AND run_after <= (SELECT {s}.workyard_now_ms()) \
+                 AND name = ANY($1::text[]) \
+                 ORDER BY run_after LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             c AS (SELECT id FROM (SELECT id FROM ready UNION ALL SELECT id FROM due) r \
+                 ORDER BY id LIMIT $2) \
              UPDATE {s}.workyard_jobs AS j SET state = 2, attempts = j.attempts + 1, \
                  started_at = n.t, run_after = 0, lease_until = n.t + 15000, owner = 'raw' \
              FROM c, (SELECT {s}.workyard_now_ms() AS t) n WHERE j.id = c.id \
@@ -258,9 +268,22 @@ fn consume(url: &str, schema: &str) {
     q.register("noop", |_| -> Result<(), String> { Ok(()) })
         .unwrap();
     let pool = Dispatcher::builder().workers(4).build().unwrap();
+    let t = Instant::now();
     q.start(&pool).unwrap();
     q.wait_idle().unwrap();
-    println!("{}", q.stats().completed);
+    let stats = q.stats();
+    println!("{}", stats.completed);
+    // For the parent's log: what each consumer did, to explain a slow phase.
+    eprintln!(
+        "  consumer {}: {} jobs in {:.2} s, {} claims, {} commits, {} recovered, {} fenced",
+        std::process::id(),
+        stats.completed,
+        t.elapsed().as_secs_f64(),
+        stats.claims,
+        stats.commits,
+        stats.recovered,
+        stats.fenced
+    );
     q.stop().unwrap();
 }
 
@@ -304,11 +327,13 @@ fn main() {
     }
     let mut url = None;
     let mut jobs = 50_000u64;
+    let mut only: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--url" => url = it.next().cloned(),
             "--jobs" => jobs = it.next().unwrap().parse().unwrap(),
+            "--only" => only = it.next().cloned(),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -321,6 +346,11 @@ fn main() {
         }
     };
     println!("PostgreSQL durable queue benchmark, {jobs} jobs where a count applies");
+    if only.as_deref() == Some("processes") {
+        processes(&url, jobs);
+        return;
+    }
+    assert!(only.is_none(), "--only takes `processes`");
     enqueue_batch(&url);
     enqueue_threads(&url);
     let queue_rate = claim_complete(&url, jobs, None);
