@@ -287,11 +287,30 @@ fn consume(url: &str, schema: &str) {
     q.stop().unwrap();
 }
 
+/// The machine's CPU time so far, busy and total, in clock ticks (Linux's
+/// `/proc/stat`; `None` elsewhere): shows whether a phase saturated the
+/// CPUs that the server and the consumers share.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    let total: u64 = ticks.iter().take(8).sum();
+    Some((total - idle, total))
+}
+
 fn processes(url: &str, jobs: u64) {
     for k in [1, 2, 4] {
         let schema = format!("b_proc{k}");
         let q = queue(url, &schema);
         load(&q, jobs);
+        let cpu_before = cpu_ticks();
         let t = Instant::now();
         let children: Vec<_> = (0..k)
             .map(|_| {
@@ -310,8 +329,17 @@ fn processes(url: &str, jobs: u64) {
         }
         let took = t.elapsed();
         assert_eq!(total.load(Ordering::Relaxed), jobs);
+        let busy = match (cpu_before, cpu_ticks()) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                format!(
+                    ", CPUs {:.0} % busy",
+                    100.0 * (b1 - b0) as f64 / (t1 - t0) as f64
+                )
+            }
+            _ => String::new(),
+        };
         println!(
-            "{k} consuming process(es), 4 workers each: {} (incl. process start)",
+            "{k} consuming process(es), 4 workers each: {} (incl. process start{busy})",
             rate(jobs, took)
         );
         q.stop().unwrap();

@@ -52,25 +52,44 @@
 //!
 //! **Claim plans.** The claim must read its index in order and stop after
 //! `n` rows; a plan that collects every pending row and sorts them costs
-//! O(backlog) per claim. PostgreSQL picked that plan for schema version
-//! 1's claim (one scan, `state = 1 AND run_after <= now`) whenever its
-//! statistics said few rows were pending: before the first `ANALYZE` of a
-//! table just filled (the default selectivity of `state = 1` is 0.5 %),
-//! or when the last one ran while the queue was empty. It then read the
-//! by-`run_after` index, which held every pending job, and sorted: with
-//! 50,000 jobs loaded into a fresh table, 12 ms per claim against 0.2 ms
-//! for the ordered scan, and consuming processes slowed down by 5–20×
-//! until autovacuum analyzed the table. So each of the claim's two scans
-//! has a partial index whose predicate is exactly the scan's conditions
-//! and whose key is its order (`workyard_jobs_ready`: id, where ready;
-//! `workyard_jobs_backoff`: run_after, where backed off). Reading such an
-//! index in order is then the cheapest plan whatever the statistics say
-//! (measured on a fresh table and on one analyzed while every job was
-//! finished), and a backlog of backed-off jobs no longer lengthens the
-//! scan for ready ones. Only the last step sorts, at most `2n` ids.
-//! (`SET LOCAL enable_sort = off` would force the plan too, but the
-//! penalty it adds to a plan's cost crosses `jit_above_cost`: every claim
-//! then paid 70–200 ms of JIT compilation.)
+//! O(backlog) per claim. PostgreSQL picks such a plan (a bitmap scan of
+//! the pending jobs, then a sort) whenever its statistics say few rows
+//! are pending: before the first `ANALYZE` of a table just filled (the
+//! default selectivity of each of `state = 1` and `run_after = 0` is
+//! 0.5 %), or when the last one ran while the queue was empty. With
+//! 50,000 jobs loaded into a fresh table such a claim took 12 ms against
+//! 0.2 ms for the ordered scan; with 200,000, 60 ms (its sort spilled to
+//! disk) against 0.08 ms, and a consumer's throughput fell from ~35k to
+//! ~7k jobs/s until autovacuum analyzed the table. Two things rule it out:
+//!
+//! - each of the claim's two scans has a partial index whose predicate is
+//!   exactly the scan's conditions and whose key is its order
+//!   (`workyard_jobs_ready`: id, where ready; `workyard_jobs_backoff`:
+//!   run_after, where backed off), so an ordered scan of it needs no sort
+//!   and no filter, and a backlog of backed-off jobs does not lengthen the
+//!   scan for ready ones (schema version 1 had one index by id over every
+//!   pending job, and one by `run_after` that the bad plan read);
+//! - the claim's transaction turns bitmap scans off ([`CLAIM_PLANS`]).
+//!   With the indexes alone the planner still chose the bitmap scan for
+//!   small claims on a large table, its estimates being what they are;
+//!   without bitmap scans the ordered index scan is the cheapest plan left
+//!   (a sequential scan must read the whole table). Sorts stay allowed:
+//!   the claim's last step sorts at most `2n` ids, and `enable_sort = off`
+//!   adds a cost penalty to that unavoidable sort that crosses
+//!   `jit_above_cost`, which cost every claim 70–200 ms of JIT.
+//!
+//! - the outcomes (`finish`) and the heartbeat, one row per job by id
+//!   and token, must look each row up by its key; the running index
+//!   (by `lease_until`, for expiry) keeps an entry for every attempt
+//!   that ran until vacuum, and a heartbeat that scanned it under the
+//!   same stale statistics read 191,104 entries to renew 496 leases. So
+//!   its predicate is `state = 2 AND lease_until >= 0`, which expiry
+//!   states (`lease_until` is never negative) and these two statements do
+//!   not: they cannot use it.
+//!
+//! Unit tests EXPLAIN the claim under both kinds of stale statistics, and
+//! the outcomes and the heartbeat with the planner pushed off nested
+//! loops.
 
 use super::error::PersistError;
 use super::op::{set_last, Answer, Op, Outcome, Picked, PickedBatch};
@@ -88,6 +107,11 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Sent in each transaction that claims, before the claim: see "Claim
+/// plans" in the module doc. `LOCAL`, so it ends with the transaction
+/// (and never reaches another client behind a transaction-mode pooler).
+const CLAIM_PLANS: &str = "SET LOCAL enable_bitmapscan = off";
 
 /// The schema version this build creates and reads.
 const SCHEMA_VERSION: i32 = 2;
@@ -327,7 +351,10 @@ fn migration_2(s: &str) -> String {
          CREATE INDEX workyard_jobs_ready ON {s}.workyard_jobs (id)
              WHERE state = 1 AND run_after = 0;
          CREATE INDEX workyard_jobs_backoff ON {s}.workyard_jobs (run_after)
-             WHERE state = 1 AND run_after > 0;"
+             WHERE state = 1 AND run_after > 0;
+         DROP INDEX IF EXISTS {s}.workyard_jobs_running;
+         CREATE INDEX workyard_jobs_running ON {s}.workyard_jobs (lease_until)
+             WHERE state = 2 AND lease_until >= 0;"
     )
 }
 
@@ -525,6 +552,42 @@ impl Sql {
         format!("(SELECT {}.workyard_now_ms())", self.schema)
     }
 
+    /// The outcomes of a batch, fenced by `(id, attempts)`; see "Claim
+    /// plans" in the module doc for why nothing here names
+    /// `lease_until`.
+    fn finish(&self) -> String {
+        let jobs = self.jobs();
+        let s = &self.schema;
+        format!(
+            "UPDATE {jobs} AS j SET \
+                 state = CASE WHEN j.cancel_requested THEN 5 ELSE u.state END, \
+                 attempts = j.attempts - u.uncount, \
+                 run_after = CASE WHEN u.delay > 0 THEN n.t + u.delay ELSE 0 END, \
+                 finished_at = CASE WHEN j.cancel_requested OR u.state <> 1 \
+                                    THEN n.t ELSE j.finished_at END, \
+                 error = coalesce(u.error, j.error), owner = NULL, lease_until = 0, \
+                 cancel_requested = false \
+             FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::bigint[], \
+                         $5::text[], $6::int[]) AS u(id, token, state, delay, error, uncount), \
+                  (SELECT {s}.workyard_now_ms() AS t) n \
+             WHERE j.id = u.id AND j.state = 2 AND j.attempts = u.token \
+             RETURNING j.id, j.state"
+        )
+    }
+
+    /// Renews the leases of `$1` ids at `$2` tokens by `$3` ms; as
+    /// [`Sql::finish`], its conditions leave the running index alone.
+    fn heartbeat(&self) -> String {
+        let jobs = self.jobs();
+        let now = self.now();
+        format!(
+            "UPDATE {jobs} AS j SET lease_until = {now} + $3 \
+             FROM unnest($1::bigint[], $2::int[]) AS u(id, token) \
+             WHERE j.id = u.id AND j.state = 2 AND j.attempts = u.token \
+             RETURNING j.id, j.cancel_requested"
+        )
+    }
+
     /// The claim: `$1` names, `$2` the most jobs, `$3` the lease (ms),
     /// `$4` the owner. See "Claim plans" in the module doc.
     fn claim(&self) -> String {
@@ -608,32 +671,14 @@ impl Stmts {
                      error = 'attempt ' || j.attempts || CASE WHEN j.attempts >= $1 \
                          THEN ' of ' || $1 ELSE '' END || ' was interrupted: its lease ran \
                          out (its process died, stalled or lost the database)' \
-                 FROM (SELECT id FROM {jobs} WHERE state = 2 AND lease_until < {now} \
+                 FROM (SELECT id FROM {jobs} \
+                       WHERE state = 2 AND lease_until >= 0 AND lease_until < {now} \
                        ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED) e, \
                       (SELECT {s}.workyard_now_ms() AS t) n \
                  WHERE j.id = e.id RETURNING j.id"
             ))?,
-            finish: client.prepare(&format!(
-                "UPDATE {jobs} AS j SET \
-                     state = CASE WHEN j.cancel_requested THEN 5 ELSE u.state END, \
-                     attempts = j.attempts - u.uncount, \
-                     run_after = CASE WHEN u.delay > 0 THEN n.t + u.delay ELSE 0 END, \
-                     finished_at = CASE WHEN j.cancel_requested OR u.state <> 1 \
-                                        THEN n.t ELSE j.finished_at END, \
-                     error = coalesce(u.error, j.error), owner = NULL, lease_until = 0, \
-                     cancel_requested = false \
-                 FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::bigint[], \
-                             $5::text[], $6::int[]) AS u(id, token, state, delay, error, uncount), \
-                      (SELECT {s}.workyard_now_ms() AS t) n \
-                 WHERE j.id = u.id AND j.state = 2 AND j.attempts = u.token \
-                 RETURNING j.id, j.state"
-            ))?,
-            heartbeat: client.prepare(&format!(
-                "UPDATE {jobs} AS j SET lease_until = {now} + $3 \
-                 FROM unnest($1::bigint[], $2::int[]) AS u(id, token) \
-                 WHERE j.id = u.id AND j.state = 2 AND j.attempts = u.token \
-                 RETURNING j.id, j.cancel_requested"
-            ))?,
+            finish: client.prepare(&sql.finish())?,
+            heartbeat: client.prepare(&sql.heartbeat())?,
             cancel_idle: client.prepare(&format!(
                 "UPDATE {jobs} SET state = 5, finished_at = {now}, cancel_requested = false \
                  WHERE id = $1 AND state IN (1, 4) RETURNING id"
@@ -655,7 +700,8 @@ impl Stmts {
             notify: client.prepare("SELECT pg_notify($1, '')")?,
             orphans: client.prepare(&format!(
                 "UPDATE {jobs} SET lease_until = 0 \
-                 WHERE state = 2 AND owner = $1 AND NOT (id = ANY($2::bigint[]))"
+                 WHERE state = 2 AND lease_until >= 0 AND owner = $1 \
+                 AND NOT (id = ANY($2::bigint[]))"
             ))?,
         })
     }
@@ -964,6 +1010,7 @@ impl PgStore {
         }
 
         let mut claimed: Vec<(u64, u32)> = Vec::new();
+        let mut claim_plans_set = false;
         for plan in plans {
             match plan {
                 Plan::Enqueue { answer, jobs } => {
@@ -991,6 +1038,10 @@ impl PgStore {
                     dirty = true;
                 }
                 Plan::Claim { answer, names, max } => {
+                    if !claim_plans_set {
+                        txn.batch_execute(CLAIM_PLANS).map_err(runtime)?;
+                        claim_plans_set = true;
+                    }
                     if expire {
                         let rows = txn
                             .query(&stmts.expire, &[&self.max_attempts, &EXPIRE_LIMIT])
@@ -1485,16 +1536,16 @@ mod tests {
         (client, Sql::new(schema))
     }
 
-    /// The plan of the claim's `run`-th execution in this session: the
-    /// first five get plans for their parameters, later ones may get the
-    /// generic plan, which is planned once.
-    fn claim_plan(client: &mut Client) -> String {
+    /// The plan of one claim of at most `limit` jobs, made as the writer
+    /// makes it (in a transaction that sent [`CLAIM_PLANS`]), then undone.
+    fn claim_plan(client: &mut Client, limit: i64) -> String {
         client.batch_execute("BEGIN").unwrap();
+        client.batch_execute(CLAIM_PLANS).unwrap();
         let rows = client
-            .simple_query(
+            .simple_query(&format!(
                 "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) \
-                 EXECUTE claim('{a}', 256, 15000, 'test')",
-            )
+                 EXECUTE claim('{{a}}', {limit}, 15000, 'test')"
+            ))
             .unwrap();
         client.batch_execute("ROLLBACK").unwrap();
         rows.iter()
@@ -1507,9 +1558,10 @@ mod tests {
     }
 
     /// Reads each partial index in order and stops at the limit: no
-    /// bitmap scan of every pending job, no sort of them, whether the
+    /// bitmap scan of every pending job and no sort of them, whether the
     /// table was never analyzed or analyzed while every job was finished
-    /// (both make the planner think almost nothing is pending).
+    /// (both make the planner think almost nothing is pending), for small
+    /// claims and full ones, on parameter plans and the generic one.
     #[test]
     fn a_claim_reads_its_indexes_in_order_whatever_the_statistics() {
         let (mut client, sql) = fresh("unit_claim_plans");
@@ -1520,31 +1572,34 @@ mod tests {
                 sql.claim()
             ))
             .unwrap();
-        // 45,000 ready and 5,000 backed off whose time came, never
-        // analyzed (autovacuum's first look is a minute away).
+        // 180,000 ready and 20,000 backed off whose time came, never
+        // analyzed (autovacuum's first look is a minute away). Without
+        // `CLAIM_PLANS`, a claim of 8 took the bitmap scan here.
         client
             .batch_execute(&format!(
                 "INSERT INTO {jobs} (id, name, payload, state, enqueued_at, run_after) \
                  SELECT g, 'a', '\\x00', 1, 0, CASE WHEN g % 10 = 0 THEN 1 ELSE 0 END \
-                 FROM generate_series(1, 50000) g"
+                 FROM generate_series(1, 200000) g"
             ))
             .unwrap();
         let check = |client: &mut Client, when: &str| {
-            for run in 1..=8 {
-                let plan = claim_plan(client);
+            // Eight executions: after five, the generic plan may be used.
+            for (run, limit) in [8, 256, 1, 8, 256, 8, 256, 8].into_iter().enumerate() {
+                let plan = claim_plan(client, limit);
+                let context = format!("{when}, run {run}, limit {limit}:\n{plan}");
                 for index in ["workyard_jobs_ready", "workyard_jobs_backoff"] {
                     assert!(
                         plan.contains(&format!("Index Scan using {index}")),
-                        "{when}, run {run}: no ordered scan of {index}:\n{plan}"
+                        "no ordered scan of {index}, {context}"
                     );
                 }
                 assert!(
                     !plan.contains("Bitmap") && !plan.contains("Seq Scan"),
-                    "{when}, run {run}: a scan of every pending job:\n{plan}"
+                    "a scan of every pending job, {context}"
                 );
-                // The one sort: the final pick among at most 2 × 256 ids.
-                assert_eq!(plan.matches("Sort Key").count(), 1, "{when}:\n{plan}");
-                assert!(plan.contains("Sort Key: ready.id"), "{when}:\n{plan}");
+                // The one sort: the final pick among at most 2 × `limit` ids.
+                assert_eq!(plan.matches("Sort Key").count(), 1, "{context}");
+                assert!(plan.contains("Sort Key: ready.id"), "{context}");
             }
         };
         check(&mut client, "never analyzed");
@@ -1555,6 +1610,80 @@ mod tests {
             ))
             .unwrap();
         check(&mut client, "analyzed while all were finished");
+    }
+
+    /// `finish` and `heartbeat` cannot read the running index, whose dead
+    /// entries grow with every attempt until vacuum: with nested loops
+    /// off (pushing the planner to the plans it took under stale
+    /// statistics) they still find their rows by key, not by that index.
+    #[test]
+    fn outcomes_and_heartbeats_find_their_rows_by_key() {
+        let (mut client, sql) = fresh("unit_outcome_plans");
+        let jobs = sql.jobs();
+        // 200,000 attempts that ran; the last 256 still running.
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {jobs} (id, name, payload, state, enqueued_at, attempts, lease_until) \
+                 SELECT g, 'a', '\\x00', 2, 0, 1, 1 FROM generate_series(1, 200000) g; \
+                 UPDATE {jobs} SET state = 3, lease_until = 0 WHERE id <= 199744; \
+                 PREPARE finish(bigint[], int[], smallint[], bigint[], text[], int[]) AS {}; \
+                 PREPARE heartbeat(bigint[], int[], bigint) AS {}",
+                sql.finish(),
+                sql.heartbeat()
+            ))
+            .unwrap();
+        let ids = format!(
+            "'{{{}}}'",
+            (199_745..=200_000)
+                .map(|i: i64| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let each = |v: &str| format!("'{{{}}}'", vec![v; 256].join(","));
+        let statements = [
+            format!(
+                "finish({ids}, {}, {}, {}, {}, {})",
+                each("1"),
+                each("3"),
+                each("0"),
+                each("NULL"),
+                each("0")
+            ),
+            format!("heartbeat({ids}, {}, 15000)", each("1")),
+        ];
+        for analyzed in [false, true] {
+            if analyzed {
+                client.batch_execute(&format!("ANALYZE {jobs}")).unwrap();
+            }
+            for statement in &statements {
+                client
+                    .batch_execute("BEGIN; SET LOCAL enable_nestloop = off")
+                    .unwrap();
+                let rows = client
+                    .simple_query(&format!(
+                        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE {statement}"
+                    ))
+                    .unwrap();
+                client.batch_execute("ROLLBACK").unwrap();
+                let plan: Vec<String> = rows
+                    .iter()
+                    .filter_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                        _ => None,
+                    })
+                    .collect();
+                let plan = plan.join("\n");
+                let name = statement.split('(').next().unwrap();
+                assert!(
+                    !plan.contains("workyard_jobs_running"),
+                    "{name} (analyzed: {analyzed}) read the running index:\n{plan}"
+                );
+                assert!(
+                    plan.contains("actual rows=256"),
+                    "{name} (analyzed: {analyzed}) did not reach its 256 rows:\n{plan}"
+                );
+            }
+        }
     }
 
     /// A schema of version 1 (made by an earlier build) is migrated in
@@ -1595,20 +1724,24 @@ mod tests {
             .query(
                 "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 \
                  AND indexname IN ('workyard_jobs_ready', 'workyard_jobs_backoff', \
-                 'workyard_jobs_pending') ORDER BY indexname",
+                 'workyard_jobs_pending', 'workyard_jobs_running') ORDER BY indexname",
                 &[&schema],
             )
             .unwrap()
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(indexes.len(), 2, "{indexes:?}");
+        assert_eq!(indexes.len(), 3, "{indexes:?}");
         assert!(
             indexes[0].contains("(run_after) WHERE ((state = 1) AND (run_after > 0))"),
             "{indexes:?}"
         );
         assert!(
             indexes[1].contains("(id) WHERE ((state = 1) AND (run_after = 0))"),
+            "{indexes:?}"
+        );
+        assert!(
+            indexes[2].contains("(lease_until) WHERE ((state = 2) AND (lease_until >= 0))"),
             "{indexes:?}"
         );
         let kept: Vec<(i64, i16, i64)> = client
