@@ -201,6 +201,9 @@ fn raw_sql(url: &str, jobs: u64) -> f64 {
     let mut held: Vec<(i64, i32)> = Vec::new();
     loop {
         let mut txn = c.transaction().unwrap();
+        // As the queue's claiming transactions (`CLAIM_PLANS` there).
+        txn.batch_execute("SET LOCAL enable_bitmapscan = off")
+            .unwrap();
         if !held.is_empty() {
             let ids: Vec<i64> = held.iter().map(|h| h.0).collect();
             let tokens: Vec<i32> = held.iter().map(|h| h.1).collect();

@@ -60,11 +60,12 @@
 //! 50,000 jobs loaded into a fresh table such a claim took 12 ms against
 //! 0.2 ms for the ordered scan; with 200,000, 60 ms (its sort spilled to
 //! disk) against 0.08 ms, and a consumer's throughput fell from ~35k to
-//! ~7k jobs/s until autovacuum analyzed the table. Two things rule it out:
+//! ~7k jobs/s until autovacuum analyzed the table. Three things rule such
+//! plans out:
 //!
 //! - each of the claim's two scans has a partial index whose predicate is
 //!   exactly the scan's conditions and whose key is its order
-//!   (`workyard_jobs_ready`: id, where ready; `workyard_jobs_backoff`:
+//!   (`workyard_jobs_ready`: id, where ready; `workyard_jobs_due`:
 //!   run_after, where backed off), so an ordered scan of it needs no sort
 //!   and no filter, and a backlog of backed-off jobs does not lengthen the
 //!   scan for ready ones (schema version 1 had one index by id over every
@@ -76,16 +77,15 @@
 //!   (a sequential scan must read the whole table). Sorts stay allowed:
 //!   the claim's last step sorts at most `2n` ids, and `enable_sort = off`
 //!   adds a cost penalty to that unavoidable sort that crosses
-//!   `jit_above_cost`, which cost every claim 70–200 ms of JIT.
-//!
+//!   `jit_above_cost`, which cost every claim 70–200 ms of JIT;
 //! - the outcomes (`finish`) and the heartbeat, one row per job by id
-//!   and token, must look each row up by its key; the running index
-//!   (by `lease_until`, for expiry) keeps an entry for every attempt
-//!   that ran until vacuum, and a heartbeat that scanned it under the
+//!   and token, must look each row up by its key; the running jobs'
+//!   index (`workyard_jobs_leased`, by `lease_until`, for expiry) keeps
+//!   an entry for every attempt that ran until vacuum, and a heartbeat that scanned it under the
 //!   same stale statistics read 191,104 entries to renew 496 leases. So
 //!   its predicate is `state = 2 AND lease_until >= 0`, which expiry
 //!   states (`lease_until` is never negative) and these two statements do
-//!   not: they cannot use it.
+//!   not: they cannot use it. (Listing running jobs states it too.)
 //!
 //! Unit tests EXPLAIN the claim under both kinds of stale statistics, and
 //! the outcomes and the heartbeat with the planner pushed off nested
@@ -345,16 +345,19 @@ fn migration_1(s: &str) -> String {
 /// module doc). Version 1's pending index held the backed-off jobs as
 /// well, and its by-`run_after` index the ready ones.
 fn migration_2(s: &str) -> String {
+    // The new indexes first: `CREATE INDEX` holds off writes while it
+    // builds, but not reads; the `DROP`s take the table's exclusive lock,
+    // held from there to the commit, only for the moment that is left.
     format!(
-        "DROP INDEX IF EXISTS {s}.workyard_jobs_pending;
-         DROP INDEX IF EXISTS {s}.workyard_jobs_backoff;
-         CREATE INDEX workyard_jobs_ready ON {s}.workyard_jobs (id)
+        "CREATE INDEX workyard_jobs_ready ON {s}.workyard_jobs (id)
              WHERE state = 1 AND run_after = 0;
-         CREATE INDEX workyard_jobs_backoff ON {s}.workyard_jobs (run_after)
+         CREATE INDEX workyard_jobs_due ON {s}.workyard_jobs (run_after)
              WHERE state = 1 AND run_after > 0;
-         DROP INDEX IF EXISTS {s}.workyard_jobs_running;
-         CREATE INDEX workyard_jobs_running ON {s}.workyard_jobs (lease_until)
-             WHERE state = 2 AND lease_until >= 0;"
+         CREATE INDEX workyard_jobs_leased ON {s}.workyard_jobs (lease_until)
+             WHERE state = 2 AND lease_until >= 0;
+         DROP INDEX IF EXISTS {s}.workyard_jobs_pending;
+         DROP INDEX IF EXISTS {s}.workyard_jobs_backoff;
+         DROP INDEX IF EXISTS {s}.workyard_jobs_running;"
     )
 }
 
@@ -968,7 +971,8 @@ impl PgStore {
                             match after_failure(config, f.token, self.jitter.next()) {
                                 AfterFailure::Dead => (DEAD, 0, error, 0),
                                 AfterFailure::Retry { delay_ms } => {
-                                    (PENDING, to_i64(delay_ms), error, 0)
+                                    // `now + delay` must fit a bigint.
+                                    (PENDING, to_i64(delay_ms).min(i64::MAX / 2), error, 0)
                                 }
                             }
                         }
@@ -1420,23 +1424,31 @@ impl Reader for PgReader {
         let jobs = self.sql.jobs();
         let limit = limit_of(limit);
         let rows = self.with(|c| match state {
+            // Each scan names its index's predicate (see "Claim plans" in
+            // the module doc): the ready jobs in id order, the backed-off
+            // ones (few) sorted.
             StoredJobState::Pending | StoredJobState::Waiting => c.query(
                 &format!(
-                    "SELECT id FROM {jobs} WHERE state = 1 AND (name = ANY($1::text[])) = $2 \
+                    "SELECT id FROM ( \
+                         (SELECT id FROM {jobs} WHERE state = 1 AND run_after = 0 \
+                          AND (name = ANY($1::text[])) = $2 ORDER BY id LIMIT $3) \
+                         UNION ALL \
+                         (SELECT id FROM {jobs} WHERE state = 1 AND run_after > 0 \
+                          AND (name = ANY($1::text[])) = $2 ORDER BY id LIMIT $3)) p \
                      ORDER BY id LIMIT $3"
                 ),
                 &[&handled, &(state == StoredJobState::Pending), &limit],
             ),
-            StoredJobState::Running | StoredJobState::Dead => c.query(
+            StoredJobState::Running => c.query(
+                &format!(
+                    "SELECT id FROM {jobs} WHERE state = 2 AND lease_until >= 0 \
+                     ORDER BY id LIMIT $1"
+                ),
+                &[&limit],
+            ),
+            StoredJobState::Dead => c.query(
                 &format!("SELECT id FROM {jobs} WHERE state = $1 ORDER BY id LIMIT $2"),
-                &[
-                    &(if state == StoredJobState::Running {
-                        RUNNING
-                    } else {
-                        DEAD
-                    }),
-                    &limit,
-                ],
+                &[&DEAD, &limit],
             ),
             StoredJobState::Succeeded | StoredJobState::Cancelled => c.query(
                 &format!(
@@ -1587,7 +1599,7 @@ mod tests {
             for (run, limit) in [8, 256, 1, 8, 256, 8, 256, 8].into_iter().enumerate() {
                 let plan = claim_plan(client, limit);
                 let context = format!("{when}, run {run}, limit {limit}:\n{plan}");
-                for index in ["workyard_jobs_ready", "workyard_jobs_backoff"] {
+                for index in ["workyard_jobs_ready", "workyard_jobs_due"] {
                     assert!(
                         plan.contains(&format!("Index Scan using {index}")),
                         "no ordered scan of {index}, {context}"
@@ -1675,7 +1687,7 @@ mod tests {
                 let plan = plan.join("\n");
                 let name = statement.split('(').next().unwrap();
                 assert!(
-                    !plan.contains("workyard_jobs_running"),
+                    !plan.contains("workyard_jobs_leased"),
                     "{name} (analyzed: {analyzed}) read the running index:\n{plan}"
                 );
                 assert!(
@@ -1720,30 +1732,44 @@ mod tests {
             .map(|r| r.get(0))
             .collect();
         assert_eq!(versions, [1, 2]);
-        let indexes: Vec<String> = client
+        let indexes: Vec<(String, String)> = client
             .query(
-                "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 \
-                 AND indexname IN ('workyard_jobs_ready', 'workyard_jobs_backoff', \
-                 'workyard_jobs_pending', 'workyard_jobs_running') ORDER BY indexname",
+                "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = $1 \
+                 AND tablename = 'workyard_jobs' ORDER BY indexname",
                 &[&schema],
             )
             .unwrap()
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect();
-        assert_eq!(indexes.len(), 3, "{indexes:?}");
-        assert!(
-            indexes[0].contains("(run_after) WHERE ((state = 1) AND (run_after > 0))"),
-            "{indexes:?}"
+        let names: Vec<&str> = indexes.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "workyard_jobs_due",
+                "workyard_jobs_finished",
+                "workyard_jobs_leased",
+                "workyard_jobs_pkey",
+                "workyard_jobs_ready"
+            ]
         );
-        assert!(
-            indexes[1].contains("(id) WHERE ((state = 1) AND (run_after = 0))"),
-            "{indexes:?}"
-        );
-        assert!(
-            indexes[2].contains("(lease_until) WHERE ((state = 2) AND (lease_until >= 0))"),
-            "{indexes:?}"
-        );
+        for (name, predicate) in [
+            (
+                "workyard_jobs_due",
+                "(run_after) WHERE ((state = 1) AND (run_after > 0))",
+            ),
+            (
+                "workyard_jobs_ready",
+                "(id) WHERE ((state = 1) AND (run_after = 0))",
+            ),
+            (
+                "workyard_jobs_leased",
+                "(lease_until) WHERE ((state = 2) AND (lease_until >= 0))",
+            ),
+        ] {
+            let def = &indexes.iter().find(|(n, _)| n == name).unwrap().1;
+            assert!(def.contains(predicate), "{name}: {def}");
+        }
         let kept: Vec<(i64, i16, i64)> = client
             .query(
                 &format!("SELECT id, state, run_after FROM {schema}.workyard_jobs ORDER BY id"),
