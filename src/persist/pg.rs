@@ -1548,15 +1548,14 @@ mod tests {
         (client, Sql::new(schema))
     }
 
-    /// The plan of one claim of at most `limit` jobs, made as the writer
-    /// makes it (in a transaction that sent [`CLAIM_PLANS`]), then undone.
-    fn claim_plan(client: &mut Client, limit: i64) -> String {
+    /// The plan of `EXECUTE statement`, run (`EXPLAIN ANALYZE`) in a
+    /// transaction that first sends `settings`, then undone.
+    fn explain(client: &mut Client, settings: &str, statement: &str) -> String {
         client.batch_execute("BEGIN").unwrap();
-        client.batch_execute(CLAIM_PLANS).unwrap();
+        client.batch_execute(settings).unwrap();
         let rows = client
             .simple_query(&format!(
-                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) \
-                 EXECUTE claim('{{a}}', {limit}, 15000, 'test')"
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE {statement}"
             ))
             .unwrap();
         client.batch_execute("ROLLBACK").unwrap();
@@ -1567,6 +1566,16 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The plan of one claim of at most `limit` jobs, made as the writer
+    /// makes it (in a transaction that sent [`CLAIM_PLANS`]).
+    fn claim_plan(client: &mut Client, limit: i64) -> String {
+        explain(
+            client,
+            CLAIM_PLANS,
+            &format!("claim('{{a}}', {limit}, 15000, 'test')"),
+        )
     }
 
     /// Reads each partial index in order and stops at the limit: no
@@ -1668,23 +1677,7 @@ mod tests {
                 client.batch_execute(&format!("ANALYZE {jobs}")).unwrap();
             }
             for statement in &statements {
-                client
-                    .batch_execute("BEGIN; SET LOCAL enable_nestloop = off")
-                    .unwrap();
-                let rows = client
-                    .simple_query(&format!(
-                        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE {statement}"
-                    ))
-                    .unwrap();
-                client.batch_execute("ROLLBACK").unwrap();
-                let plan: Vec<String> = rows
-                    .iter()
-                    .filter_map(|m| match m {
-                        postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                        _ => None,
-                    })
-                    .collect();
-                let plan = plan.join("\n");
+                let plan = explain(&mut client, "SET LOCAL enable_nestloop = off", statement);
                 let name = statement.split('(').next().unwrap();
                 assert!(
                     !plan.contains("workyard_jobs_leased"),
