@@ -194,10 +194,17 @@ fn two_and_kill(args: &Args, url: &str) -> Result<(), Box<dyn std::error::Error>
             .spawn()
     };
     let mut victim = spawn()?;
-    let survivor = spawn()?;
+    let mut survivor = spawn()?;
     let started = Instant::now();
     // The queue's own figures are shared by every process on it.
     while queue.stats().succeeded < lines.len() as u64 / 3 {
+        // A consumer that cannot start (a bad URL, a lost server) must
+        // not leave this loop waiting for work nobody does.
+        for child in [&mut victim, &mut survivor] {
+            if let Some(status) = child.try_wait()? {
+                return Err(format!("consumer {} ended early: {status}", child.id()).into());
+            }
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     victim.kill()?;

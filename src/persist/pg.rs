@@ -56,20 +56,15 @@
 //! the pending jobs, then a sort) whenever its statistics say few rows
 //! are pending: before the first `ANALYZE` of a table just filled (the
 //! default selectivity of each of `state = 1` and `run_after = 0` is
-//! 0.5 %), or when the last one ran while the queue was empty. With
-//! 50,000 jobs loaded into a fresh table such a claim took 12 ms against
-//! 0.2 ms for the ordered scan; with 200,000, 60 ms (its sort spilled to
-//! disk) against 0.08 ms, and a consumer's throughput fell from ~35k to
-//! ~7k jobs/s until autovacuum analyzed the table. Three things rule such
-//! plans out:
+//! 0.5 %), or when the last one ran while the queue was empty (figures in
+//! `docs/persist.md`). Three things rule such plans out:
 //!
 //! - each of the claim's two scans has a partial index whose predicate is
 //!   exactly the scan's conditions and whose key is its order
 //!   (`workyard_jobs_ready`: id, where ready; `workyard_jobs_due`:
 //!   run_after, where backed off), so an ordered scan of it needs no sort
 //!   and no filter, and a backlog of backed-off jobs does not lengthen the
-//!   scan for ready ones (schema version 1 had one index by id over every
-//!   pending job, and one by `run_after` that the bad plan read);
+//!   scan for ready ones;
 //! - the claim's transaction turns bitmap scans off ([`CLAIM_PLANS`]).
 //!   With the indexes alone the planner still chose the bitmap scan for
 //!   small claims on a large table, its estimates being what they are;
@@ -77,13 +72,13 @@
 //!   (a sequential scan must read the whole table). Sorts stay allowed:
 //!   the claim's last step sorts at most `2n` ids, and `enable_sort = off`
 //!   adds a cost penalty to that unavoidable sort that crosses
-//!   `jit_above_cost`, which cost every claim 70–200 ms of JIT;
+//!   `jit_above_cost`, so every claim would be JIT-compiled;
 //! - the outcomes (`finish`) and the heartbeat, one row per job by id
 //!   and token, must look each row up by its key; the running jobs'
 //!   index (`workyard_jobs_leased`, by `lease_until`, for expiry) keeps
-//!   an entry for every attempt that ran until vacuum, and a heartbeat that scanned it under the
-//!   same stale statistics read 191,104 entries to renew 496 leases. So
-//!   its predicate is `state = 2 AND lease_until >= 0`, which expiry
+//!   an entry for every attempt that ran until vacuum, so a scan of it
+//!   under the same stale statistics costs O(attempts ever run). So its
+//!   predicate is `state = 2 AND lease_until >= 0`, which expiry
 //!   states (`lease_until` is never negative) and these two statements do
 //!   not: they cannot use it. (Listing running jobs states it too.)
 //!
