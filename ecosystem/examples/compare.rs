@@ -5,8 +5,9 @@
 //!
 //! Run with `cargo run --release --example compare`; set
 //! `WORKYARD_BENCH_WORKERS` to change the worker count (default 2). With
-//! the argument `heartbeat` it runs only the fork-join rows that join at
-//! every node (`heartbeat_rows`).
+//! an argument it runs one section only, for A/B runs of one change:
+//! `heartbeat` (the fork-join rows that join at every node), `spawn`,
+//! `forkjoin` (the classic fib and quicksort rows) or `coarse`.
 
 #[path = "../benches/peers/mod.rs"]
 mod peers;
@@ -667,15 +668,27 @@ fn main() {
         peers::alloc::installed(),
         "the counting allocator is not installed"
     );
+    let only: Option<fn() -> Vec<Row>> = match std::env::args().nth(1).as_deref() {
+        None => None,
+        Some("heartbeat") => Some(heartbeat_rows),
+        Some("spawn") => Some(spawn_rows),
+        Some("forkjoin") => Some(forkjoin_rows),
+        Some("coarse") => Some(coarse_rows),
+        Some(other) => {
+            eprintln!(
+                "unknown section {other:?}: heartbeat, spawn, forkjoin or coarse (none: all)"
+            );
+            std::process::exit(2);
+        }
+    };
     let started = Instant::now();
     let workers = peers::workers();
     println!(
         "workyard vs peers, {workers} workers, {}; ratio > 1.00 means workyard is better\n",
         peers::sys::machine()
     );
-    if std::env::args().nth(1).as_deref() == Some("heartbeat") {
-        let table = heartbeat_rows();
-        print(&table);
+    if let Some(rows) = only {
+        print(&rows());
         println!("\ntook {:.0} s", started.elapsed().as_secs_f64());
         return;
     }
