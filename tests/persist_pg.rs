@@ -436,17 +436,14 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
             .filter(|r| r.get(2) == Some(&u64::from(pid)))
             .count()
     };
-    for round in 0..8 {
-        std::thread::sleep(Duration::from_millis(50 + next(150)));
-        let victim = usize::try_from(next(children.len() as u64)).unwrap();
-        // Kill it while it works (on a loaded machine a new process may
-        // not have claimed anything yet, or the queue may have drained):
-        // give it work and wait until it has finished one more job, so
-        // that it holds a claimed batch. Its peers may claim all of that
-        // work first (each may hold up to `max_in_flight` jobs): top up
-        // whenever nothing is left waiting, at most every 200 ms.
-        add(&queue, &mut acked, 300);
-        let pid = children[victim].id();
+    // Kill a process while it works (on a loaded machine a new process
+    // may not have claimed anything yet, or the queue may have drained):
+    // give it work and wait until it has finished one more job, so that
+    // it holds a claimed batch. Its peers may claim all of that work
+    // first (each may hold up to `max_in_flight` jobs): top up whenever
+    // nothing is left waiting, at most every 200 ms.
+    let wait_until_it_runs_one = |pid: u32, acked: &mut BTreeSet<u64>| {
+        add(&queue, acked, 300);
         let before = runs_by(pid);
         let mut topped_up = Instant::now();
         assert!(
@@ -455,13 +452,19 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
                     return true;
                 }
                 if topped_up.elapsed() > Duration::from_millis(200) && queue.stats().waiting == 0 {
-                    add(&queue, &mut acked, 300);
+                    add(&queue, acked, 300);
                     topped_up = Instant::now();
                 }
                 false
             }),
             "worker {pid} ran no job within 60 s"
         );
+    };
+    for round in 0..8 {
+        std::thread::sleep(Duration::from_millis(50 + next(150)));
+        let victim = usize::try_from(next(children.len() as u64)).unwrap();
+        let pid = children[victim].id();
+        wait_until_it_runs_one(pid, &mut acked);
         children[victim].kill().unwrap(); // SIGKILL
         children[victim].wait().unwrap();
         kills += 1;
@@ -470,15 +473,11 @@ fn processes_share_a_queue_and_a_killed_ones_jobs_run_again_within_the_lease() {
             add(&queue, &mut acked, 500);
         }
     }
-    // The last kill, while it works and with no new work after it: the
-    // survivors finish the killed process's jobs once its leases run out.
-    add(&queue, &mut acked, 300);
+    // The last kill, while it works (topped up as every kill) and with no
+    // new work after it: the survivors finish the killed process's jobs
+    // once its leases run out.
     let pid = children[0].id();
-    let before = runs_by(pid);
-    assert!(
-        pg::wait_for(Duration::from_secs(60), || runs_by(pid) > before),
-        "worker {pid} ran no job within 60 s"
-    );
+    wait_until_it_runs_one(pid, &mut acked);
     let killed_at = Instant::now();
     children[0].kill().unwrap();
     children[0].wait().unwrap();
