@@ -66,6 +66,16 @@ pub(crate) enum Refused {
     Closed,
 }
 
+impl Refused {
+    /// The error that gives `job` back to the caller.
+    fn with<J>(self, job: J) -> TrySpawnError<J> {
+        match self {
+            Refused::Full => TrySpawnError::Full(RejectedJob::new(job)),
+            Refused::Closed => TrySpawnError::Closed(RejectedJob::new(job)),
+        }
+    }
+}
+
 /// How an admitted job goes on.
 pub(crate) enum Admitted {
     /// Queue it (its place in a bounded queue is reserved).
@@ -205,8 +215,7 @@ pub(crate) fn submit<J: Job>(
 ) -> Result<JobHandle<J::Output, J::Error>, TrySpawnError<J>> {
     let admitted = match admit(pool, block) {
         Ok(admitted) => admitted,
-        Err(Refused::Full) => return Err(TrySpawnError::Full(RejectedJob::new(job))),
-        Err(Refused::Closed) => return Err(TrySpawnError::Closed(RejectedJob::new(job))),
+        Err(refused) => return Err(refused.with(job)),
     };
     let at = deadline.map_or(0, time::deadline_nanos);
     Ok(enqueue(pool, admitted, job, at))
@@ -225,6 +234,21 @@ pub(crate) fn enqueue<J: Job>(
     let handle = JobHandle::from_typed(typed);
     publish(pool, admitted, refs, at);
     handle
+}
+
+/// [`submit`] without a handle: the job's id instead.
+pub(crate) fn submit_detached<J: Job>(
+    pool: &Arc<Pool>,
+    job: J,
+    block: bool,
+) -> Result<JobId, TrySpawnError<J>> {
+    let admitted = match admit(pool, block) {
+        Ok(admitted) => admitted,
+        Err(refused) => return Err(refused.with(job)),
+    };
+    let id = JobId(admitted.id());
+    publish(pool, admitted, JobCell::spawn_detached(id, job, 0), 0);
+    Ok(id)
 }
 
 /// How a shutdown ended.
@@ -334,6 +358,36 @@ impl Dispatcher {
     pub fn spawn<J: Job>(&self, job: J) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
         self.submit(job, true, None)
             .map_err(|e| SpawnError::new(e.into_inner()))
+    }
+
+    /// Queues a job without a handle, as `rayon::spawn` or threadpool's
+    /// `execute`, and returns its id: it runs as if spawned with
+    /// [`spawn`](Self::spawn) and its handle dropped, for less (the record
+    /// needs no count or flag for a handle). Its status record is kept as
+    /// any job's: [`status`](Self::status), [`info`](Self::info) and
+    /// [`cancel`](Self::cancel) take the id. Its result is dropped when it
+    /// ends; a panic goes to the
+    /// [panic handler](crate::DispatcherBuilder::panic_handler).
+    ///
+    /// It blocks and fails as [`spawn`](Self::spawn) does.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use workyard::{Dispatcher, JobStatus};
+    ///
+    /// let pool = Dispatcher::builder().workers(2).build().unwrap();
+    /// let ran = Arc::new(AtomicUsize::new(0));
+    /// let counter = Arc::clone(&ran);
+    /// let id = pool
+    ///     .spawn_detached(move || counter.fetch_add(1, Ordering::Relaxed))
+    ///     .unwrap();
+    /// pool.wait_idle();
+    /// assert_eq!(ran.load(Ordering::Relaxed), 1);
+    /// assert_eq!(pool.status(id), Some(JobStatus::Succeeded));
+    /// ```
+    pub fn spawn_detached<J: Job>(&self, job: J) -> Result<JobId, SpawnError<J>> {
+        submit_detached(self.pool(), job, true).map_err(|e| SpawnError::new(e.into_inner()))
     }
 
     /// Queues a job without ever blocking: fails with `Full` if the bounded

@@ -33,9 +33,9 @@
 
 use crate::builder::DispatcherBuilder;
 use crate::dispatcher::{self, Dispatcher};
-use crate::error::{BuildError, SpawnError};
+use crate::error::{BuildError, SpawnError, TrySpawnError};
 use crate::handle::JobHandle;
-use crate::job::Job;
+use crate::job::{Job, JobId};
 use crate::join::{join_cold, join_on_worker, join_sequential};
 use crate::pool::{Config, Pool};
 use crate::scope::{scope_on, Scope};
@@ -304,18 +304,68 @@ where
 /// assert_eq!(handle.join().unwrap(), 42);
 /// ```
 pub fn spawn<J: Job>(job: J) -> Result<JobHandle<J::Output, J::Error>, SpawnError<J>> {
-    let outside = worker::with_current(|ctx| match ctx {
-        Some(ctx) => Ok(dispatcher::submit(&ctx.pool, job, true, None)),
+    on_current_pool(
+        job,
+        |pool, job| dispatcher::submit(pool, job, true, None),
+        Dispatcher::spawn,
+    )
+}
+
+/// Submits `job` with `inside` to the current job's pool, or, outside any
+/// pool, with `outside` to the global dispatcher: the free spawns' route.
+fn on_current_pool<J: Job, T>(
+    job: J,
+    inside: impl FnOnce(&Arc<Pool>, J) -> Result<T, TrySpawnError<J>>,
+    outside: impl FnOnce(&Dispatcher, J) -> Result<T, SpawnError<J>>,
+) -> Result<T, SpawnError<J>> {
+    let current = worker::with_current(|ctx| match ctx {
+        Some(ctx) => Ok(inside(&ctx.pool, job)),
         None => Err(job),
     });
-    let submitted = match outside {
+    let submitted = match current {
         Ok(submitted) => submitted,
         Err(job) => match global() {
-            Some(global) => return global.spawn(job),
+            Some(global) => return outside(global, job),
             None => return Err(SpawnError::new(job)),
         },
     };
     submitted.map_err(|e| SpawnError::new(e.into_inner()))
+}
+
+/// [`spawn`] without a handle, as `rayon::spawn`: queues a job on the
+/// current pool (inside a job, that job's pool, on the worker's own deque;
+/// outside any pool, the global dispatcher) and returns its id. See
+/// [`Dispatcher::spawn_detached`].
+///
+/// # Errors
+///
+/// As [`spawn`]: [`SpawnError`], with the job inside, if that pool is shut
+/// down.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// // A chain: each job spawns the next, on the pool that runs it.
+/// fn link(left: u64, sum: Arc<AtomicU64>) {
+///     sum.fetch_add(left, Ordering::Relaxed);
+///     if left > 0 {
+///         workyard::spawn_detached(move || link(left - 1, sum)).unwrap();
+///     }
+/// }
+/// let pool = workyard::Dispatcher::builder().workers(2).build().unwrap();
+/// let sum = Arc::new(AtomicU64::new(0));
+/// let counted = Arc::clone(&sum);
+/// pool.spawn_detached(move || link(100, counted)).unwrap();
+/// pool.wait_idle();
+/// assert_eq!(sum.load(Ordering::Relaxed), 5050);
+/// ```
+pub fn spawn_detached<J: Job>(job: J) -> Result<JobId, SpawnError<J>> {
+    on_current_pool(
+        job,
+        |pool, job| dispatcher::submit_detached(pool, job, true),
+        Dispatcher::spawn_detached,
+    )
 }
 
 /// The number of worker threads of the current pool (rayon's name):

@@ -340,7 +340,9 @@ mod tests {
         }
     }
 
-    fn case(w: Worker, h: Handle, drop_handle_last: bool) {
+    /// A job that ends as `w` says, and the drop counts of its closure
+    /// and of its output.
+    fn test_job(w: Worker) -> (TestJob, Arc<Count>, Arc<Count>) {
         let captured = Arc::new(Count::new(0));
         let output = Arc::new(Count::new(0));
         let job = TestJob {
@@ -348,6 +350,11 @@ mod tests {
             outcome: w,
             out: output.clone(),
         };
+        (job, captured, output)
+    }
+
+    fn case(w: Worker, h: Handle, drop_handle_last: bool) {
+        let (job, captured, output) = test_job(w);
         let (handle, [job]) = spawn(JobId(7), job);
         let mut handle = Some(handle);
         let produces = matches!(w, Worker::Succeed | Worker::Fail | Worker::CancelRunning);
@@ -459,6 +466,54 @@ mod tests {
                 for last in [false, true] {
                     case(w, h, last);
                 }
+            }
+        }
+    }
+
+    /// A record spawned without a handle, for every worker outcome: the
+    /// worker drops the output at once, and the last of its two references
+    /// (the queue's and the index's), in either order, frees it.
+    #[test]
+    fn every_worker_outcome_of_a_job_without_a_handle() {
+        for w in [
+            Worker::Succeed,
+            Worker::Fail,
+            Worker::Panic,
+            Worker::CancelQueued,
+            Worker::CancelRunning,
+        ] {
+            for index_last in [false, true] {
+                let (job, captured, output) = test_job(w);
+                let [queued, indexed] = JobCell::spawn_detached(JobId(9), job, 0);
+                assert!(!queued.header().state.load().has(state::HANDLE));
+                if w == Worker::CancelQueued {
+                    assert!(matches!(queued.cancel(0, true), Cancel::WasQueued(_)));
+                    assert!(!claim(&queued, 0, crate::time::now()));
+                } else {
+                    assert!(claim(&queued, 0, crate::time::now()));
+                    if w == Worker::CancelRunning {
+                        assert_eq!(queued.cancel(0, true), Cancel::Requested);
+                    }
+                    queued.run(0, &crate::job::raw::NoTally);
+                }
+                let word = indexed.header().state.load();
+                assert!(word.is_terminal() && !word.has(state::OUTPUT), "{w:?}");
+                let produces = matches!(w, Worker::Succeed | Worker::Fail | Worker::CancelRunning);
+                assert_eq!(captured.load(SeqCst), 1, "{w:?}: closure dropped once");
+                assert_eq!(
+                    output.load(SeqCst),
+                    usize::from(produces),
+                    "{w:?}: output dropped when the job ended"
+                );
+                if index_last {
+                    drop(queued);
+                    drop(indexed);
+                } else {
+                    drop(indexed);
+                    drop(queued);
+                }
+                assert_eq!(captured.load(SeqCst), 1);
+                assert_eq!(output.load(SeqCst), usize::from(produces));
             }
         }
     }

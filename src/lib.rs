@@ -171,7 +171,9 @@ pub use builder::{DispatcherBuilder, DEFAULT_HISTORY, MAX_HISTORY, MAX_WORKERS, 
 pub use cancel_on_drop::CancelOnDrop;
 pub use dispatcher::Dispatcher;
 pub use error::{BuildError, JobError, RejectedJob, SpawnError, TrySpawnError, WorkerError};
-pub use global::{current_num_threads, current_thread_index, join, scope, shutdown_global, spawn};
+pub use global::{
+    current_num_threads, current_thread_index, join, scope, shutdown_global, spawn, spawn_detached,
+};
 pub use handle::JobHandle;
 pub use job::{fallible, CancelReason, Fallible, Job, JobId, JobInfo, JobStatus};
 pub use job_set::JobSet;

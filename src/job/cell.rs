@@ -70,6 +70,20 @@ impl<J: Job> JobCell<J> {
         unsafe { raw::allocate(cell) }
     }
 
+    /// A queued job's record without a handle, and `N` references to it:
+    /// nobody takes its result, so the worker drops it when the job ends.
+    #[inline]
+    pub(crate) fn spawn_detached<const N: usize>(id: JobId, job: J, deadline: u64) -> [JobRef; N] {
+        let mut header = Header::new::<Self>(id, deadline);
+        header.state = state::State::detached();
+        let cell = JobCell {
+            header,
+            stage: UnsafeCell::new(Stage::Queued(job)),
+        };
+        // SAFETY: as in `spawn`; the word has no `HANDLE`.
+        unsafe { raw::allocate_detached(cell) }
+    }
+
     /// Takes the job out of the slot.
     ///
     /// # Safety

@@ -6,7 +6,8 @@
 //! Checked: the joiner always wakes and gets the value; a handle dropped at
 //! any point relative to the finish drops the output exactly once; a joiner
 //! that replaces an earlier registration (join_timeout, then join on another
-//! thread) is still woken.
+//! thread) is still woken; a job spawned without a handle, cancelled while a
+//! worker claims it, drops its closure and output exactly once.
 //!
 //! Joiners are spawned threads that do nothing but join (see the note in
 //! `state_loom.rs` on loom and stray unparks).
@@ -106,4 +107,46 @@ fn joiner_moves_to_another_thread() {
             assert_eq!(drops.load(SeqCst), 1);
         },
     );
+}
+
+#[test]
+fn job_without_a_handle_cancelled_while_it_is_claimed() {
+    model("detached: cancel vs claim and finish vs index drop", || {
+        let closures = Arc::new(AtomicUsize::new(0));
+        let outputs = Arc::new(AtomicUsize::new(0));
+        let captured = Tracked(closures.clone());
+        let out = outputs.clone();
+        let [queued, indexed] = JobCell::spawn_detached(
+            JobId(1),
+            move || {
+                drop(captured);
+                Tracked(out)
+            },
+            0,
+        );
+        let canceller = indexed.clone();
+        let w = thread::spawn(move || {
+            if claim(&queued, 0, crate::time::now()) {
+                queued.run(0, &crate::job::raw::NoTally);
+            }
+        });
+        let c = thread::spawn(move || {
+            let _ = canceller.cancel(0, true);
+        });
+        w.join().unwrap();
+        c.join().unwrap();
+        let word = indexed.header().state.load();
+        assert!(word.is_terminal());
+        assert!(!word.has(state::OUTPUT), "no handle: nothing kept");
+        assert_eq!(closures.load(SeqCst), 1, "closure dropped exactly once");
+        let ran = word.was_started();
+        assert_eq!(
+            outputs.load(SeqCst),
+            usize::from(ran),
+            "output dropped at the end"
+        );
+        drop(indexed);
+        assert_eq!(closures.load(SeqCst), 1);
+        assert_eq!(outputs.load(SeqCst), usize::from(ran));
+    });
 }

@@ -333,19 +333,9 @@ unsafe fn take<R: Record>(header: NonNull<Header>) -> Result<R::Output, JobError
 pub(crate) unsafe fn allocate<R: Record, const N: usize>(
     record: R,
 ) -> (Typed<R::Output, R::Error>, [JobRef; N]) {
-    let record = Box::new(record);
-    // `repr(C)`, header first (`Record`'s contract): the record's pointer
-    // is the header's.
-    let header = NonNull::from(Box::leak(record)).cast::<Header>();
-    // SAFETY: just made, and not shared yet.
-    let fresh = unsafe { header.as_ref() };
-    // ORDERING: Relaxed: the record is not shared yet; whatever shares it
-    // (a queue push, the index's CAS) publishes it.
-    fresh.refs.store(N + 1, Relaxed);
-    // SAFETY: a live, boxed `R` whose vtable is `R`'s, with `N + 1`
-    // counts: one for each `JobRef` made here.
-    let refs = std::array::from_fn(|_| unsafe { JobRef::adopt(header) });
-    // SAFETY: as above, the last count; `take::<R>` is `R`'s.
+    // SAFETY: the caller's contract.
+    let (header, refs) = unsafe { boxed::<R, N>(record, 1) };
+    // SAFETY: the extra count that `boxed` left; `take::<R>` is `R`'s.
     let job = unsafe { JobRef::adopt(header) };
     (
         Typed {
@@ -354,6 +344,46 @@ pub(crate) unsafe fn allocate<R: Record, const N: usize>(
         },
         refs,
     )
+}
+
+/// [`allocate`] without a handle: `N` references only. The caller made the
+/// header's status word without `HANDLE` (see `State::detached`), so the
+/// worker drops the result as soon as the job ends.
+///
+/// # Safety
+///
+/// As for [`allocate`].
+#[inline]
+pub(crate) unsafe fn allocate_detached<R: Record, const N: usize>(record: R) -> [JobRef; N] {
+    // SAFETY: the caller's contract; no count is left over.
+    unsafe { boxed::<R, N>(record, 0) }.1
+}
+
+/// Boxes `record` with `N + extra` counts and returns its header and `N`
+/// references; the caller adopts the `extra` counts left.
+///
+/// # Safety
+///
+/// As for [`allocate`], and the caller adopts exactly `extra` more
+/// references to the header.
+#[inline]
+unsafe fn boxed<R: Record, const N: usize>(
+    record: R,
+    extra: usize,
+) -> (NonNull<Header>, [JobRef; N]) {
+    let record = Box::new(record);
+    // `repr(C)`, header first (`Record`'s contract): the record's pointer
+    // is the header's.
+    let header = NonNull::from(Box::leak(record)).cast::<Header>();
+    // SAFETY: just made, and not shared yet.
+    let fresh = unsafe { header.as_ref() };
+    // ORDERING: Relaxed: the record is not shared yet; whatever shares it
+    // (a queue push, the index's CAS) publishes it.
+    fresh.refs.store(N + extra, Relaxed);
+    // SAFETY: a live, boxed `R` whose vtable is `R`'s, with `N + extra`
+    // counts: one for each `JobRef` made here, `extra` for the caller.
+    let refs = std::array::from_fn(|_| unsafe { JobRef::adopt(header) });
+    (header, refs)
 }
 
 /// The functions of one record type, each taking a pointer to the header

@@ -146,6 +146,12 @@ impl State {
         State(AtomicUsize::new(INITIAL))
     }
 
+    /// The word of a job spawned without a handle: queued, and nobody
+    /// will take its result.
+    pub(crate) fn detached() -> Self {
+        State(AtomicUsize::new(QUEUED))
+    }
+
     /// Reads the word.
     pub(crate) fn load(&self) -> Snapshot {
         // ORDERING: Acquire pairs with the Release half of `finish`, so a
