@@ -1,6 +1,8 @@
 //! Spawn throughput: 1,000,000 tiny jobs submitted from one outside thread,
-//! with handles dropped (`spawn_detached`) and with every handle kept and
-//! joined (`spawn_joined`), on workyard and each peer.
+//! without handles (`spawn_detached`), with workyard's handles made and
+//! dropped (`spawn_handles_dropped`; the peers have none and run as in
+//! `spawn_detached`), and with every handle kept and joined
+//! (`spawn_joined`), on workyard and each peer.
 
 mod peers;
 
@@ -18,6 +20,14 @@ fn detached(c: &mut Criterion) {
     group.finish();
 }
 
+fn handles_dropped(c: &mut Criterion) {
+    let mut group = c.benchmark_group("spawn_handles_dropped");
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(JOBS));
+    peers::bench_each(&mut group, &Kind::ALL, |c| spawn::handles_dropped(c, JOBS));
+    group.finish();
+}
+
 fn joined(c: &mut Criterion) {
     let mut group = c.benchmark_group("spawn_joined");
     group.sampling_mode(SamplingMode::Flat);
@@ -31,6 +41,6 @@ fn joined(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = peers::criterion();
-    targets = detached, joined
+    targets = detached, handles_dropped, joined
 }
 criterion_main!(benches);

@@ -184,11 +184,21 @@ fn spawn_rows() -> Vec<Row> {
     let mut out = Vec::new();
     let f = throughput(&Kind::ALL, SPAWN_JOBS, |c| spawn::detached(c, SPAWN_JOBS));
     out.extend(rows(
-        "spawn 1M, handles dropped",
+        "spawn 1M, detached",
         "M jobs/s",
         Better::Higher,
         &f,
         spawn_target,
+    ));
+    let f = throughput(&Kind::ALL, SPAWN_JOBS, |c| {
+        spawn::handles_dropped(c, SPAWN_JOBS)
+    });
+    out.extend(rows(
+        "spawn 1M, handles dropped",
+        "M jobs/s",
+        Better::Higher,
+        &f,
+        |_| None,
     ));
     let f = throughput(&Kind::ALL, SPAWN_JOBS, |c| {
         std::hint::black_box(spawn::joined(c, SPAWN_JOBS));

@@ -7,16 +7,17 @@
 use super::sync::{oneshot, Countdown};
 use super::Contender;
 use std::hint::black_box;
-use workyard::Dispatcher;
 
-/// `n` tiny jobs submitted from this thread with their handles dropped,
-/// then waited for: `wait_idle`, a countdown, `scope` or `join`, whichever is
-/// each pool's own way.
+/// `n` tiny jobs submitted from this thread without handles (workyard's
+/// `spawn_detached`, rayon's `spawn`, threadpool's `execute`), then waited
+/// for: `wait_idle`, a countdown, `scope` or `join`, whichever is each
+/// pool's own way.
 pub fn detached(c: &Contender, n: u64) {
     match c {
         Contender::Workyard(pool) => {
             for i in 0..n {
-                drop(pool.spawn(move || black_box(i)).expect("pool is up"));
+                pool.spawn_detached(move || black_box(i))
+                    .expect("pool is up");
             }
             pool.wait_idle();
         }
@@ -54,6 +55,21 @@ pub fn detached(c: &Contender, n: u64) {
             }
             pool.wait_idle();
         }
+    }
+}
+
+/// As [`detached`], with workyard's jobs spawned with `spawn` and each
+/// handle dropped at once: what a handle costs when it is not wanted. The
+/// peers have no handle to drop and run [`detached`].
+pub fn handles_dropped(c: &Contender, n: u64) {
+    match c {
+        Contender::Workyard(pool) => {
+            for i in 0..n {
+                drop(pool.spawn(move || black_box(i)).expect("pool is up"));
+            }
+            pool.wait_idle();
+        }
+        peer => detached(peer, n),
     }
 }
 
@@ -99,15 +115,12 @@ fn collect_oneshots(n: u64, spawn: impl Fn(Box<dyn FnOnce() + Send>)) -> u64 {
 pub fn fan_out(c: &Contender, n: u64) {
     match c {
         Contender::Workyard(pool) => {
-            let inner = pool.clone();
-            drop(
-                pool.spawn(move || {
-                    for i in 0..n {
-                        drop(inner.spawn(move || black_box(i)).expect("pool is up"));
-                    }
-                })
-                .expect("pool is up"),
-            );
+            pool.spawn_detached(move || {
+                for i in 0..n {
+                    workyard::spawn_detached(move || black_box(i)).expect("pool is up");
+                }
+            })
+            .expect("pool is up");
             pool.wait_idle();
         }
         Contender::RayonSpawn { pool, done } => {
@@ -162,7 +175,13 @@ pub fn fan_out(c: &Contender, n: u64) {
 pub fn chain(c: &Contender, n: u64) {
     match c {
         Contender::Workyard(pool) => {
-            workyard_link(pool, n);
+            fn link(left: u64) {
+                if left > 0 {
+                    workyard::spawn_detached(move || link(left - 1)).expect("pool is up");
+                }
+            }
+            pool.spawn_detached(move || link(n - 1))
+                .expect("pool is up");
             pool.wait_idle();
         }
         Contender::RayonSpawn { pool, done } => {
@@ -206,17 +225,5 @@ pub fn chain(c: &Contender, n: u64) {
             link(pool.spawner(), n);
             pool.wait_idle();
         }
-    }
-}
-
-/// Workyard has no ambient `spawn` inside a job, so each link carries a
-/// `Dispatcher` clone, as a user's code would.
-fn workyard_link(pool: &Dispatcher, left: u64) {
-    if left > 0 {
-        let next = pool.clone();
-        drop(
-            pool.spawn(move || workyard_link(&next, left - 1))
-                .expect("pool is up"),
-        );
     }
 }
