@@ -390,6 +390,27 @@ impl Dispatcher {
         submit_detached(self.pool(), job, true).map_err(|e| SpawnError::new(e.into_inner()))
     }
 
+    /// [`spawn_detached`](Self::spawn_detached) without ever blocking, as
+    /// [`try_spawn`](Self::try_spawn): fails with `Full` if the bounded
+    /// queue has no room, `Closed` if the dispatcher is shut down; either
+    /// way the job comes back.
+    ///
+    /// ```
+    /// use workyard::{Dispatcher, TrySpawnError};
+    ///
+    /// let pool = Dispatcher::builder().workers(1).queue_capacity(1).build().unwrap();
+    /// pool.pause();
+    /// let first = pool.try_spawn_detached(|| 1).unwrap();
+    /// let second = pool.try_spawn_detached(|| 2);
+    /// assert!(matches!(second, Err(TrySpawnError::Full(_))));
+    /// pool.resume();
+    /// pool.wait_idle();
+    /// assert_eq!(pool.status(first), Some(workyard::JobStatus::Succeeded));
+    /// ```
+    pub fn try_spawn_detached<J: Job>(&self, job: J) -> Result<JobId, TrySpawnError<J>> {
+        submit_detached(self.pool(), job, false)
+    }
+
     /// Queues a job without ever blocking: fails with `Full` if the bounded
     /// queue has no room, `Closed` if the dispatcher is shut down; either
     /// way the job comes back.

@@ -91,6 +91,44 @@ fn captured_values_of_jobs_cancelled_while_queued() {
 }
 
 #[test]
+fn values_and_results_of_jobs_without_a_handle() {
+    within(LIMIT, || {
+        let pool = pool(2);
+        let captured = Ledger::new(2 * N);
+        let results = Ledger::new(N);
+        // Half run (their results dropped by the worker, nobody holding a
+        // handle), half are cancelled by id while the pool is paused.
+        for i in 0..N {
+            let (probe, result) = (captured.probe(i), results.probe(i));
+            pool.spawn_detached(move || {
+                drop(probe);
+                result
+            })
+            .unwrap();
+        }
+        pool.wait_idle();
+        captured.assert_all_dropped_once(0..N, "ran without a handle");
+        results.assert_all_dropped_once(0..N, "results nobody can take");
+        pool.pause();
+        let ids: Vec<_> = (N..2 * N)
+            .map(|i| {
+                let probe = captured.probe(i);
+                pool.spawn_detached(move || drop(probe)).unwrap()
+            })
+            .collect();
+        for (i, id) in (N..).zip(ids) {
+            assert!(pool.cancel(id));
+            assert_eq!(captured.drops(i), 1, "dropped by the canceller, at once");
+        }
+        pool.resume();
+        pool.wait_idle();
+        captured.assert_all_dropped_once(N..2 * N, "cancelled while queued");
+        let stats = pool.stats();
+        assert_eq!((stats.succeeded, stats.cancelled), (N as u64, N as u64));
+    });
+}
+
+#[test]
 fn captured_values_of_jobs_that_panicked() {
     within(LIMIT, || {
         let pool = pool(2);

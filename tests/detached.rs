@@ -13,7 +13,7 @@ use common::{eventually, held_pool, meet, silence_deliberate_panics, within, Gat
 use ledger::Ledger;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
-use workyard::{CancelReason, Dispatcher, JobStatus};
+use workyard::{CancelReason, Dispatcher, JobStatus, TrySpawnError};
 
 fn pool(workers: usize) -> Dispatcher {
     Dispatcher::builder().workers(workers).build().unwrap()
@@ -194,7 +194,39 @@ fn refused_after_shutdown_with_the_job_given_back() {
         pool.shutdown();
         let refused = pool.spawn_detached(|| 6 * 7).unwrap_err();
         assert_eq!((refused.into_inner())(), 42);
+        match pool.try_spawn_detached(|| 6 * 8) {
+            Err(TrySpawnError::Closed(job)) => assert_eq!((job.into_inner())(), 48),
+            other => panic!("expected Closed, got {:?}", other.map(|_| ())),
+        }
         assert_eq!(pool.stats().succeeded, 0);
+    });
+}
+
+#[test]
+fn try_spawn_detached_on_a_full_queue_gives_the_job_back_without_blocking() {
+    within(LIMIT, || {
+        let (pool, gate, held) = held_pool(2);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let ids: Vec<_> = (0..2)
+            .map(|_| {
+                let r = ran.clone();
+                pool.try_spawn_detached(move || r.fetch_add(1, SeqCst))
+                    .unwrap()
+            })
+            .collect();
+        let r = ran.clone();
+        match pool.try_spawn_detached(move || r.fetch_add(100, SeqCst)) {
+            Err(TrySpawnError::Full(job)) => drop(job),
+            other => panic!("expected Full, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(pool.stats().queued, 2);
+        gate.open();
+        held.join().unwrap();
+        pool.wait_idle();
+        assert_eq!(ran.load(SeqCst), 2, "the refused job never ran");
+        for id in ids {
+            assert_eq!(pool.status(id), Some(JobStatus::Succeeded));
+        }
     });
 }
 
