@@ -237,6 +237,7 @@ pub(crate) fn enqueue<J: Job>(
 }
 
 /// [`submit`] without a handle: the job's id instead.
+#[inline]
 pub(crate) fn submit_detached<J: Job>(
     pool: &Arc<Pool>,
     job: J,
@@ -247,7 +248,7 @@ pub(crate) fn submit_detached<J: Job>(
         Err(refused) => return Err(refused.with(job)),
     };
     let id = JobId(admitted.id());
-    publish(pool, admitted, JobCell::spawn_detached(id, job, 0), 0);
+    publish(pool, admitted, JobCell::spawn_detached(id, job), 0);
     Ok(id)
 }
 

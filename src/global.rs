@@ -1,6 +1,6 @@
 //! The global dispatcher, and the free functions that run on the current
-//! pool: [`join`], [`scope`], [`spawn`], [`current_num_threads`] and
-//! [`current_thread_index`].
+//! pool: [`join`], [`scope`], [`spawn`], [`spawn_detached`],
+//! [`current_num_threads`] and [`current_thread_index`].
 //!
 //! The current pool is, inside a job (and inside
 //! [`Dispatcher::install`]), the pool of the worker running it; on any

@@ -482,17 +482,30 @@ mod tests {
             Worker::CancelQueued,
             Worker::CancelRunning,
         ] {
-            for index_last in [false, true] {
+            // A job without a handle is cancelled only through the pool:
+            // by id (`BY_POOL`) or by the control thread, which leaves the
+            // closure to the worker that pops it (`DEFERRED`).
+            for (index_last, deferred) in [(false, false), (true, false), (false, true)] {
                 let (job, captured, output) = test_job(w);
-                let [queued, indexed] = JobCell::spawn_detached(JobId(9), job, 0);
+                let [queued, indexed] = JobCell::spawn_detached(JobId(9), job);
+                let flags = state::BY_POOL | if deferred { state::DEFERRED } else { 0 };
                 assert!(!queued.header().state.load().has(state::HANDLE));
+                // One count per reference made, none for a handle: a count
+                // left over would leak the record (only Miri's leak check
+                // would see it otherwise).
+                assert_eq!(queued.header().refs.load(SeqCst), 2);
                 if w == Worker::CancelQueued {
-                    assert!(matches!(queued.cancel(0, true), Cancel::WasQueued(_)));
+                    assert!(matches!(indexed.cancel(flags, true), Cancel::WasQueued(_)));
+                    assert_eq!(captured.load(SeqCst), usize::from(!deferred));
                     assert!(!claim(&queued, 0, crate::time::now()));
+                    if deferred {
+                        // As `worker::execute` after a failed claim.
+                        queued.discard();
+                    }
                 } else {
                     assert!(claim(&queued, 0, crate::time::now()));
                     if w == Worker::CancelRunning {
-                        assert_eq!(queued.cancel(0, true), Cancel::Requested);
+                        assert_eq!(indexed.cancel(flags, true), Cancel::Requested);
                     }
                     queued.run(0, &crate::job::raw::NoTally);
                 }

@@ -82,7 +82,7 @@
 //!
 //! ## The current pool and the global dispatcher
 //!
-//! The free functions [`join`], [`scope`], [`spawn`],
+//! The free functions [`join`], [`scope`], [`spawn`], [`spawn_detached`],
 //! [`current_num_threads`] and [`current_thread_index`] (rayon's names)
 //! work on the *current pool*: inside a job, that job's dispatcher;
 //! anywhere else, `main` included, the **global dispatcher**. It is built

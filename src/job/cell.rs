@@ -73,8 +73,10 @@ impl<J: Job> JobCell<J> {
     /// A queued job's record without a handle, and `N` references to it:
     /// nobody takes its result, so the worker drops it when the job ends.
     #[inline]
-    pub(crate) fn spawn_detached<const N: usize>(id: JobId, job: J, deadline: u64) -> [JobRef; N] {
-        let mut header = Header::new::<Self>(id, deadline);
+    pub(crate) fn spawn_detached<const N: usize>(id: JobId, job: J) -> [JobRef; N] {
+        // No deadline: `spawn_detached` takes none, so the control thread
+        // watches nothing for it.
+        let mut header = Header::new::<Self>(id, 0);
         header.state = state::State::detached();
         let cell = JobCell {
             header,

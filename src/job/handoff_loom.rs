@@ -6,8 +6,9 @@
 //! Checked: the joiner always wakes and gets the value; a handle dropped at
 //! any point relative to the finish drops the output exactly once; a joiner
 //! that replaces an earlier registration (join_timeout, then join on another
-//! thread) is still woken; a job spawned without a handle, cancelled while a
-//! worker claims it, drops its closure and output exactly once.
+//! thread) is still woken; a job spawned without a handle, cancelled by the
+//! pool (deferred, as the control thread does) while a worker claims it,
+//! drops its closure and output exactly once, whichever reference goes last.
 //!
 //! Joiners are spawned threads that do nothing but join (see the note in
 //! `state_loom.rs` on loom and stray unparks).
@@ -110,43 +111,48 @@ fn joiner_moves_to_another_thread() {
 }
 
 #[test]
-fn job_without_a_handle_cancelled_while_it_is_claimed() {
-    model("detached: cancel vs claim and finish vs index drop", || {
-        let closures = Arc::new(AtomicUsize::new(0));
-        let outputs = Arc::new(AtomicUsize::new(0));
-        let captured = Tracked(closures.clone());
-        let out = outputs.clone();
-        let [queued, indexed] = JobCell::spawn_detached(
-            JobId(1),
-            move || {
+fn job_without_a_handle_cancelled_by_the_pool_while_it_is_claimed() {
+    model(
+        "detached: deferred pool cancel vs claim, worker's drop vs index drop",
+        || {
+            let closures = Arc::new(AtomicUsize::new(0));
+            let outputs = Arc::new(AtomicUsize::new(0));
+            let ran = Arc::new(AtomicUsize::new(0));
+            let captured = Tracked(closures.clone());
+            let (out, r) = (outputs.clone(), ran.clone());
+            let [queued, indexed] = JobCell::spawn_detached(JobId(1), move || {
                 drop(captured);
+                r.fetch_add(1, SeqCst);
                 Tracked(out)
-            },
-            0,
-        );
-        let canceller = indexed.clone();
-        let w = thread::spawn(move || {
-            if claim(&queued, 0, crate::time::now()) {
-                queued.run(0, &crate::job::raw::NoTally);
-            }
-        });
-        let c = thread::spawn(move || {
-            let _ = canceller.cancel(0, true);
-        });
-        w.join().unwrap();
-        c.join().unwrap();
-        let word = indexed.header().state.load();
-        assert!(word.is_terminal());
-        assert!(!word.has(state::OUTPUT), "no handle: nothing kept");
-        assert_eq!(closures.load(SeqCst), 1, "closure dropped exactly once");
-        let ran = word.was_started();
-        assert_eq!(
-            outputs.load(SeqCst),
-            usize::from(ran),
-            "output dropped at the end"
-        );
-        drop(indexed);
-        assert_eq!(closures.load(SeqCst), 1);
-        assert_eq!(outputs.load(SeqCst), usize::from(ran));
-    });
+            });
+            // As `worker::execute`: run it if the claim wins, else drop the
+            // closure that a deferred cancel left.
+            let w = thread::spawn(move || {
+                if claim(&queued, 0, crate::time::now()) {
+                    queued.run(0, &crate::job::raw::NoTally);
+                } else {
+                    queued.discard();
+                }
+            });
+            // As the control thread's cancel by id (halt, deadline): it
+            // leaves the closure to the worker; then the index lets go,
+            // racing the worker's own last reference.
+            let c = thread::spawn(move || {
+                let _ = indexed.cancel(state::BY_POOL | state::DEFERRED, true);
+                let word = indexed.header().state.load();
+                assert!(!word.has(state::HANDLE) && !word.has(state::OUTPUT));
+                drop(indexed);
+            });
+            w.join().unwrap();
+            c.join().unwrap();
+            // Both references are gone: the record is freed, and with it
+            // nothing was left to drop.
+            assert_eq!(closures.load(SeqCst), 1, "closure dropped exactly once");
+            assert_eq!(
+                outputs.load(SeqCst),
+                ran.load(SeqCst),
+                "an output, if any, dropped exactly once, at the end"
+            );
+        },
+    );
 }

@@ -4,8 +4,9 @@
 //! It replaces `Arc<dyn ...>` for the same reasons tokio's `RawTask` does:
 //!
 //! - a spawn needs three references at once (the handle, the queue, the
-//!   index); a record is made with its count already at three, where three
-//!   `Arc` clones would be two locked increments on the spawning thread;
+//!   index; two without a handle, `spawn_detached`); a record is made with
+//!   its count already at that, where `Arc` clones would be locked
+//!   increments on the spawning thread;
 //! - one word, not two: a queue slot and an index slot hold a plain
 //!   pointer, which the index can swap with one compare-and-swap;
 //! - no weak count: nothing holds a record weakly.

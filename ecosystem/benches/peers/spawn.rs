@@ -180,8 +180,10 @@ pub fn chain(c: &Contender, n: u64) {
                     workyard::spawn_detached(move || link(left - 1)).expect("pool is up");
                 }
             }
-            pool.spawn_detached(move || link(n - 1))
-                .expect("pool is up");
+            if n > 0 {
+                pool.spawn_detached(move || link(n - 1))
+                    .expect("pool is up");
+            }
             pool.wait_idle();
         }
         Contender::RayonSpawn { pool, done } => {
