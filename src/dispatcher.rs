@@ -236,8 +236,9 @@ pub(crate) fn enqueue<J: Job>(
     handle
 }
 
-/// [`submit`] without a handle: the job's id instead.
-#[inline]
+/// [`submit`] without a handle: the job's id instead. Not `#[inline]`,
+/// unlike `enqueue`: inlined into a caller's spawning loop it was slower
+/// (docs/bench/log.md, 2026-12-03).
 pub(crate) fn submit_detached<J: Job>(
     pool: &Arc<Pool>,
     job: J,
