@@ -19,8 +19,8 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 
 /// A worker's two deques: `local` (LIFO) for the jobs spawned inside its
 /// jobs, as rayon's; `batch` (FIFO) for the jobs it took in a batch from
-/// a feed, the injector or a peer's `local`, so that both it and its
-/// thieves take the oldest of those first.
+/// a feed or the injector, so that both it and its thieves take the
+/// oldest of those first.
 pub(crate) struct Deques {
     pub(crate) local: Worker<Task>,
     pub(crate) batch: Worker<Task>,

@@ -4,16 +4,6 @@
 //! a FIFO, taken from in batches), then its peers' own deques, from a
 //! random victim on.
 //!
-//! A peer's own deque is stolen from in batches too: about half of it, the
-//! oldest jobs, at most 32 (`steal_batch_and_pop`; tokio's stealer also
-//! takes half), into the thief's `batch`. A job that spawns many children
-//! then feeds a thief one compare-and-swap per batch instead of one per
-//! child. Taking the oldest run of a LIFO deque keeps what `join` relies
-//! on: when a published half is gone, so is everything older below it,
-//! so popping back down to it finds only newer tasks (`join::pop_back`).
-//! Other peers, and the victim while it waits for that half, search the
-//! thief's batch before any other queue, so nothing stays held there.
-//!
 //! Outside jobs move in batches (one compare-and-swap for up to 32 jobs)
 //! into the taker's FIFO `batch` deque, where both the taker and its
 //! thieves take the oldest first. So jobs spawned by one outside thread
@@ -71,7 +61,7 @@ impl WorkerCtx {
                 return Some(job);
             }
             for victim in peers() {
-                if let Some(job) = outcome(slots[victim].stealer.steal_batch_and_pop(&self.batch)) {
+                if let Some(job) = outcome(slots[victim].stealer.steal()) {
                     self.counted_steal(victim);
                     return Some(job);
                 }

@@ -62,8 +62,7 @@ pub(crate) struct WorkerCtx {
     pub(crate) index: usize,
     /// Jobs spawned inside this worker's jobs: LIFO for the owner.
     pub(crate) local: Worker<Task>,
-    /// Jobs taken in a batch from a feed, the injector or a peer's
-    /// `local`: FIFO.
+    /// Jobs taken in a batch from a feed or the injector: FIFO.
     pub(crate) batch: Worker<Task>,
     rng: Cell<u64>,
     /// When this worker's last job finished, if it has not idled since
