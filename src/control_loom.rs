@@ -220,12 +220,7 @@ fn spawn(world: &World, job: impl FnOnce() + Send + 'static) -> Option<JobHandle
 fn worker(world: &World, index: usize) {
     let pool = &*world.pool;
     let slot = &pool.slots()[index];
-    // The model runs no `join`, so `halves` stays empty.
-    let Deques {
-        local,
-        halves,
-        batch,
-    } = lock(&slot.deques).take().expect("one thread per slot");
+    let Deques { local, batch } = lock(&slot.deques).take().expect("one thread per slot");
     *lock(&slot.thread) = Some(crate::loom::thread::current());
     // Started counted as searching (`start_worker`), or idle.
     let mut searching = world.begin == Begin::Started;
@@ -246,7 +241,7 @@ fn worker(world: &World, index: usize) {
                 return Some(t);
             }
             for v in peers() {
-                if let Some(t) = slots[v].stealer.steal_batch_and_pop(batch).success() {
+                if let Some(t) = slots[v].stealer.steal().success() {
                     return Some(t);
                 }
             }
@@ -327,11 +322,7 @@ fn worker(world: &World, index: usize) {
     }
     pool.on_idle();
     *lock(&slot.thread) = None;
-    *lock(&slot.deques) = Some(Deques {
-        local,
-        halves,
-        batch,
-    });
+    *lock(&slot.deques) = Some(Deques { local, batch });
     world.exited.fetch_add(1, SeqCst);
     let _ = pool.orders().post(Order::Exited(index));
 }

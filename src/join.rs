@@ -411,29 +411,38 @@ where
     finish(result_a, result_b)
 }
 
-/// After `a`: pops this worker's `halves` deque down to `b`. Returns
-/// `true` if it found `b` (nobody stole it: the caller runs it), `false`
-/// if `b` was stolen or already ran (the caller waits on its latch).
-///
-/// Halves are published oldest frame first and stolen from the bottom, so
-/// when `b` is gone, so is every half below it, and every `join` nested in
-/// `a` took its own half back or saw it stolen: the pop finds `b` or
-/// nothing. A half found above `b` all the same is run here, as its thief
-/// would; halves belong to running jobs, so this holds also while the
-/// pool is paused or this worker is being halted. Jobs that `a` spawned
-/// are in `local`, not here, and stay queued.
+/// After `a`: pops the local deque down to `b`. Returns `true` if it found
+/// `b` (nobody stole it: the caller runs it), `false` if `b` was stolen or
+/// already ran (the caller waits on its latch). Jobs pushed above `b` run
+/// here, except while the pool is paused or this worker is being halted:
+/// then they are put back as they were (taking our own `b` back is not
+/// starting a new job), and a halted worker hands them on as it leaves.
 #[inline]
 fn pop_back(ctx: &WorkerCtx, latch: &Latch, b_id: *const StackHead) -> bool {
-    loop {
+    let mut set_aside = Vec::new();
+    let found = loop {
         if latch.probe() {
             // A wait inside `a` popped `b` and ran it already.
-            return false;
+            break false;
         }
-        match ctx.halves.pop() {
-            None => return false,
-            Some(task) if task.is_stack(b_id) => return true,
+        match ctx.local.pop() {
+            None => break false,
+            Some(task) if task.is_stack(b_id) => break true,
+            Some(task) if ctx.pool.is_paused() || ctx.is_halting() => set_aside.push(task),
             Some(task) => ctx.execute(task),
         }
+    };
+    if !set_aside.is_empty() {
+        put_back(ctx, set_aside);
+    }
+    found
+}
+
+/// Pushes the tasks `pop_back` set aside again, in their old order.
+#[cold]
+fn put_back(ctx: &WorkerCtx, set_aside: Vec<Task>) {
+    for task in set_aside.into_iter().rev() {
+        ctx.local.push(task);
     }
 }
 

@@ -17,28 +17,18 @@ use crossbeam_deque::{Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-/// A worker's three deques: `local` (LIFO) for the jobs spawned inside
-/// its jobs, as rayon's; `halves` (LIFO) for the `join` halves it
-/// published to thieves (`join.rs`); `batch` (FIFO) for the jobs it took
-/// in a batch from a feed, the injector or a peer's `local`, so that both
-/// it and its thieves take the oldest of those first.
-///
-/// Halves have a deque of their own because they are stolen one at a
-/// time and run at once, while `local` is stolen from in batches: a half
-/// in a thief's batch could wait behind the batch's other jobs, also
-/// where no worker takes jobs (paused, halting, past the nesting bound),
-/// while its owner waits for it (`worker::find`).
+/// A worker's two deques: `local` (LIFO) for the jobs spawned inside its
+/// jobs, as rayon's; `batch` (FIFO) for the jobs it took in a batch from
+/// a feed or the injector, so that both it and its thieves take the
+/// oldest of those first.
 pub(crate) struct Deques {
     pub(crate) local: Worker<Task>,
-    pub(crate) halves: Worker<Task>,
     pub(crate) batch: Worker<Task>,
 }
 
 pub(crate) struct Slot {
     /// Thieves' end of the worker's `local` deque.
     pub(crate) stealer: Stealer<Task>,
-    /// Thieves' end of the worker's `halves` deque.
-    pub(crate) halves_stealer: Stealer<Task>,
     /// Thieves' end of the worker's `batch` deque.
     pub(crate) batch_stealer: Stealer<Task>,
     /// The deques' owning ends, kept here while no thread runs this slot.
@@ -58,17 +48,11 @@ pub(crate) struct Slot {
 impl Slot {
     pub(crate) fn new() -> Slot {
         let local = Worker::new_lifo();
-        let halves = Worker::new_lifo();
         let batch = Worker::new_fifo();
         Slot {
             stealer: local.stealer(),
-            halves_stealer: halves.stealer(),
             batch_stealer: batch.stealer(),
-            deques: Mutex::new(Some(Deques {
-                local,
-                halves,
-                batch,
-            })),
+            deques: Mutex::new(Some(Deques { local, batch })),
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             counters: CachePadded::new(WorkerCounters::default()),
@@ -92,11 +76,9 @@ impl Slot {
         self.stop.store(stop, Release);
     }
 
-    /// Is there a job in any of its deques?
+    /// Is there a job in either deque?
     pub(crate) fn has_jobs(&self) -> bool {
-        !self.stealer.is_empty()
-            || !self.halves_stealer.is_empty()
-            || !self.batch_stealer.is_empty()
+        !self.stealer.is_empty() || !self.batch_stealer.is_empty()
     }
 
     pub(crate) fn unpark(&self) {

@@ -226,9 +226,7 @@ pub struct WorkerStats {
     /// cancelled. Queued jobs that were cancelled count only in
     /// [`Stats::cancelled`]: no worker ran them.
     pub cancelled: u64,
-    /// Successful steals from other workers' deques. One steal from a
-    /// peer's own deque takes a batch: the oldest job and about half of
-    /// the rest, 32 jobs at most.
+    /// Successful steals from other workers' deques.
     pub steals: u64,
     /// Time spent running jobs.
     pub busy: Duration,
@@ -299,8 +297,7 @@ pub struct Stats {
     pub panicked: u64,
     /// Jobs cancelled: while queued, or asked to stop while running.
     pub cancelled: u64,
-    /// Successful steals between workers (one may take a batch of jobs;
-    /// see [`WorkerStats::steals`]).
+    /// Successful steals between workers.
     pub steals: u64,
     /// Status records held for lookup by id: the live jobs plus at most
     /// the configured history of finished ones. It does not grow with the

@@ -1,9 +1,8 @@
 //! Where a worker looks for a job, oldest outside jobs first: its own
-//! deques (children of its jobs LIFO, then its published `join` halves,
-//! then the batch it took FIFO), then its peers' batches, the spawning
-//! threads' feeds and the injector (each a FIFO, taken from in batches),
-//! then its peers' published halves and own deques, from a random victim
-//! on.
+//! deques (children of its jobs LIFO, then the batch it took FIFO), then
+//! its peers' batches, the spawning threads' feeds and the injector (each
+//! a FIFO, taken from in batches), then its peers' own deques, from a
+//! random victim on.
 //!
 //! Outside jobs move in batches (one compare-and-swap for up to 32 jobs)
 //! into the taker's FIFO `batch` deque, where both the taker and its
@@ -11,21 +10,6 @@
 //! start in spawn order: a worker never takes a later one from a feed
 //! while an earlier one waits in a peer's batch it can see. (Taken into
 //! the LIFO deque, as before, a thief got the newest of a batch first.)
-//!
-//! A peer's `local` deque is stolen from in batches too: the oldest job to
-//! run and about half of the rest, at most 31 (tokio's stealer also takes
-//! half), into the thief's `batch`, so a job that spawns many children
-//! feeds its thief one search per batch instead of one per child. (From a
-//! LIFO deque crossbeam moves the batch one compare-and-swap per job and
-//! hands it over newest first; children of one job have no order.) The
-//! thief's own `batch` keeps them out of `wait_on_own`, which runs only
-//! what its own jobs spawned.
-//!
-//! A peer's `halves` are stolen one at a time, and the thief runs the half
-//! at once (`WorkerCtx::execute` runs stack tasks also while the pool is
-//! paused): the half's owner is inside a `join`, waiting for it, and in a
-//! batch it could wait behind other jobs, also where nobody takes jobs
-//! from a batch (paused, halting, past the nesting bound).
 
 use super::WorkerCtx;
 use crate::job::task::Task;
@@ -38,7 +22,6 @@ impl WorkerCtx {
         }
         self.local
             .pop()
-            .or_else(|| self.halves.pop())
             .or_else(|| self.batch.pop())
             .or_else(|| self.steal())
     }
@@ -78,15 +61,7 @@ impl WorkerCtx {
                 return Some(job);
             }
             for victim in peers() {
-                let slot = &slots[victim];
-                // `is_empty` first: halves are rare (one per steal request).
-                if !slot.halves_stealer.is_empty() {
-                    if let Some(job) = outcome(slot.halves_stealer.steal()) {
-                        self.counted_steal(victim);
-                        return Some(job);
-                    }
-                }
-                if let Some(job) = outcome(slot.stealer.steal_batch_and_pop(&self.batch)) {
+                if let Some(job) = outcome(slots[victim].stealer.steal()) {
                     self.counted_steal(victim);
                     return Some(job);
                 }

@@ -62,10 +62,7 @@ pub(crate) struct WorkerCtx {
     pub(crate) index: usize,
     /// Jobs spawned inside this worker's jobs: LIFO for the owner.
     pub(crate) local: Worker<Task>,
-    /// `join` halves published to thieves, oldest at the bottom.
-    pub(crate) halves: Worker<Task>,
-    /// Jobs taken in a batch from a feed, the injector or a peer's
-    /// `local`: FIFO.
+    /// Jobs taken in a batch from a feed or the injector: FIFO.
     pub(crate) batch: Worker<Task>,
     rng: Cell<u64>,
     /// When this worker's last job finished, if it has not idled since
@@ -140,11 +137,7 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
     POOL_THREAD.with(|p| p.set(pool.id()));
     unwind::set_panic_handler(pool.config().handlers.panic.clone());
     let slot = &pool.slots()[index];
-    let Deques {
-        local,
-        halves,
-        batch,
-    } = lock(&slot.deques)
+    let Deques { local, batch } = lock(&slot.deques)
         .take()
         .expect("one thread per worker slot");
     *lock(&slot.thread) = Some(crate::loom::thread::current());
@@ -153,7 +146,6 @@ pub(crate) fn main_loop(pool: Arc<Pool>, index: usize, running: std::sync::mpsc:
         pool: Arc::clone(&pool),
         index,
         local,
-        halves,
         batch,
         stamp: Cell::new(0),
         rng: Cell::new(
@@ -231,7 +223,7 @@ impl WorkerCtx {
     }
 
     /// A `join` found a peer's steal request (`request.rs`): publish the
-    /// oldest pending half onto `halves`, where thieves see it, and wake a
+    /// oldest pending half onto `local`, where thieves see it, and wake a
     /// parked peer as any push does (rule 1 of `sleep.rs`).
     #[cold]
     #[inline(never)]
@@ -240,7 +232,7 @@ impl WorkerCtx {
             return;
         }
         if let Some(half) = self.pending.publish_oldest() {
-            self.halves.push(Task::stack(half));
+            self.local.push(Task::stack(half));
             self.pool.wake_one();
         }
     }
@@ -422,11 +414,6 @@ impl WorkerCtx {
         } else {
             WorkerState::Exited
         });
-        // Every `join` of this thread has returned, so no half is left.
-        debug_assert!(
-            self.halves.is_empty(),
-            "a leaving worker holds no join half"
-        );
         let mut moved = 0;
         while let Some(job) = self.batch.pop().or_else(|| self.local.pop()) {
             pool.injector().push(job);
@@ -447,17 +434,8 @@ impl WorkerCtx {
         pool.on_idle();
         *lock(&slot.thread) = None;
         let index = self.index;
-        let Self {
-            local,
-            halves,
-            batch,
-            ..
-        } = self;
-        *lock(&slot.deques) = Some(Deques {
-            local,
-            halves,
-            batch,
-        });
+        let Self { local, batch, .. } = self;
+        *lock(&slot.deques) = Some(Deques { local, batch });
         // Never refused: the control thread waits for every worker's
         // `Exited` before it stops taking orders.
         let _ = pool.orders().post(Order::Exited(index));
@@ -520,10 +498,9 @@ fn wait_parked(done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> boo
 }
 
 impl WorkerCtx {
-    /// `wait_until` past the nesting bound: runs the halves its own
-    /// `join`s published and the jobs its own jobs spawned (newest first,
-    /// as it would anyway), never a stolen one, so the stack grows only
-    /// with the user's own nesting.
+    /// `wait_until` past the nesting bound: runs the jobs its own jobs
+    /// spawned (newest first, as it would anyway), never a stolen one, so
+    /// the stack grows only with the user's own nesting.
     fn wait_on_own(&self, done: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
         loop {
             if done() {
@@ -535,10 +512,10 @@ impl WorkerCtx {
             if self.is_halting() || self.pool.is_paused() {
                 return wait_parked(done, deadline);
             }
-            match self.halves.pop().or_else(|| self.local.pop()) {
+            match self.local.pop() {
                 Some(task) => self.execute(task),
-                // Only this thread pushes to `halves` and `local`: nothing
-                // more will come while it waits.
+                // Only this thread pushes to `local`: nothing more will
+                // come while it waits.
                 None => return wait_parked(done, deadline),
             }
         }
