@@ -4,7 +4,8 @@
 //! figure, workyard's, workyard's ratio to it, and the targets.
 //!
 //! Run with `cargo run --release --example compare`; set
-//! `WORKYARD_BENCH_WORKERS` to change the worker count (default 2). With
+//! `WORKYARD_BENCH_WORKERS` to change the worker count (default 2), and
+//! `WORKYARD_BENCH_PIN=1` to pin every pool's workers one to a CPU. With
 //! an argument it runs one section only, for A/B runs of one change:
 //! `heartbeat` (the fork-join rows that join at every node), `spawn`,
 //! `forkjoin` (the classic fib and quicksort rows) or `coarse`.
@@ -693,8 +694,13 @@ fn main() {
     };
     let started = Instant::now();
     let workers = peers::workers();
+    let pinned = if peers::contender::pinned() {
+        ", each pinned to a CPU"
+    } else {
+        ""
+    };
     println!(
-        "workyard vs peers, {workers} workers, {}; ratio > 1.00 means workyard is better\n",
+        "workyard vs peers, {workers} workers{pinned}, {}; ratio > 1.00 means workyard is better\n",
         peers::sys::machine()
     );
     if let Some(rows) = only {

@@ -2,7 +2,15 @@
 
 use super::hand::HandPool;
 use super::sync::Countdown;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Barrier};
 use workyard::Dispatcher;
+
+/// Are worker threads pinned to CPUs (`WORKYARD_BENCH_PIN=1`)? Off by
+/// default, as users' pools run.
+pub fn pinned() -> bool {
+    std::env::var_os("WORKYARD_BENCH_PIN").is_some_and(|v| v != "0")
+}
 
 /// Which pool, and for rayon which of its two ways to run detached jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +76,7 @@ impl Contender {
                 .build()
                 .expect("build a rayon pool")
         };
-        match kind {
+        let pool = match kind {
             Kind::Workyard => Contender::Workyard(
                 Dispatcher::builder()
                     .workers(workers)
@@ -82,7 +90,38 @@ impl Contender {
             Kind::RayonScope => Contender::RayonScope(rayon()),
             Kind::Threadpool => Contender::Threadpool(threadpool::ThreadPool::new(workers)),
             Kind::Hand => Contender::Hand(HandPool::new(workers)),
+        };
+        if pinned() {
+            pool.pin(workers);
         }
+        pool
+    }
+
+    /// Pins each of the pool's `workers` threads to a CPU of its own (CPUs
+    /// 0, 1, ... in turn), the same way for every pool: one job per thread,
+    /// held at a barrier until every thread has taken one. Left to itself
+    /// the kernel sometimes wakes a pool's second worker onto the CPU where
+    /// the first one runs, and the two share it for milliseconds.
+    fn pin(&self, workers: usize) {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let barrier = Arc::new(Barrier::new(workers + 1));
+        let next = Arc::new(AtomicUsize::new(0));
+        for _ in 0..workers {
+            let (barrier, next) = (Arc::clone(&barrier), Arc::clone(&next));
+            let job = move || {
+                super::sys::pin_to_cpu(next.fetch_add(1, Relaxed) % cpus);
+                barrier.wait();
+            };
+            match self {
+                Contender::Workyard(pool) => {
+                    pool.spawn_detached(job).expect("pool is up");
+                }
+                Contender::RayonSpawn { pool, .. } | Contender::RayonScope(pool) => pool.spawn(job),
+                Contender::Threadpool(pool) => pool.execute(job),
+                Contender::Hand(pool) => pool.spawn(job),
+            }
+        }
+        barrier.wait();
     }
 
     pub fn kind(&self) -> Kind {

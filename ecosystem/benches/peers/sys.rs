@@ -48,3 +48,20 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".to_string());
     format!("{cpus} logical CPUs, {model}")
 }
+
+/// Pins the calling thread to one CPU (Linux); elsewhere does nothing.
+pub fn pin_to_cpu(cpu: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `set` is a zeroed, then filled, `cpu_set_t` that lives for
+        // the call; `sched_setaffinity(0, ..)` acts on the calling thread.
+        let rc = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu} failed");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpu;
+}
