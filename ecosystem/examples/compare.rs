@@ -16,6 +16,7 @@ mod peers;
 #[global_allocator]
 static ALLOC: peers::alloc::Counting = peers::alloc::Counting;
 
+use peers::contender::pin_workers;
 use peers::forkjoin::{
     self, fib, fib_every, merge_sort, quicksort, tree_sum, HandJoin, Node, RayonJoin, Sequential,
     WorkyardJoin, FIB_N, MERGE_LEN,
@@ -237,6 +238,7 @@ fn forkjoin_rows() -> Vec<Row> {
         .num_threads(workers)
         .build()
         .expect("build a rayon pool");
+    pin_workers(workers, |job| rayon.spawn(job));
     let rayon_fib = time_median(|| {
         std::hint::black_box(rayon.install(|| fib::<RayonJoin>(FIB_N)));
     });
@@ -246,6 +248,7 @@ fn forkjoin_rows() -> Vec<Row> {
     });
     drop(rayon);
     let hand = HandPool::new(workers);
+    pin_workers(workers, |job| hand.spawn(job));
     let hand_fib = time_median(|| {
         std::hint::black_box(hand.install(|| fib::<HandJoin>(FIB_N)));
     });
@@ -259,6 +262,9 @@ fn forkjoin_rows() -> Vec<Row> {
             .workers(workers)
             .build()
             .expect("build a workyard dispatcher");
+        pin_workers(workers, |job| {
+            pool.spawn_detached(job).expect("pool is up");
+        });
         let fib = time_median(|| {
             std::hint::black_box(pool.join(
                 || fib::<WorkyardJoin>(FIB_N - 1),
@@ -334,11 +340,16 @@ impl Timed {
             .num_threads(workers)
             .build()
             .expect("build a rayon pool");
+        pin_workers(workers, |job| rayon.spawn(job));
         let build = |workers| {
-            workyard::Dispatcher::builder()
+            let pool = workyard::Dispatcher::builder()
                 .workers(workers)
                 .build()
-                .expect("build a workyard dispatcher")
+                .expect("build a workyard dispatcher");
+            pin_workers(workers, |job| {
+                pool.spawn_detached(job).expect("pool is up");
+            });
+            pool
         };
         let (workyard, workyard_1) = (build(workers), build(1));
         let sample = |run: &dyn Fn()| {

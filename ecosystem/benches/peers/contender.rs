@@ -12,6 +12,29 @@ pub fn pinned() -> bool {
     std::env::var_os("WORKYARD_BENCH_PIN").is_some_and(|v| v != "0")
 }
 
+/// If [`pinned`], pins each of a pool's `workers` threads to a CPU of its
+/// own (CPUs 0, 1, ... in turn), the same way for every pool: `spawn`
+/// queues one job per thread, each held at a barrier until every thread
+/// has taken one. Left to itself the kernel sometimes wakes a pool's
+/// second worker onto the CPU where the first one runs, and the two share
+/// it for milliseconds (BENCHMARKS.md).
+pub fn pin_workers(workers: usize, spawn: impl Fn(Box<dyn FnOnce() + Send>)) {
+    if !pinned() {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let barrier = Arc::new(Barrier::new(workers + 1));
+    let next = Arc::new(AtomicUsize::new(0));
+    for _ in 0..workers {
+        let (barrier, next) = (Arc::clone(&barrier), Arc::clone(&next));
+        spawn(Box::new(move || {
+            super::sys::pin_to_cpu(next.fetch_add(1, Relaxed) % cpus);
+            barrier.wait();
+        }));
+    }
+    barrier.wait();
+}
+
 /// Which pool, and for rayon which of its two ways to run detached jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -91,37 +114,20 @@ impl Contender {
             Kind::Threadpool => Contender::Threadpool(threadpool::ThreadPool::new(workers)),
             Kind::Hand => Contender::Hand(HandPool::new(workers)),
         };
-        if pinned() {
-            pool.pin(workers);
-        }
+        pool.pin(workers);
         pool
     }
 
-    /// Pins each of the pool's `workers` threads to a CPU of its own (CPUs
-    /// 0, 1, ... in turn), the same way for every pool: one job per thread,
-    /// held at a barrier until every thread has taken one. Left to itself
-    /// the kernel sometimes wakes a pool's second worker onto the CPU where
-    /// the first one runs, and the two share it for milliseconds.
+    /// [`pin_workers`] for this pool.
     fn pin(&self, workers: usize) {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let barrier = Arc::new(Barrier::new(workers + 1));
-        let next = Arc::new(AtomicUsize::new(0));
-        for _ in 0..workers {
-            let (barrier, next) = (Arc::clone(&barrier), Arc::clone(&next));
-            let job = move || {
-                super::sys::pin_to_cpu(next.fetch_add(1, Relaxed) % cpus);
-                barrier.wait();
-            };
-            match self {
-                Contender::Workyard(pool) => {
-                    pool.spawn_detached(job).expect("pool is up");
-                }
-                Contender::RayonSpawn { pool, .. } | Contender::RayonScope(pool) => pool.spawn(job),
-                Contender::Threadpool(pool) => pool.execute(job),
-                Contender::Hand(pool) => pool.spawn(job),
+        pin_workers(workers, |job| match self {
+            Contender::Workyard(pool) => {
+                pool.spawn_detached(job).expect("pool is up");
             }
-        }
-        barrier.wait();
+            Contender::RayonSpawn { pool, .. } | Contender::RayonScope(pool) => pool.spawn(job),
+            Contender::Threadpool(pool) => pool.execute(job),
+            Contender::Hand(pool) => pool.spawn(job),
+        });
     }
 
     pub fn kind(&self) -> Kind {
