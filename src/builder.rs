@@ -228,6 +228,33 @@ impl DispatcherBuilder {
     ///     .unwrap();
     /// assert_eq!(started.load(SeqCst), 3);
     /// ```
+    ///
+    /// Pinning each worker to a CPU of its own. On a virtual machine the
+    /// kernel sometimes wakes a second worker onto the CPU where the first
+    /// one runs, and it waits there for milliseconds while another CPU
+    /// idles (BENCHMARKS.md); pinned, it cannot. On Linux, with `libc`:
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")] {
+    /// let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// let pool = workyard::Dispatcher::builder()
+    ///     .workers(2)
+    ///     .start_handler(move |index| {
+    ///         // SAFETY: a zeroed `cpu_set_t` is an empty set, filled in
+    ///         // before the call, which only reads it.
+    ///         let rc = unsafe {
+    ///             let mut set: libc::cpu_set_t = std::mem::zeroed();
+    ///             libc::CPU_SET(index % cpus, &mut set);
+    ///             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    ///         };
+    ///         // Refused where that CPU is not ours to use: run unpinned.
+    ///         let _ = rc;
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(pool.join(|| 1, || 2), (1, 2));
+    /// # }
+    /// ```
     pub fn start_handler(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
         self.handlers.start = Some(Arc::new(f));
         self
