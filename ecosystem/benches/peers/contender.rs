@@ -13,26 +13,41 @@ pub fn pinned() -> bool {
 }
 
 /// If [`pinned`], pins each of a pool's `workers` threads to a CPU of its
-/// own (CPUs 0, 1, ... in turn), the same way for every pool: `spawn`
-/// queues one job per thread, each held at a barrier until every thread
-/// has taken one. Left to itself the kernel sometimes wakes a pool's
-/// second worker onto the CPU where the first one runs, and the two share
-/// it for milliseconds (BENCHMARKS.md).
+/// own (the CPUs this process may use, in turn), the same way for every
+/// pool: `spawn` queues one job per thread, each held at a barrier until
+/// every thread has taken one. Left to itself the kernel sometimes wakes a
+/// pool's second worker onto the CPU where the first one runs, and the two
+/// share it for milliseconds (BENCHMARKS.md). Panics if a pin is refused,
+/// after every thread has passed the barrier.
 pub fn pin_workers(workers: usize, spawn: impl Fn(Box<dyn FnOnce() + Send>)) {
     if !pinned() {
         return;
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = Arc::new(super::sys::allowed_cpus());
+    assert!(
+        !cpus.is_empty(),
+        "WORKYARD_BENCH_PIN: the CPUs allowed are unknown here"
+    );
     let barrier = Arc::new(Barrier::new(workers + 1));
-    let next = Arc::new(AtomicUsize::new(0));
+    let (next, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     for _ in 0..workers {
-        let (barrier, next) = (Arc::clone(&barrier), Arc::clone(&next));
+        let (barrier, next, refused, cpus) = (
+            Arc::clone(&barrier),
+            Arc::clone(&next),
+            Arc::clone(&refused),
+            Arc::clone(&cpus),
+        );
         spawn(Box::new(move || {
-            super::sys::pin_to_cpu(next.fetch_add(1, Relaxed) % cpus);
+            let cpu = cpus[next.fetch_add(1, Relaxed) % cpus.len()];
+            if !super::sys::pin_to_cpu(cpu) {
+                refused.fetch_add(1, Relaxed);
+            }
             barrier.wait();
         }));
     }
+    // The barrier orders the workers' counts before this load.
     barrier.wait();
+    assert_eq!(refused.load(Relaxed), 0, "a worker could not be pinned");
 }
 
 /// Which pool, and for rayon which of its two ways to run detached jobs.

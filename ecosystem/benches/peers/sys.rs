@@ -49,19 +49,43 @@ pub fn machine() -> String {
     format!("{cpus} logical CPUs, {model}")
 }
 
-/// Pins the calling thread to one CPU (Linux); elsewhere does nothing.
-pub fn pin_to_cpu(cpu: usize) {
+/// The CPUs this thread may run on, in order (Linux; elsewhere, and if
+/// the kernel does not say, none).
+pub fn allowed_cpus() -> Vec<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `set` is a zeroed `cpu_set_t` that the call fills in and
+        // `CPU_ISSET` then only reads; `0` means the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+                return Vec::new();
+            }
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .collect()
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
+/// Pins the calling thread to one CPU (Linux); `false` if refused or
+/// elsewhere.
+pub fn pin_to_cpu(cpu: usize) -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: `set` is a zeroed, then filled, `cpu_set_t` that lives for
         // the call; `sched_setaffinity(0, ..)` acts on the calling thread.
-        let rc = unsafe {
+        unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-        };
-        assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu} failed");
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = cpu;
+    {
+        let _ = cpu;
+        false
+    }
 }
