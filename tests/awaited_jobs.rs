@@ -11,7 +11,8 @@
 //! No sleeps arrange the interleavings; gates and `eventually` do. Only a
 //! stall is detected by a time limit (`STALL`). In review the pause test
 //! stalled on 882c8bc, the two deep ones on 882c8bc and 3b3e8d3 (30 of 30
-//! runs each), and all three passed on the code before (30 of 30).
+//! runs each), and all three passed on the code before (30 of 30). Each
+//! runs on 2 workers and on 8, six of them held by blocking jobs.
 
 mod common;
 use common::{eventually, within, Gate, LIMIT};
@@ -20,6 +21,24 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use workyard::{Dispatcher, JobHandle, JobStatus};
 
+/// Holds `n` workers with jobs that block (without helping) until the
+/// returned gate opens, so that in a pool of `n + 2` exactly the two
+/// workers each test arranges are free, as in a pool of two.
+fn hold_workers(pool: &Dispatcher, n: usize) -> Gate {
+    let gate = Gate::new();
+    let running = Arc::new(AtomicUsize::new(0));
+    for _ in 0..n {
+        let (gate, running) = (gate.clone(), running.clone());
+        pool.spawn_detached(move || {
+            running.fetch_add(1, SeqCst);
+            gate.wait();
+        })
+        .unwrap();
+    }
+    eventually("the extra workers are held", || running.load(SeqCst) == n);
+    gate
+}
+
 /// How long a wait that should finish may take before it counts as stalled.
 const STALL: Duration = Duration::from_secs(5);
 
@@ -27,10 +46,10 @@ const STALL: Duration = Duration::from_secs(5);
 const CHILDREN: usize = 10;
 
 /// 882c8bc stalled here.
-#[test]
-fn a_joins_stolen_half_runs_while_paused() {
-    within(LIMIT, || {
-        let pool = Dispatcher::builder().workers(2).build().unwrap();
+fn a_joins_stolen_half_runs_while_paused(workers: usize) {
+    within(LIMIT, move || {
+        let pool = Dispatcher::builder().workers(workers).build().unwrap();
+        let extra = hold_workers(&pool, workers - 2);
         // `start`: the job R waits on it before its `join`, so the other
         // worker can be held first. `queued`: opened by `a` once its
         // children are queued (on 882c8bc above the published half `b`).
@@ -105,6 +124,7 @@ fn a_joins_stolen_half_runs_while_paused() {
         for h in r.join().unwrap() {
             h.join().unwrap();
         }
+        extra.open();
         pool.shutdown();
         assert!(finished, "R's join did not finish while paused");
     });
@@ -185,10 +205,10 @@ fn hung(pool: Dispatcher, keep: impl Sized, what: &str) -> ! {
 }
 
 /// The thief is halted while it runs X1; on 3b3e8d3 X0 sat in its batch.
-#[test]
-fn deep_wait_with_halting_thief() {
-    within(LIMIT, || {
-        let pool = Dispatcher::builder().workers(2).build().unwrap();
+fn deep_wait_with_halting_thief(workers: usize) {
+    within(LIMIT, move || {
+        let pool = Dispatcher::builder().workers(workers).build().unwrap();
+        let extra = hold_workers(&pool, workers - 2);
         let deep = Arc::new(Deep::default());
         let (job, done) = deep.spawn(&pool);
         let hold = Gate::new();
@@ -215,16 +235,17 @@ fn deep_wait_with_halting_thief() {
             );
         }
         job.join().unwrap();
+        extra.open();
         pool.shutdown();
     });
 }
 
 /// No halt, no pause: the thief steals while 15 jobs deep, so X1 (16th)
 /// waits on its own deque only; on 3b3e8d3 X0 sat in its batch.
-#[test]
-fn deep_wait_with_deep_thief() {
-    within(LIMIT, || {
-        let pool = Dispatcher::builder().workers(2).build().unwrap();
+fn deep_wait_with_deep_thief(workers: usize) {
+    within(LIMIT, move || {
+        let pool = Dispatcher::builder().workers(workers).build().unwrap();
+        let extra = hold_workers(&pool, workers - 2);
         let deep = Arc::new(Deep::default());
         deep.x1_gate.open();
         let (job, done) = deep.spawn(&pool);
@@ -256,6 +277,37 @@ fn deep_wait_with_deep_thief() {
         }
         job.join().unwrap();
         other.join().unwrap();
+        extra.open();
         pool.shutdown();
     });
+}
+
+#[test]
+fn a_joins_stolen_half_runs_while_paused_2_workers() {
+    a_joins_stolen_half_runs_while_paused(2);
+}
+
+#[test]
+fn a_joins_stolen_half_runs_while_paused_8_workers() {
+    a_joins_stolen_half_runs_while_paused(8);
+}
+
+#[test]
+fn deep_wait_with_halting_thief_2_workers() {
+    deep_wait_with_halting_thief(2);
+}
+
+#[test]
+fn deep_wait_with_halting_thief_8_workers() {
+    deep_wait_with_halting_thief(8);
+}
+
+#[test]
+fn deep_wait_with_deep_thief_2_workers() {
+    deep_wait_with_deep_thief(2);
+}
+
+#[test]
+fn deep_wait_with_deep_thief_8_workers() {
+    deep_wait_with_deep_thief(8);
 }
