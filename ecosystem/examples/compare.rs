@@ -16,7 +16,7 @@ mod peers;
 #[global_allocator]
 static ALLOC: peers::alloc::Counting = peers::alloc::Counting;
 
-use peers::contender::pin_workers;
+use peers::contender::{pin_rayon, pin_workers, pin_workyard};
 use peers::forkjoin::{
     self, fib, fib_every, merge_sort, quicksort, tree_sum, HandJoin, Node, RayonJoin, Sequential,
     WorkyardJoin, FIB_N, MERGE_LEN,
@@ -238,7 +238,7 @@ fn forkjoin_rows() -> Vec<Row> {
         .num_threads(workers)
         .build()
         .expect("build a rayon pool");
-    pin_workers(workers, |job| rayon.spawn(job));
+    pin_rayon(&rayon, workers);
     let rayon_fib = time_median(|| {
         std::hint::black_box(rayon.install(|| fib::<RayonJoin>(FIB_N)));
     });
@@ -262,9 +262,7 @@ fn forkjoin_rows() -> Vec<Row> {
             .workers(workers)
             .build()
             .expect("build a workyard dispatcher");
-        pin_workers(workers, |job| {
-            pool.spawn_detached(job).expect("pool is up");
-        });
+        pin_workyard(&pool, workers);
         let fib = time_median(|| {
             std::hint::black_box(pool.join(
                 || fib::<WorkyardJoin>(FIB_N - 1),
@@ -340,15 +338,13 @@ impl Timed {
             .num_threads(workers)
             .build()
             .expect("build a rayon pool");
-        pin_workers(workers, |job| rayon.spawn(job));
+        pin_rayon(&rayon, workers);
         let build = |workers| {
             let pool = workyard::Dispatcher::builder()
                 .workers(workers)
                 .build()
                 .expect("build a workyard dispatcher");
-            pin_workers(workers, |job| {
-                pool.spawn_detached(job).expect("pool is up");
-            });
+            pin_workyard(&pool, workers);
             pool
         };
         let (workyard, workyard_1) = (build(workers), build(1));

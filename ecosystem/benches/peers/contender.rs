@@ -50,6 +50,18 @@ pub fn pin_workers(workers: usize, spawn: impl Fn(Box<dyn FnOnce() + Send>)) {
     assert_eq!(refused.load(Relaxed), 0, "a worker could not be pinned");
 }
 
+/// [`pin_workers`] for a workyard pool of `workers` threads.
+pub fn pin_workyard(pool: &Dispatcher, workers: usize) {
+    pin_workers(workers, |job| {
+        pool.spawn_detached(job).expect("pool is up");
+    });
+}
+
+/// [`pin_workers`] for a rayon pool of `workers` threads.
+pub fn pin_rayon(pool: &rayon::ThreadPool, workers: usize) {
+    pin_workers(workers, |job| pool.spawn(job));
+}
+
 /// Which pool, and for rayon which of its two ways to run detached jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -135,14 +147,14 @@ impl Contender {
 
     /// [`pin_workers`] for this pool.
     fn pin(&self, workers: usize) {
-        pin_workers(workers, |job| match self {
-            Contender::Workyard(pool) => {
-                pool.spawn_detached(job).expect("pool is up");
+        match self {
+            Contender::Workyard(pool) => pin_workyard(pool, workers),
+            Contender::RayonSpawn { pool, .. } | Contender::RayonScope(pool) => {
+                pin_rayon(pool, workers)
             }
-            Contender::RayonSpawn { pool, .. } | Contender::RayonScope(pool) => pool.spawn(job),
-            Contender::Threadpool(pool) => pool.execute(job),
-            Contender::Hand(pool) => pool.spawn(job),
-        });
+            Contender::Threadpool(pool) => pin_workers(workers, |job| pool.execute(job)),
+            Contender::Hand(pool) => pin_workers(workers, |job| pool.spawn(job)),
+        }
     }
 
     pub fn kind(&self) -> Kind {
